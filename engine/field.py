@@ -1,0 +1,168 @@
+"""The neural field in its two forms.
+
+- `NeuralField` (training form): torch module with the octree, a `FeatureGrid` and the decoder parameters.
+- `InferenceField` (the contract between trainer, file, renderers and viewer): a plain dataclass of tensors, free of
+  training state. `NeuralField.freeze()` produces one at any moment; the file reader produces one from any prefix.
+
+Space: world points x map to the unit cube by u = (x - scene_center) / (2 * scene_half_size) + 0.5.
+LOD k uses feature levels 0..k; feature level k lives at octree level `base_level + k`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dataclass_field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from engine.decoder import decode, decoder_shapes, init_decoder
+from engine.grids import FeatureGrid, GridKind, LevelRows
+from engine.octree import Octree, cell_corners, trilinear_weights
+
+FieldFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class InferenceField:
+    """Everything a renderer needs; tensors only (all on one device).
+
+    scene_center: float [3] world units; scene_half_size: half the bounding cube's edge, world units.
+    octree: occupancy of levels 0..base_level + len(levels) - 1.
+    base_level: octree level of LOD 0.
+    levels: feature rows of LOD 0..max_lod (a file prefix may hold fewer than `n_lods`).
+    corners: per held LOD, int32 [n_cells, 8]: the corner-table row of each corner of each occupied cell.
+    decoder: the decoder's tensors (see engine/decoder.py), float32.
+    grid_kind: dense | vq | random | kmeans.
+    n_lods: LODs of the complete model (fixes the ray-marching step, so a prefix renders with the same samples).
+    metadata: free-form facts from the file (provenance, metrics); not used for rendering.
+    """
+
+    scene_center: torch.Tensor
+    scene_half_size: float
+    octree: Octree
+    base_level: int
+    levels: list[LevelRows]
+    corners: list[torch.Tensor]
+    decoder: dict[str, torch.Tensor]
+    grid_kind: GridKind
+    n_lods: int
+    metadata: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def max_lod(self) -> int:
+        """Finest LOD this field holds."""
+        return len(self.levels) - 1
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.decoder["w0"].shape[0])
+
+    @property
+    def bits(self) -> int | None:
+        return self.levels[0].bits if self.levels else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder["w0"].device
+
+    def to(self, device: torch.device | str) -> "InferenceField":
+        return InferenceField(
+            self.scene_center.to(device), self.scene_half_size, self.octree.to(device), self.base_level,
+            [LevelRows(*(None if t is None else t.to(device) for t in (r.codebook, r.indices, r.features)), r.bits)
+             for r in self.levels],
+            [c.to(device) for c in self.corners], {k: v.to(device) for k, v in self.decoder.items()},
+            self.grid_kind, self.n_lods, dict(self.metadata))
+
+    def truncated(self, max_lod: int) -> "InferenceField":
+        """The coarser field holding LOD 0..max_lod only."""
+        max_lod = max(0, min(max_lod, self.max_lod))
+        return InferenceField(self.scene_center, self.scene_half_size,
+                              self.octree.truncated(self.base_level + max_lod), self.base_level,
+                              self.levels[: max_lod + 1], self.corners[: max_lod + 1], self.decoder,
+                              self.grid_kind, self.n_lods, dict(self.metadata))
+
+    def field_fn(self, lod: int) -> FieldFn:
+        """(unit points [M,3], cell indices [levels, M], unit dirs [M,3]) -> (sigma [M], rgb [M,3]) at `lod`."""
+        tables = [r.table() for r in self.levels[: lod + 1]]
+        return make_field_fn(tables, self.corners, self.decoder, self.base_level, lod)
+
+
+def feature_from_cells(tables: list[torch.Tensor], corners: list[torch.Tensor], base_level: int, lod: int,
+                       points: torch.Tensor, cell_index: torch.Tensor) -> torch.Tensor:
+    """Sum over LOD 0..lod of the trilinear interpolation of each level's corner features.
+
+    tables: per LOD float [n_corners, F]; corners: per LOD int32 [n_cells, 8];
+    points: float [M,3] unit cube; cell_index: int64 [>= base_level + lod + 1, M] from `octree.descend`.
+    Returns float [M,F].
+    """
+    feature = None
+    for k in range(lod + 1):
+        level = base_level + k
+        _, weights = trilinear_weights(points, level)  # [M,8]
+        rows = corners[k][cell_index[level]].long()  # [M,8]
+        f = (tables[k][rows] * weights.unsqueeze(-1)).sum(dim=1)
+        feature = f if feature is None else feature + f
+    return feature
+
+
+def make_field_fn(tables: list[torch.Tensor], corners: list[torch.Tensor], decoder: dict[str, torch.Tensor],
+                  base_level: int, lod: int) -> FieldFn:
+    def field_fn(points: torch.Tensor, cell_index: torch.Tensor, dirs: torch.Tensor):
+        return decode(decoder, feature_from_cells(tables, corners, base_level, lod, points, cell_index), dirs)
+    return field_fn
+
+
+class NeuralField(nn.Module):
+    """Training form: octree + trainable grid + decoder.
+
+    octree: levels 0..base_level + n_lods - 1 (moved with the module's device by `.to()` of this class).
+    """
+
+    def __init__(self, octree: Octree, base_level: int, kind: GridKind, feature_dim: int = 16,
+                 bits: int | None = None, scene_center: torch.Tensor | None = None, scene_half_size: float = 1.5,
+                 seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.octree = octree
+        self.base_level = base_level
+        self.n_lods = octree.max_level - base_level + 1
+        if self.n_lods < 1:
+            raise ValueError(f"base level {base_level} is finer than the octree's finest level {octree.max_level}")
+        self.corners = [cell_corners(octree, base_level + k)[1] for k in range(self.n_lods)]
+        n_corners = [int(c.max()) + 1 if c.numel() else 0 for c in self.corners]
+        self.grid = FeatureGrid(kind, n_corners, feature_dim, bits, generator=gen)
+        self.decoder = nn.ParameterDict({k: nn.Parameter(v) for k, v in init_decoder(feature_dim, gen).items()})
+        self.register_buffer("scene_center", (scene_center if scene_center is not None else torch.zeros(3)).float())
+        self.scene_half_size = float(scene_half_size)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        device = self.scene_center.device
+        self.octree = self.octree.to(device)
+        self.corners = [c.to(device) for c in self.corners]
+        return self
+
+    @property
+    def kind(self) -> GridKind:
+        return self.grid.kind
+
+    def field_fn(self, lod: int) -> FieldFn:
+        tables = [self.grid.corner_features(k) for k in range(lod + 1)]
+        return make_field_fn(tables, self.corners, dict(self.decoder), self.base_level, lod)
+
+    def freeze(self, metadata: dict | None = None) -> InferenceField:
+        """The inference form now: argmax indices instead of logits, detached copies."""
+        with torch.no_grad():
+            return InferenceField(
+                self.scene_center.detach().clone(), self.scene_half_size, self.octree, self.base_level,
+                [self.grid.export_level(k) for k in range(self.n_lods)], list(self.corners),
+                {k: v.detach().clone() for k, v in self.decoder.items()}, self.grid.kind, self.n_lods,
+                dict(metadata or {}))
+
+
+def check_decoder(decoder: dict[str, torch.Tensor], feature_dim: int) -> None:
+    """Raises ValueError naming the first decoder tensor whose shape is not the fixed architecture's."""
+    for name, shape in decoder_shapes(feature_dim).items():
+        if name not in decoder or tuple(decoder[name].shape) != shape:
+            got = tuple(decoder[name].shape) if name in decoder else None
+            raise ValueError(f"decoder tensor {name}: expected shape {shape}, got {got}")

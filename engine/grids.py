@@ -1,0 +1,160 @@
+"""Feature grids: where a level's per-corner features come from. One interface for every kind:
+
+    grid.corner_features(k) -> float [n_corners_k, F]   features of LOD k's corners, in corner-table order
+    grid.export_level(k)    -> LevelRows                 what inference (and the file) keeps of level k
+
+Kinds:
+- dense:  float features per corner (the uncompressed NGLOD-NeRF baseline).
+- vq:     VQAD. A codebook [2^b, F] and 2^b logits per corner; forward uses the codebook row of each corner's argmax,
+          backward the softmax gradient (straight-through estimator), through `vq_lookup` which never forms an
+          [N, 8, 2^b, F] tensor: its memory is [n_corners, 2^b].
+- random: fixed random indices into a learned codebook (the hash-like baseline).
+- kmeans: post-hoc k-means of a trained dense grid (see `kmeans_grid_from_dense`); inference-only, no training form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from engine.quantize import kmeans
+
+GridKind = Literal["dense", "vq", "random", "kmeans"]
+
+
+@dataclass
+class LevelRows:
+    """The feature rows of one feature level as inference keeps them (exactly one of the two forms is set).
+
+    codebook: float [2^bits, F] and indices: int32 [n_corners] in [0, 2^bits)   (vq, random, kmeans)
+    features: float [n_corners, F]                                             (dense)
+    """
+
+    codebook: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    bits: int | None = None
+
+    def table(self) -> torch.Tensor:
+        """float [n_corners, F]: the feature of every corner."""
+        if self.features is not None:
+            return self.features
+        return self.codebook[self.indices.long()]
+
+    @property
+    def n_corners(self) -> int:
+        return int(self.features.shape[0] if self.features is not None else self.indices.shape[0])
+
+
+class _VQLookup(torch.autograd.Function):
+    """Straight-through codebook lookup: logits [M,K], codebook [K,F] -> codebook[argmax(logits)] [M,F]."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        index = logits.argmax(dim=1)
+        ctx.save_for_backward(logits, codebook, index)
+        return codebook[index]
+
+    @staticmethod
+    def backward(ctx, v_features: torch.Tensor):
+        logits, codebook, index = ctx.saved_tensors
+        v_logits = v_codebook = None
+        if ctx.needs_input_grad[0]:
+            # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T.
+            rows = (v_features != 0).any(dim=1).nonzero().squeeze(1)
+            p = torch.softmax(logits[rows].float(), dim=1)
+            s = v_features[rows] @ codebook.T
+            v_logits = torch.zeros_like(logits)
+            v_logits[rows] = (p * (s - (p * s).sum(dim=1, keepdim=True))).to(logits.dtype)
+        if ctx.needs_input_grad[1]:
+            v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
+        return v_logits, v_codebook
+
+
+def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Straight-through estimator: forward codebook[argmax(logits)], backward the softmax gradient.
+
+    logits: float [M, 2^b]; codebook: float [2^b, F] -> float [M, F]. Gradient memory is O(M * 2^b).
+    """
+    if logits.ndim != 2 or codebook.ndim != 2 or logits.shape[1] != codebook.shape[0]:
+        raise ValueError(f"vq_lookup: logits {tuple(logits.shape)} and codebook {tuple(codebook.shape)} disagree")
+    return _VQLookup.apply(logits.contiguous(), codebook.contiguous())
+
+
+def vq_lookup_explicit(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The textbook one-hot/softmax form of `vq_lookup` (for tests): (onehot - sg(softmax) + softmax) @ codebook."""
+    soft = torch.softmax(logits, dim=1)
+    hard = torch.nn.functional.one_hot(logits.argmax(dim=1), logits.shape[1]).to(soft.dtype)
+    return (hard - soft.detach() + soft) @ codebook
+
+
+class FeatureGrid(nn.Module):
+    """Trainable features of every feature level (LOD 0..n_lods-1) of one grid kind (dense, vq or random).
+
+    n_corners: corners per LOD; feature_dim: F; bits: b for vq/random (ignored for dense).
+    """
+
+    def __init__(self, kind: GridKind, n_corners: list[int], feature_dim: int, bits: int | None = None,
+                 feature_std: float = 0.01, codebook_std: float = 0.1, logit_std: float = 0.01,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if kind not in ("dense", "vq", "random"):
+            raise ValueError(f"grid kind '{kind}' has no training form (use dense, vq or random)")
+        if kind != "dense" and not (bits and 1 <= bits <= 16):
+            raise ValueError(f"--bits must be between 1 and 16 for a {kind} grid, got {bits}")
+        self.kind = kind
+        self.feature_dim = feature_dim
+        self.bits = bits if kind != "dense" else None
+        self.features = nn.ParameterList()
+        self.codebooks = nn.ParameterList()
+        self.logits = nn.ParameterList()
+        self._indices: list[torch.Tensor] = []
+        for k, n in enumerate(n_corners):
+            if kind == "dense":
+                self.features.append(nn.Parameter(torch.randn(n, feature_dim, generator=generator) * feature_std))
+                continue
+            size = 1 << bits
+            self.codebooks.append(nn.Parameter(torch.randn(size, feature_dim, generator=generator) * codebook_std))
+            if kind == "vq":
+                self.logits.append(nn.Parameter(torch.randn(n, size, generator=generator) * logit_std))
+            else:
+                idx = torch.randint(size, (n,), generator=generator, dtype=torch.int64).to(torch.int32)
+                self.register_buffer(f"indices_{k}", idx)
+                self._indices.append(idx)
+        self.n_lods = len(n_corners)
+
+    def indices(self, k: int) -> torch.Tensor:
+        """int64 [n_corners]: the codebook row each corner uses now (argmax of the logits for vq)."""
+        if self.kind == "vq":
+            return self.logits[k].argmax(dim=1)
+        return getattr(self, f"indices_{k}").long()
+
+    def corner_features(self, k: int) -> torch.Tensor:
+        if self.kind == "dense":
+            return self.features[k]
+        if self.kind == "vq":
+            return vq_lookup(self.logits[k], self.codebooks[k])
+        return self.codebooks[k][self.indices(k)]
+
+    def export_level(self, k: int) -> LevelRows:
+        if self.kind == "dense":
+            return LevelRows(features=self.features[k].detach().clone())
+        return LevelRows(codebook=self.codebooks[k].detach().clone(), indices=self.indices(k).to(torch.int32),
+                         bits=self.bits)
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        return [*self.features, *self.codebooks, *self.logits]
+
+
+def kmeans_grid_from_dense(levels: list[LevelRows], bits: int, iterations: int = 20, seed: int = 0
+                           ) -> list[LevelRows]:
+    """The kmVQ baseline: per level, k-means of the dense features into 2^bits codebook rows."""
+    out = []
+    for k, rows in enumerate(levels):
+        if rows.features is None:
+            raise ValueError("k-means quantisation needs a dense grid")
+        codebook, assignment = kmeans(rows.features.float(), 1 << bits, iterations=iterations, seed=seed + k)
+        out.append(LevelRows(codebook=codebook, indices=assignment.to(torch.int32), bits=bits))
+    return out

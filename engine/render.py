@@ -1,0 +1,147 @@
+"""Reference volume renderer in plain torch: the CPU fallback, the trainer's renderer, and the oracle that the CUDA
+marcher is tested against. The marcher must reproduce these sample positions and this compositing exactly.
+
+Sampling: a ray is clipped to the scene cube, giving [t_near, t_far] (world units along the unit direction). Samples
+sit at t_k = t_near + (k + offset) * step for k = 0, 1, ... while t_k < t_far; offset = 0.5 at inference, a random
+number in [0, 1) per ray in training. `step` depends on the complete model's finest level (`default_step`), not on
+the LOD, so a coarse LOD and a file prefix use the same samples. A sample counts only where the octree cell holding
+it at the LOD's octree level is occupied; elsewhere the density is zero.
+
+Compositing: alpha_k = 1 - exp(-sigma_k * step); T_k = prod_{j<k} (1 - alpha_j); weight_k = T_k * alpha_k;
+colour = sum_k weight_k rgb_k + (1 - sum_k weight_k) * background. The marcher stops once T < EARLY_STOP; the
+reference does not stop, so the two differ by less than EARLY_STOP per channel.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from engine.field import FieldFn, InferenceField
+from engine.octree import Octree, descend
+
+RenderMode = Literal["rgb", "depth", "normal", "samples", "level"]
+RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
+EARLY_STOP = 1e-4
+STEPS_PER_CELL = 2.0
+
+
+def default_step(scene_half_size: float, finest_level: int) -> float:
+    """Ray-marching step in world units: half of a finest-level cell's edge."""
+    return 2.0 * scene_half_size / (1 << finest_level) / STEPS_PER_CELL
+
+
+def field_step(field: InferenceField) -> float:
+    return default_step(field.scene_half_size, field.base_level + field.n_lods - 1)
+
+
+def ray_cube_interval(origins: torch.Tensor, dirs: torch.Tensor, center: torch.Tensor, half_size: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slab test against the scene cube. origins, unit dirs [R,3] world -> (t_near [R], t_far [R]) world units,
+    t_near >= 0; rays that miss get t_far <= t_near."""
+    safe = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    inv = 1.0 / safe
+    t0 = (center - half_size - origins) * inv
+    t1 = (center + half_size - origins) * inv
+    t_near = torch.minimum(t0, t1).amax(dim=1).clamp_min(0.0)
+    t_far = torch.maximum(t0, t1).amin(dim=1)
+    return t_near, t_far
+
+
+def to_unit(points: torch.Tensor, center: torch.Tensor, half_size: float) -> torch.Tensor:
+    """World points [...,3] -> unit-cube coordinates [...,3]."""
+    return (points - center) / (2.0 * half_size) + 0.5
+
+
+def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Tensor, half_size: float,
+                step: float, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
+                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Volume-renders rays through the occupied cells of `level`.
+
+    field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
+    background: float [3]; offsets: float [R] in [0,1) (None: 0.5, the inference sampling);
+    extras: any of "depth", "normal", "samples", "level".
+    Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
+    "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
+    "level" [R] (deepest occupied octree level met before termination, -1 if none).
+    """
+    r = origins.shape[0]
+    device = origins.device
+    t_near, t_far = ray_cube_interval(origins, dirs, center, half_size)
+    if offsets is None:
+        offsets = torch.full((r,), 0.5, device=device)
+    span = (t_far - t_near).clamp_min(0.0)
+    k_max = int(torch.ceil(span.max() / step).item()) + 1 if r else 0
+    k = torch.arange(max(k_max, 1), device=device, dtype=origins.dtype)
+    t = t_near[:, None] + (k[None, :] + offsets[:, None]) * step  # [R,K]
+    inside = t < t_far[:, None]
+    points = to_unit(origins[:, None, :] + t[..., None] * dirs[:, None, :], center, half_size)  # [R,K,3]
+
+    ray_id, sample_id = inside.nonzero(as_tuple=True)
+    cand = points[ray_id, sample_id]
+    cell_index, occupied, depth = descend(octree, cand, level)
+    keep = occupied.nonzero().squeeze(1)
+    ray_k, sample_k = ray_id[keep], sample_id[keep]
+    pts = cand[keep]
+    want_normal = "normal" in extras
+    if want_normal:
+        pts = pts.detach().requires_grad_(True)
+    with torch.set_grad_enabled(torch.is_grad_enabled() or want_normal):
+        sigma, rgb = field_fn(pts, cell_index[:, keep], dirs[ray_k])
+        normal = None
+        if want_normal:
+            (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=torch.is_grad_enabled())
+            normal = -torch.nn.functional.normalize(grad, dim=1, eps=1e-12)
+
+    dense_sigma = torch.zeros(t.shape, device=device, dtype=sigma.dtype)
+    dense_sigma = dense_sigma.index_put((ray_k, sample_k), sigma)
+    alpha = 1.0 - torch.exp(-dense_sigma * step)
+    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
+    weights = transmittance * alpha  # [R,K]
+    w = weights[ray_k, sample_k]
+    color = torch.zeros(r, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)
+    opacity = weights.sum(dim=1)
+    out = {"rgb": color + (1.0 - opacity)[:, None] * background, "opacity": opacity}
+    if "depth" in extras:
+        out["depth"] = (weights * t).sum(dim=1)
+    if want_normal:
+        out["normal"] = torch.zeros(r, 3, device=device).index_add(0, ray_k, w[:, None].detach() * normal.detach())
+    alive = transmittance >= EARLY_STOP  # [R,K] sample reached before termination
+    if "samples" in extras:
+        out["samples"] = torch.zeros(r, device=device).index_add(
+            0, ray_k, alive[ray_k, sample_k].float())
+    if "level" in extras:
+        reached = alive[ray_id, sample_id]
+        lvl = torch.full((r,), -1, dtype=torch.int64, device=device)
+        out["level"] = lvl.scatter_reduce(0, ray_id[reached], depth[reached], reduce="amax").float()
+    return out
+
+
+def render_field_rays(field: InferenceField, lod: int, origins: torch.Tensor, dirs: torch.Tensor,
+                      background: torch.Tensor, extras: tuple[str, ...] = (), chunk: int = 1 << 14
+                      ) -> dict[str, torch.Tensor]:
+    """Renders an InferenceField at `lod` (clamped to what it holds) in chunks of rays, without gradients."""
+    lod = max(0, min(lod, field.max_lod))
+    fn = field.field_fn(lod)
+    parts: dict[str, list[torch.Tensor]] = {}
+    level = field.base_level + lod
+    for i in range(0, origins.shape[0], chunk):
+        with torch.no_grad():
+            out = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, field_step(field),
+                              origins[i:i + chunk], dirs[i:i + chunk], background, extras=extras)
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.detach())
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def render_image(field: InferenceField, origins: torch.Tensor, dirs: torch.Tensor, width: int, height: int,
+                 lod: int, mode: RenderMode = "rgb", background=(1.0, 1.0, 1.0), chunk: int = 1 << 14
+                 ) -> torch.Tensor:
+    """One image: rays [H*W,3] row-major -> float [H,W,3] (rgb, normal) or [H,W] (depth, samples, level)."""
+    if mode not in RENDER_MODES:
+        raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
+    bg = torch.as_tensor(background, dtype=torch.float32, device=origins.device)
+    extras = () if mode == "rgb" else (mode,)
+    out = render_field_rays(field, lod, origins, dirs, bg, extras, chunk)
+    image = out["rgb"] if mode == "rgb" else out[mode]
+    return image.reshape(height, width, -1).squeeze(-1) if image.ndim == 1 else image.reshape(height, width, 3)
