@@ -64,10 +64,10 @@ class _VQLookup(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T.
             rows = (v_features != 0).any(dim=1).nonzero().squeeze(1)
-            p = torch.softmax(logits[rows].float(), dim=1)
+            p = torch.softmax(logits[rows], dim=1)
             s = v_features[rows] @ codebook.T
             v_logits = torch.zeros_like(logits)
-            v_logits[rows] = (p * (s - (p * s).sum(dim=1, keepdim=True))).to(logits.dtype)
+            v_logits[rows] = p * (s - (p * s).sum(dim=1, keepdim=True))
         if ctx.needs_input_grad[1]:
             v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
         return v_logits, v_codebook
@@ -110,7 +110,6 @@ class FeatureGrid(nn.Module):
         self.features = nn.ParameterList()
         self.codebooks = nn.ParameterList()
         self.logits = nn.ParameterList()
-        self._indices: list[torch.Tensor] = []
         for k, n in enumerate(n_corners):
             if kind == "dense":
                 self.features.append(nn.Parameter(torch.randn(n, feature_dim, generator=generator) * feature_std))
@@ -122,7 +121,6 @@ class FeatureGrid(nn.Module):
             else:
                 idx = torch.randint(size, (n,), generator=generator, dtype=torch.int64).to(torch.int32)
                 self.register_buffer(f"indices_{k}", idx)
-                self._indices.append(idx)
         self.n_lods = len(n_corners)
 
     def indices(self, k: int) -> torch.Tensor:

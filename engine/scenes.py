@@ -434,3 +434,20 @@ def _albedo(materials: torch.Tensor, local: torch.Tensor, prim: torch.Tensor) ->
         stripes = _parity(theta * 10.0 + phi * 24.0)  # candy-cane spiral; even factors keep it seamless
         out[m] = torch.where(stripes[:, None], base, base * 0.45 + 0.5)
     return out
+
+
+def add_arguments(parser) -> None:
+    """`vbnf make-scene OUT`: write the procedural demo data set (Blender format)."""
+    parser.add_argument("out", help="folder to write (transforms_*.json and PNGs)")
+    parser.add_argument("--name", default="toys")
+    parser.add_argument("--resolution", type=int, default=200)
+    parser.add_argument("--train", type=int, default=100)
+    parser.add_argument("--test", type=int, default=20)
+    parser.add_argument("--val", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    out = make_scene(args.out, args.name, args.train, args.test, args.val, args.resolution, args.seed)
+    print(f"wrote {out} ({args.train}/{args.val}/{args.test} views at {args.resolution}x{args.resolution})")
+    return 0

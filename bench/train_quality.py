@@ -1,0 +1,160 @@
+"""Training-quality benchmark (GPU): train each grid kind on one scene with the same budget, evaluate every LOD.
+
+    python bench/train_quality.py DATA --configs dense,vq4,vq6,vq8,random4,random6,random8,random12,kmeans4,kmeans6
+        --steps 6000 --out-dir runs/bench [--eval-images N] [--json docs/results/train_quality.json]
+
+`kmeansB` needs `dense` in the same run (it quantises that trained dense grid, no training of its own).
+Writes one record per (run, LOD) to the JSON (see the fields in `record`), a markdown table next to it
+(train_quality.md), and each trained model to OUT_DIR/<config>.vbnf when engine.fileformat is available.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.data import load_dataset  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.field import InferenceField  # noqa: E402
+from engine.grids import kmeans_grid_from_dense  # noqa: E402
+from engine.train import TrainSettings, Trainer, new_field  # noqa: E402
+
+
+def parse_config(name: str) -> tuple[str, int | None]:
+    for kind in ("dense", "vq", "random", "kmeans"):
+        if name.startswith(kind):
+            rest = name[len(kind):]
+            return kind, (int(rest) if rest else None)
+    raise SystemExit(f"unknown config '{name}'")
+
+
+def grid_bytes(field: InferenceField) -> int:
+    """Feature-grid size as stored: b bits per corner (rounded up to bytes per level) + fp16 codebooks,
+    or fp16 features for a dense grid."""
+    total = 0
+    for rows in field.levels:
+        if rows.features is not None:
+            total += rows.features.numel() * 2
+        else:
+            total += math.ceil(rows.indices.numel() * rows.bits / 8) + rows.codebook.numel() * 2
+    return total
+
+
+def save(field: InferenceField, path: Path) -> int | None:
+    try:
+        from engine.fileformat import save_model
+    except ImportError:
+        return None
+    return save_model(path, field)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("--configs", default="dense,vq4,vq6,vq8,random4,random6,random8,random12,kmeans4,kmeans6")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=8192)
+    ap.add_argument("--max-level", type=int, default=7)
+    ap.add_argument("--base-level", type=int, default=2)
+    ap.add_argument("--grid-lr", default="dense=0.03,vq=0.1,random=0.03")
+    ap.add_argument("--eval-images", type=int, default=None, help="first N test images (default: all)")
+    ap.add_argument("--eval-lods", default="all")
+    ap.add_argument("--out-dir", default="runs/bench")
+    ap.add_argument("--json", default="docs/results/train_quality.json")
+    ap.add_argument("--scene", default=None, help="scene name in the records (default: data folder name)")
+    args = ap.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    grid_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.grid_lr.split(","))}
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene = args.scene or Path(args.data).resolve().name
+    train = load_dataset(args.data, "train")
+    test = load_dataset(args.data, "test", max_images=args.eval_images)
+    lods = None if args.eval_lods == "all" else [int(v) for v in args.eval_lods.split(",")]
+    records, trained = [], {}
+    today = datetime.date.today().isoformat()
+    for name in args.configs.split(","):
+        kind, bits = parse_config(name)
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+        torch.cuda.reset_peak_memory_stats() if device.type == "cuda" else None
+        t0 = time.perf_counter()
+        if kind == "kmeans":
+            if "dense" not in trained:
+                raise SystemExit("kmeans configs need 'dense' earlier in --configs")
+            dense = trained["dense"]
+            field = InferenceField(dense.scene_center, dense.scene_half_size, dense.octree, dense.base_level,
+                                   kmeans_grid_from_dense(dense.levels, bits), dense.corners, dense.decoder,
+                                   "kmeans", dense.n_lods, {"source": "dense"})
+            train_s = time.perf_counter() - t0
+            steps = 0
+        else:
+            torch.manual_seed(0)
+            f = new_field(train, kind, bits, args.max_level, args.base_level)
+            settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind])
+            trainer = Trainer(f, train, settings, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            while trainer.step_count < settings.steps:
+                stats = trainer.step(min(500, settings.steps - trainer.step_count))
+                print(f"  {name} step {trainer.step_count} psnr {stats[-1]['psnr']:.2f} "
+                      f"{time.perf_counter() - t1:.0f}s", flush=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            train_s = time.perf_counter() - t1
+            steps = trainer.step_count
+            field = trainer.freeze({"scene": scene})
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
+        trained[name if kind != "dense" else "dense"] = field
+        file_bytes = save(field, out_dir / f"{name}.vbnf")
+        kb = grid_bytes(field) / 1000
+        t2 = time.perf_counter()
+        rows = evaluate(field, test, lods, str(device))
+        eval_s = time.perf_counter() - t2
+        for r in rows:
+            records.append({"scene": scene, "grid": kind, "bits": bits, "lod": r["lod"], "psnr": round(r["psnr"], 3),
+                            "ssim": round(r["ssim"], 4), "grid_kb": round(kb, 1),
+                            "file_bytes": file_bytes, "train_s": round(train_s, 1), "steps": steps,
+                            "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
+                            "device": gpu, "date": today})
+        finest = rows[-1]
+        print(f"{name}: {steps} steps {train_s:.0f}s, grid {kb:.1f} KB, finest LOD PSNR {finest['psnr']:.2f} "
+              f"SSIM {finest['ssim']:.4f}, peak {peak:.2f} GB, eval {eval_s:.0f}s ({finest['renderer']})",
+              flush=True)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    md = Path(args.json).with_suffix(".md")
+    md.write_text(markdown(records))
+    print(markdown(records))
+    return 0
+
+
+def markdown(records: list[dict]) -> str:
+    runs: dict[tuple, list[dict]] = {}
+    for r in records:
+        runs.setdefault((r["grid"], r["bits"]), []).append(r)
+    n_lods = max(len(v) for v in runs.values())
+    head = "| grid | bits | grid KB | " + " | ".join(f"LOD {k} PSNR/SSIM" for k in range(n_lods)) + \
+        " | train s | peak GB |"
+    lines = [head, "|" + "---|" * (n_lods + 5)]
+    for (grid, bits), rows in runs.items():
+        cells = " | ".join(f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in rows)
+        lines.append(f"| {grid} | {bits or '-'} | {rows[0]['grid_kb']:.1f} | {cells} | {rows[0]['train_s']:.0f} | "
+                     f"{rows[0]['peak_mem_gb']:.2f} |")
+    r0 = records[0]
+    lines.append(f"\nScene {r0['scene']}, {r0['eval_images']} test images, device {r0['device']}, {r0['date']}.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""`vbnf eval MODEL DATA`: PSNR and SSIM of a model on a data set's split, per LOD, as a table and JSON.
+
+Rendering goes through the fused CUDA marcher when it is available (it matches the torch reference to >= 45 dB,
+see tests/test_march_rays.py) and through the torch reference otherwise; the table says which one ran.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from engine.cameras import Cameras, image_rays
+from engine.data import Dataset, load_dataset
+from engine.errors import VbnfError
+from engine.field import InferenceField
+from engine.metrics import psnr, ssim
+from engine.render import render_image
+
+ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda when torch sees a GPU, else cpu; "cuda" without a GPU is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VbnfError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
+    return torch.device(name)
+
+
+def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
+                  prefer: str = "auto") -> tuple[ViewRenderer, str]:
+    """A function rendering camera i of `cams` at a LOD, and the name of the renderer behind it (cuda or torch).
+
+    The CUDA marcher is pinhole-only: cameras with lens distortion use the torch renderer.
+    """
+    field = field.to(device)
+    bg = tuple(float(v) for v in background)
+    if prefer in ("auto", "cuda") and device.type == "cuda" and not bool(cams.distortion.abs().sum() > 0):
+        try:
+            from engine.gpu_render import render_camera_cuda  # lazily: the marcher compiles on first use
+            def render_cuda(i: int, lod: int) -> torch.Tensor:
+                c = cams.c2w[i]
+                return render_camera_cuda(field, c, cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height,
+                                          lod, "rgb", bg)
+            render_cuda(0, 0)
+            return render_cuda, "cuda"
+        except Exception as e:  # noqa: BLE001 - any failure of the optional fast path falls back, said once
+            if prefer == "cuda":
+                raise VbnfError(f"the CUDA marcher is unavailable: {e}") from e
+            print(f"vbnf: CUDA marcher unavailable ({type(e).__name__}: {e}); using the torch renderer")
+
+    def render_torch(i: int, lod: int) -> torch.Tensor:
+        origins, dirs = image_rays(cams, i)
+        return render_image(field, origins.to(device), dirs.to(device), cams.width, cams.height, lod, "rgb", bg)
+    return render_torch, "torch"
+
+
+def evaluate(field: InferenceField, dataset: Dataset, lods: list[int] | None = None, device: str = "auto",
+             renderer: str = "auto", progress: bool = False) -> list[dict]:
+    """Mean PSNR (dB) and SSIM over the data set's images for each LOD -> one dict per LOD:
+    {lod, psnr, ssim, images, renderer, seconds}."""
+    dev = pick_device(device)
+    lods = list(range(field.max_lod + 1)) if lods is None else lods
+    bad = [k for k in lods if not 0 <= k <= field.max_lod]
+    if bad:
+        raise VbnfError(f"LOD {bad[0]} does not exist: this model holds LOD 0..{field.max_lod}")
+    render, name = view_renderer(field, dataset.cameras, dataset.background, dev, renderer)
+    rows = []
+    for lod in lods:
+        t0 = time.perf_counter()
+        p, s = [], []
+        iterator = range(dataset.images.shape[0])
+        if progress:
+            from tqdm import tqdm
+            iterator = tqdm(iterator, desc=f"eval LOD {lod}", leave=False)
+        for i in iterator:
+            image = render(i, lod).float().clamp(0, 1)
+            ref = dataset.images[i].to(image.device)
+            p.append(psnr(image, ref))
+            s.append(ssim(image, ref))
+        rows.append({"lod": lod, "psnr": sum(p) / len(p), "ssim": sum(s) / len(s), "images": len(p),
+                     "renderer": name, "seconds": round(time.perf_counter() - t0, 2)})
+    return rows
+
+
+def format_table(rows: list[dict], ladder: list[int] | None = None) -> str:
+    lines = ["| LOD | PSNR (dB) | SSIM | prefix bytes | images | renderer |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        size = f"{ladder[r['lod']]:,}" if ladder and r["lod"] < len(ladder) else "-"
+        lines.append(f"| {r['lod']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {size} | {r['images']} | {r['renderer']} |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="a .vbnf model file")
+    parser.add_argument("data", help="data set folder (Blender or instant-ngp format) or its transforms JSON")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--lods", default="all", help="comma-separated LODs, or 'all' (default)")
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--downscale", type=int, default=1, help="shrink images by this integer factor")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"])
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--store", action="store_true",
+                        help="store the metrics in the model file's metadata (atomic rewrite) for the viewer")
+
+
+def run(args) -> int:
+    from engine.fileformat import load_model, save_model
+    field = load_model(args.model)
+    dataset = load_dataset(args.data, args.split, downscale=args.downscale, max_images=args.max_images)
+    lods = None if args.lods == "all" else [int(v) for v in args.lods.split(",") if v.strip()]
+    rows = evaluate(field, dataset, lods, args.device, args.renderer, progress=True)
+    try:
+        from engine.fileformat import model_layout
+        ladder = list(model_layout(args.model).lod_prefix_bytes)
+    except Exception:  # noqa: BLE001 - the ladder column is optional
+        ladder = None
+    print(f"{args.model} on {dataset.root} ({args.split}, {dataset.images.shape[0]} images)")
+    print(format_table(rows, ladder))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    if args.store:
+        metrics = dict(field.metadata.get("metrics", {}))
+        metrics[f"{args.split}_per_lod"] = [{"lod": r["lod"], "psnr": round(r["psnr"], 3),
+                                             "ssim": round(r["ssim"], 4)} for r in rows]
+        save_model(args.model, field, {"metrics": metrics})
+        print(f"stored the metrics in {args.model}")
+    return 0

@@ -1,0 +1,138 @@
+"""Where the octree has cells: carving from the training images' alpha masks, and pruning during training."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from engine.cameras import Cameras
+from engine.field import NeuralField
+from engine.octree import (Octree, cell_coords, cell_corners, dense_octree, descend, morton_decode, morton_encode,
+                           octree_from_finest_cells)
+
+DENSE_LIMIT_LEVEL = 7  # a dense octree above this level would hold > 2M finest cells
+
+
+def _project(points: torch.Tensor, cams: Cameras) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World points [M,3] -> pixel x, y [C,M] and depth [C,M] (positive in front) for every camera (pinhole)."""
+    rot = cams.c2w[:, :3, :3]  # [C,3,3]
+    pos = cams.c2w[:, :3, 3]  # [C,3]
+    local = torch.einsum("cji,cmj->cmi", rot, points[None] - pos[:, None])  # R^T (x - t)
+    depth = -local[..., 2]
+    z = depth.clamp_min(1e-6)
+    px = cams.fx * local[..., 0] / z + cams.cx
+    py = -cams.fy * local[..., 1] / z + cams.cy
+    return px, py, depth
+
+
+def carve_octree(cams: Cameras, alphas: torch.Tensor, center: torch.Tensor, half_size: float, max_level: int,
+                 start_level: int = 3, alpha_threshold: float = 0.05, camera_chunk: int = 16) -> Octree:
+    """Visual hull: a cell survives unless some camera sees only background (alpha below the threshold) in a
+    disc around its projection wide enough to cover the whole cell. Coarse to fine, so only survivors subdivide.
+
+    cams: N cameras (pinhole part used); alphas: float [N,H,W]; center [3], half_size: the scene cube (world).
+    """
+    device = alphas.device
+    cams_c2w = cams.c2w.to(device)
+    depth_min = _min_depth(cams_c2w, center.to(device), half_size)
+    start_level = min(start_level, max_level)
+    codes = dense_octree(start_level, device).cells[start_level]
+    for level in range(start_level, max_level + 1):
+        cell = 2.0 * half_size / (1 << level)
+        radius_px = int(math.ceil(max(cams.fx, cams.fy) * cell * math.sqrt(3) / 2 / depth_min)) + 1
+        pooled = torch.nn.functional.max_pool2d(alphas[:, None], 2 * radius_px + 1, stride=1, padding=radius_px)[:, 0]
+        centers = (morton_decode(codes).float() + 0.5) * cell - half_size + center.to(device)
+        keep = torch.ones(codes.shape[0], dtype=torch.bool, device=device)
+        for c0 in range(0, cams_c2w.shape[0], camera_chunk):
+            sub = Cameras(cams_c2w[c0:c0 + camera_chunk], cams.fx, cams.fy, cams.cx, cams.cy, cams.width,
+                          cams.height, cams.distortion)
+            px, py, depth = _project(centers, sub)
+            ix, iy = px.floor().long(), py.floor().long()
+            inside = (depth > 0) & (ix >= 0) & (iy >= 0) & (ix < cams.width) & (iy < cams.height)
+            a = pooled[c0:c0 + camera_chunk]
+            cam_idx = torch.arange(a.shape[0], device=device)[:, None].expand_as(ix)
+            seen = a[cam_idx, iy.clamp(0, cams.height - 1), ix.clamp(0, cams.width - 1)]
+            keep &= ~(inside & (seen < alpha_threshold)).any(dim=0)
+        codes = codes[keep]
+        if level < max_level:
+            codes = (codes[:, None] * 8 + torch.arange(8, device=device)).reshape(-1)
+    return octree_from_finest_cells(codes.cpu(), max_level)
+
+
+def _min_depth(c2w: torch.Tensor, center: torch.Tensor, half_size: float) -> float:
+    distance = (c2w[:, :3, 3] - center).norm(dim=1).min().item()
+    return max(distance - half_size * math.sqrt(3), 0.05 * half_size)
+
+
+def initial_octree(cams: Cameras, alphas: torch.Tensor | None, center: torch.Tensor, half_size: float,
+                   max_level: int) -> Octree:
+    """Carved from the alpha masks when there are any, else dense (capped, with a warning, at a level that fits)."""
+    if alphas is not None:
+        return carve_octree(cams, alphas, center, half_size, max_level)
+    if max_level > DENSE_LIMIT_LEVEL:
+        warnings.warn(f"no alpha masks to carve with: a dense octree at level {max_level} is too large; "
+                      f"pruning will have to remove empty cells (consider --max-level {DENSE_LIMIT_LEVEL})")
+    return dense_octree(max_level)
+
+
+@torch.no_grad()
+def finest_cell_density(field: NeuralField, samples_per_cell: int = 8, chunk: int = 1 << 18,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Max density (per world unit) over random points in each finest occupied cell, at full LOD: float [n_cells]."""
+    level = field.octree.max_level
+    xyz = cell_coords(field.octree, level).float()
+    n = xyz.shape[0]
+    fn = field.field_fn(field.n_lods - 1)
+    out = torch.zeros(n, device=xyz.device)
+    dirs_z = torch.tensor([0.0, 0.0, 1.0], device=xyz.device)
+    for i in range(0, n, max(1, chunk // samples_per_cell)):
+        base = xyz[i:i + chunk // samples_per_cell]
+        jitter = torch.rand(base.shape[0], samples_per_cell, 3, generator=generator).to(xyz.device)
+        pts = ((base[:, None] + jitter) / (1 << level)).reshape(-1, 3)
+        cell_index, _, _ = descend(field.octree, pts, level)
+        sigma, _ = fn(pts, cell_index, dirs_z.expand(pts.shape[0], 3))
+        out[i:i + base.shape[0]] = sigma.reshape(-1, samples_per_cell).amax(dim=1)
+    return out
+
+
+def prune_field(field: NeuralField, step: float, alpha_threshold: float = 0.005) -> tuple[NeuralField, int]:
+    """Removes finest cells whose largest alpha over a ray step (1 - exp(-sigma * step)) stays below the threshold,
+    keeping every parameter of the surviving corners. Returns (new field on the same device, cells removed)."""
+    sigma = finest_cell_density(field)
+    keep = (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
+    removed = int((~keep).sum())
+    if removed == 0 or int(keep.sum()) == 0:
+        return field, 0
+    octree = octree_from_finest_cells(field.octree.cells[-1][keep].cpu(), field.octree.max_level)
+    return reshaped_field(field, octree), removed
+
+
+def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:
+    """A NeuralField on a sub-octree of `field`'s, whose corners carry the old corners' parameters."""
+    device = field.scene_center.device
+    new = NeuralField(octree, field.base_level, field.kind, field.grid.feature_dim, field.grid.bits,
+                      field.scene_center.cpu(), field.scene_half_size).to(device)
+    with torch.no_grad():
+        for k in range(field.n_lods):
+            level = field.base_level + k
+            old_keys = cell_corners(field.octree, level)[0]
+            new_keys = cell_corners(octree, level)[0]
+            rows = torch.searchsorted(old_keys, new_keys)
+            if field.kind == "dense":
+                new.grid.features[k].copy_(field.grid.features[k][rows])
+            else:
+                new.grid.codebooks[k].copy_(field.grid.codebooks[k])
+                if field.kind == "vq":
+                    new.grid.logits[k].copy_(field.grid.logits[k][rows])
+                else:
+                    getattr(new.grid, f"indices_{k}").copy_(getattr(field.grid, f"indices_{k}")[rows])
+        for name, value in field.decoder.items():
+            new.decoder[name].copy_(value)
+    return new
+
+
+def finest_codes_from_points(points: torch.Tensor, level: int) -> torch.Tensor:
+    """Unit-cube points [M,3] -> Morton codes [M] of their cells at `level` (helper for tests and tools)."""
+    r = 1 << level
+    return morton_encode((points * r).floor().long().clamp(0, r - 1))

@@ -1,0 +1,234 @@
+"""Training: batched random rays, the torch renderer, Adam or RMSprop, random LODs weighted toward fine ones.
+
+`TrainSettings` is a value; `Trainer` is the run state (field, optimiser, step, history) that both the command line
+and the viewer's live training drive in bounded chunks (`Trainer.step(n)`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+
+from engine.cameras import rays_from_pixels
+from engine.data import Dataset
+from engine.errors import VbnfError
+from engine.field import InferenceField, NeuralField
+from engine.grids import GridKind
+from engine.occupancy import initial_octree, prune_field
+from engine.octree import octree_from_cells
+from engine.render import default_step, render_rays
+
+
+class TrainingDiverged(VbnfError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of one training run (all plain values, saved in checkpoints and model metadata)."""
+
+    steps: int = 10000
+    """Optimiser steps of the whole run."""
+    batch_rays: int = 4096
+    """Rays per step."""
+    lr: float = 5e-3
+    """Decoder learning rate."""
+    grid_lr: float = 3e-2
+    """Feature, codebook and logit learning rate (grids want a larger one)."""
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    lr_final_ratio: float = 0.1
+    """Learning rates decay exponentially to this fraction at the last step."""
+    lod_bias: float = 2.0
+    """P(LOD k) is proportional to lod_bias**k: fine LODs are trained most, coarse ones enough to stay usable."""
+    prune_at: tuple[float, ...] = (0.2, 0.5)
+    """Fractions of the run at which cells whose density stays negligible are removed."""
+    prune_alpha: float = 0.005
+    """A finest cell is pruned when its largest alpha over one ray step is below this."""
+    seed: int = 0
+
+
+def new_field(dataset: Dataset, kind: GridKind, bits: int | None, max_level: int, base_level: int,
+              feature_dim: int = 16, seed: int = 0) -> NeuralField:
+    """An untrained field whose octree is carved from the data set's alpha masks (dense without them)."""
+    if not 1 <= base_level <= max_level:
+        raise VbnfError(f"--base-level {base_level} must be between 1 and --max-level {max_level}")
+    octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
+                            max_level)
+    if octree.cells[-1].numel() == 0:
+        raise VbnfError(f"{dataset.root}: carving with the alpha masks left no occupied cell; "
+                        "check that the images have an alpha channel with the object opaque")
+    return NeuralField(octree, base_level, kind, feature_dim, bits, dataset.scene_center, dataset.scene_half_size,
+                       seed=seed)
+
+
+def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin: float = 4.0) -> NeuralField:
+    """A NeuralField that renders like `field` and can keep training (the viewer's live training).
+
+    vq and kmeans grids become vq grids whose logits pick the stored index by `logit_margin`; random stays random;
+    dense stays dense. The field must hold all its LODs.
+    """
+    if field.max_lod != field.n_lods - 1:
+        raise VbnfError("this model is a partial prefix; load all of it before training")
+    kind: GridKind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
+    out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, field.bits,
+                      field.scene_center.cpu(), field.scene_half_size, seed=seed)
+    with torch.no_grad():
+        for k, rows in enumerate(field.levels):
+            if kind == "dense":
+                out.grid.features[k].copy_(rows.features.cpu())
+                continue
+            out.grid.codebooks[k].copy_(rows.codebook.cpu())
+            if kind == "vq":
+                logits = out.grid.logits[k]
+                logits.mul_(0.01)
+                logits.scatter_(1, rows.indices.long().cpu()[:, None], logit_margin)
+            else:
+                getattr(out.grid, f"indices_{k}").copy_(rows.indices.cpu())
+        for name, value in field.decoder.items():
+            out.decoder[name].copy_(value.cpu())
+    return out
+
+
+def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
+    w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
+    return (w / w.sum()).float()
+
+
+class Trainer:
+    """Run state of one training run: the field, its optimiser, the step counter and the loss history.
+
+    dataset images stay on `device`; `step(n)` does n optimiser steps and returns their stats.
+    """
+
+    def __init__(self, field: NeuralField, dataset: Dataset, settings: TrainSettings,
+                 device: torch.device | str = "cpu", step: int = 0):
+        self.device = torch.device(device)
+        self.settings = settings
+        self.dataset = dataset
+        self.field = field.to(self.device)
+        self.images = dataset.images.to(self.device)
+        self.cameras = dataset.cameras
+        self.c2w = dataset.cameras.c2w.to(self.device)
+        self.background = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
+        self.step_count = step
+        self.history: list[dict] = []
+        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed + step)
+        self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias)
+        self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
+        self.train_seconds = 0.0
+        self.optimizer = self._make_optimizer()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
+        groups = [{"params": self.field.grid.grid_parameters(), "lr": s.grid_lr},
+                  {"params": list(self.field.decoder.values()), "lr": s.lr}]
+        for g in groups:
+            g["initial_lr"] = g["lr"]
+        if s.optimizer == "adam":
+            return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        if s.optimizer == "rmsprop":
+            return torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)
+        raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
+
+    def _set_learning_rate(self) -> None:
+        s = self.settings
+        frac = min(self.step_count / max(s.steps, 1), 1.0)
+        scale = math.exp(frac * math.log(s.lr_final_ratio))
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * scale
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3]."""
+        n, h, w, _ = self.images.shape
+        r = self.settings.batch_rays
+        cam = torch.randint(n, (r,), generator=self.generator)
+        ix = torch.randint(w, (r,), generator=self.generator)
+        iy = torch.randint(h, (r,), generator=self.generator)
+        cams = self.cameras
+        origins, dirs = rays_from_pixels(cams, cam, ix.float() + 0.5, iy.float() + 0.5)
+        target = self.images[cam.to(self.device), iy.to(self.device), ix.to(self.device)]
+        return origins.to(self.device), dirs.to(self.device), target
+
+    def step(self, n: int = 1) -> list[dict]:
+        """n optimiser steps; raises TrainingDiverged (and leaves the field as it was before the bad step's update)
+        when the loss is not finite."""
+        stats = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self._maybe_prune()
+            self._set_learning_rate()
+            lod = int(torch.multinomial(self.lod_p, 1, generator=self.generator))
+            origins, dirs, target = self.sample_batch()
+            offsets = torch.rand(origins.shape[0], generator=self.generator).to(self.device)
+            out = render_rays(self.field.field_fn(lod), self.field.octree, self.field.base_level + lod,
+                              self.field.scene_center, self.field.scene_half_size, self.ray_step, origins, dirs,
+                              self.background, offsets=offsets)
+            loss = torch.mean((out["rgb"] - target) ** 2)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training diverged at step {self.step_count} (loss is {loss.item()}); "
+                                       "the last checkpoint is intact: resume from it with a lower --lr/--grid-lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step_count += 1
+            mse = loss.item()
+            self.train_seconds += time.perf_counter() - t0
+            record = {"step": self.step_count, "loss": mse, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "lod": lod}
+            self.history.append(record)
+            stats.append(record)
+        return stats
+
+    def _maybe_prune(self) -> None:
+        s = self.settings
+        due = {max(1, int(f * s.steps)) for f in s.prune_at}
+        if self.step_count not in due:
+            return
+        field, removed = prune_field(self.field, self.ray_step, s.prune_alpha)
+        if removed:
+            self.field = field
+            self.optimizer = self._make_optimizer()
+
+    def freeze(self, metadata: dict | None = None) -> InferenceField:
+        meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),
+                "train_settings": asdict(self.settings), "dataset": str(self.dataset.root)}
+        meta.update(metadata or {})
+        return self.field.freeze(meta)
+
+    # -- checkpoints: plain tensors and values, read back with torch.load(weights_only=True) ------------------
+    def checkpoint(self) -> dict:
+        f = self.field
+        return {
+            "format": "vbnf-checkpoint-1", "step": self.step_count, "settings": asdict(self.settings),
+            "kind": f.kind, "bits": f.grid.bits, "feature_dim": f.grid.feature_dim, "base_level": f.base_level,
+            "scene_center": f.scene_center.cpu(), "scene_half_size": f.scene_half_size,
+            "cells": [c.cpu() for c in f.octree.cells], "field": {k: v.cpu() for k, v in f.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "train_seconds": self.train_seconds,
+            "history": self.history[-2000:],
+        }
+
+
+def field_from_checkpoint(ckpt: dict) -> NeuralField:
+    octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
+    field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], ckpt["bits"],
+                        ckpt["scene_center"], ckpt["scene_half_size"])
+    field.load_state_dict(ckpt["field"])
+    return field
+
+
+def settings_from_dict(values: dict) -> TrainSettings:
+    known = TrainSettings.__dataclass_fields__
+    clean = {k: (tuple(v) if k == "prune_at" else v) for k, v in values.items() if k in known}
+    return TrainSettings(**clean)
+
+
+def trainer_from_checkpoint(ckpt: dict, dataset: Dataset, device: torch.device | str,
+                            settings: TrainSettings | None = None) -> Trainer:
+    trainer = Trainer(field_from_checkpoint(ckpt), dataset, settings or settings_from_dict(ckpt["settings"]),
+                      device, step=ckpt["step"])
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.train_seconds = ckpt.get("train_seconds", 0.0)
+    trainer.history = list(ckpt.get("history", []))
+    return trainer

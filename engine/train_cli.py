@@ -1,0 +1,119 @@
+"""`vbnf train DATA`: train a field and write OUT/model.vbnf, with checkpoints, resume and a NaN guard.
+
+OUT/checkpoint.pt holds the full training state (tensors and plain values, read with weights_only=True: no pickled
+code). Ctrl-C saves both files and says how to resume; a NaN loss stops without touching them.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from engine.data import load_dataset
+from engine.errors import VbnfError
+from engine.evaluate import pick_device
+from engine.train import TrainSettings, Trainer, new_field, trainer_from_checkpoint
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.vbnf"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("data", help="data set folder (Blender or instant-ngp format) or its transforms JSON")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<data name>_<grid>[_b<bits>])")
+    parser.add_argument("--grid", default="vq", choices=["dense", "vq", "random"])
+    parser.add_argument("--bits", type=int, default=6, help="codebook bitwidth b for vq/random (1..16)")
+    parser.add_argument("--max-level", type=int, default=7, help="finest octree level (7: 128^3 cells)")
+    parser.add_argument("--base-level", type=int, default=2, help="octree level of LOD 0")
+    parser.add_argument("--feature-dim", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=TrainSettings.steps)
+    parser.add_argument("--batch", type=int, default=TrainSettings.batch_rays, help="rays per step")
+    parser.add_argument("--lr", type=float, default=TrainSettings.lr, help="decoder learning rate")
+    parser.add_argument("--grid-lr", type=float, default=TrainSettings.grid_lr, help="grid learning rate")
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop"])
+    parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
+    parser.add_argument("--downscale", type=int, default=1, help="shrink training images by this factor")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def default_out(args) -> Path:
+    name = Path(args.data).resolve()
+    name = name.parent.name if name.is_file() else name.name
+    suffix = f"_b{args.bits}" if args.grid != "dense" else ""
+    return Path("runs") / f"{name}_{args.grid}{suffix}"
+
+
+def save_checkpoint(trainer: Trainer, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(trainer.checkpoint(), tmp)
+    os.replace(tmp, path)
+
+
+def save_run_model(trainer: Trainer, path: Path, extra: dict | None = None) -> int:
+    from engine.fileformat import save_model
+    recent = trainer.history[-200:]
+    metrics = {"train_psnr_recent": round(statistics.mean(r["psnr"] for r in recent), 3)} if recent else {}
+    return save_model(path, trainer.freeze({"metrics": metrics, **(extra or {})}))
+
+
+def run(args) -> int:
+    out = Path(args.out) if args.out else default_out(args)
+    ckpt_path, model_path = out / CHECKPOINT, out / MODEL
+    device = pick_device(args.device)
+    dataset = load_dataset(args.data, "train", downscale=args.downscale)
+    settings = TrainSettings(steps=args.steps, batch_rays=args.batch, lr=args.lr, grid_lr=args.grid_lr,
+                             optimizer=args.optimizer, seed=args.seed)
+    if ckpt_path.exists() and not args.resume:
+        raise VbnfError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if args.resume:
+        if not ckpt_path.exists():
+            raise VbnfError(f"{ckpt_path} does not exist: nothing to resume; drop --resume to start a new run")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
+        print(f"resuming {out} at step {trainer.step_count}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        field = new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, args.max_level,
+                          args.base_level, args.feature_dim, args.seed)
+        trainer = Trainer(field, dataset, settings, device)
+    print(f"training {trainer.field.kind}{'' if trainer.field.kind == 'dense' else f' b={trainer.field.grid.bits}'}"
+          f" on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
+          f"{trainer.field.n_lods} LODs, {trainer.field.octree.cells[-1].numel():,} finest cells")
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=settings.steps, initial=trainer.step_count, unit="step", dynamic_ncols=True,
+                   file=sys.stdout)
+    t0 = time.perf_counter()
+    try:
+        while trainer.step_count < settings.steps:
+            n = min(50, settings.steps - trainer.step_count)
+            stats = trainer.step(n)
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(loss=f"{stats[-1]['loss']:.5f}",
+                                psnr=f"{statistics.mean(s['psnr'] for s in stats):.2f}")
+            if trainer.step_count % args.checkpoint_every < n:
+                save_checkpoint(trainer, ckpt_path)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        save_checkpoint(trainer, ckpt_path)
+        save_run_model(trainer, model_path)
+        print(f"interrupted at step {trainer.step_count}: saved {ckpt_path} and {model_path}; "
+              f"continue with: vbnf train {args.data} --out {out} --resume")
+        return 130
+    if bar is not None:
+        bar.close()
+    save_checkpoint(trainer, ckpt_path)
+    size = save_run_model(trainer, model_path)
+    print(f"done: {trainer.step_count} steps in {time.perf_counter() - t0:.1f} s; wrote {model_path} "
+          f"({size:,} bytes) and {ckpt_path}")
+    return 0
