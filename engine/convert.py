@@ -1,0 +1,194 @@
+"""Re-quantising a model to another bitwidth, and `vbnf convert MODEL --bits B [--out PATH]`.
+
+- dense -> "kmeans": k-means of each level's features into 2^B codebook rows (`kmeans_grid_from_dense`).
+- vq / random / kmeans -> fewer bits: per level, weighted k-means over the codebook rows (weight = how many corners
+  use the row) into 2^B rows; every index is remapped through the row's cluster. Only rows in use take part, so when
+  at most 2^B rows are used the conversion is exact.
+- vq / random / kmeans -> more bits: the codebook is split: row r + j * 2^b is row r plus (for j > 0) a tiny seeded
+  perturbation; indices are unchanged, so the rendered image is identical until training moves the copies apart.
+The grid kind is kept, except dense which becomes kmeans. The decoder, octree and corner tables are shared.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from engine.errors import VbnfError
+from engine.field import InferenceField
+from engine.grids import LevelRows, kmeans_grid_from_dense
+
+MAX_BITS = 16
+SPLIT_NOISE = 1e-3  # perturbation of split codebook rows, relative to the codebook's RMS
+
+
+def convert_bits(field: InferenceField, bits: int, seed: int = 0) -> InferenceField:
+    """The same model with `bits`-bit indices at every LOD (see the module docstring for each case).
+
+    bits: 1..16. Returns a new InferenceField on the field's device; `metadata["conversions"]` gains one entry
+    (from/to grid and bits, method, seed) and the stored "metrics", which described the source model, move into it.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
+        raise VbnfError(f"--bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
+    if field.grid_kind == "dense":
+        levels = kmeans_grid_from_dense(field.levels, bits, seed=seed)
+        kind, method = "kmeans", "kmeans-of-dense"
+    else:
+        levels = [rebit_level(rows, bits, seed + k) for k, rows in enumerate(field.levels)]
+        old = field.bits
+        kind, method = field.grid_kind, "merge" if bits < old else "split" if bits > old else "none"
+    metadata = dict(field.metadata)
+    entry = {"from_grid": field.grid_kind, "from_bits": field.bits, "to_grid": kind, "to_bits": bits,
+             "method": method, "seed": seed}
+    if "metrics" in metadata:
+        entry["source_metrics"] = metadata.pop("metrics")
+    metadata["conversions"] = list(metadata.get("conversions", [])) + [entry]
+    return InferenceField(field.scene_center, field.scene_half_size, field.octree, field.base_level,
+                          [LevelRows(r.codebook.to(field.device), r.indices.to(field.device), None, r.bits)
+                           for r in levels],
+                          field.corners, field.decoder, kind, field.n_lods, metadata)
+
+
+def rebit_level(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
+    """One codebook level at `bits` bits: merged (fewer), split (more) or unchanged (same)."""
+    if rows.codebook is None or rows.indices is None or rows.bits is None:
+        raise ValueError("rebit_level needs a codebook level (vq, random or kmeans)")
+    if bits < rows.bits:
+        return merge_codebook(rows, bits, seed)
+    if bits > rows.bits:
+        return split_codebook(rows, bits, seed)
+    return LevelRows(rows.codebook.clone(), rows.indices.clone(), None, rows.bits)
+
+
+def merge_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
+    """Fewer codebook rows: weighted k-means of the used rows [2^b, F] -> [2^bits, F], indices remapped.
+
+    Weights are the corner counts per row, so the result minimises the summed squared feature error over corners.
+    When at most 2^bits rows are used, they are kept exactly (unused new rows repeat the last one).
+    """
+    codebook = rows.codebook.detach().float().cpu().numpy()
+    indices = rows.indices.detach().cpu().numpy()
+    counts = np.bincount(indices, minlength=codebook.shape[0])
+    used = np.flatnonzero(counts)
+    k = 1 << bits
+    remap = np.zeros(codebook.shape[0], dtype=np.int64)
+    if used.size <= k:
+        keep = used if used.size else np.arange(min(k, codebook.shape[0]))
+        centroids = codebook[np.concatenate([keep, np.full(k - keep.size, keep[-1])])]
+        remap[used] = np.arange(used.size)
+    else:
+        centroids, assignment = weighted_kmeans(codebook[used], counts[used].astype(np.float64), k, seed=seed)
+        remap[used] = assignment
+    new_indices = torch.from_numpy(remap.astype(np.int32)[indices]).to(rows.indices.device)
+    return LevelRows(codebook=torch.from_numpy(centroids).to(rows.codebook.device, rows.codebook.dtype),
+                     indices=new_indices, bits=bits)
+
+
+def weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, iterations: int = 25, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Lloyd k-means in numpy (single-threaded: codebooks are small, and a thread pool's start-up costs
+    more than the work). points: float [M,F] with M > k; weights: float [M] > 0.
+    Seeding: weighted k-means++ for k <= 1024, else k distinct points drawn with probability ~ weight.
+    Returns (centroids float32 [k,F], assignment int64 [M]).
+    """
+    rng = np.random.default_rng(seed)
+    x = points.astype(np.float32)
+    w = weights.astype(np.float64)
+    m = x.shape[0]
+    if k <= 1024:
+        chosen = [int(rng.choice(m, p=w / w.sum()))]
+        dist = ((x - x[chosen[0]]) ** 2).sum(1).astype(np.float64)
+        for _ in range(1, k):
+            p = dist * w
+            total = p.sum()
+            idx = int(rng.choice(m, p=p / total)) if total > 0 else int(rng.integers(m))
+            chosen.append(idx)
+            dist = np.minimum(dist, ((x - x[idx]) ** 2).sum(1))
+        centroids = x[chosen].copy()
+    else:
+        centroids = x[rng.choice(m, size=k, replace=False, p=w / w.sum())].copy()
+    previous = None
+    for _ in range(iterations):
+        assignment = _nearest(x, centroids)
+        if previous is not None and np.array_equal(assignment, previous):
+            break  # converged: the centroids below would not move
+        previous = assignment
+        mass = np.bincount(assignment, weights=w, minlength=k)
+        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+        np.add.at(sums, assignment, x * w[:, None])
+        full = mass > 0
+        centroids[full] = (sums[full] / mass[full, None]).astype(np.float32)
+        if not full.all():  # re-seed empty clusters at the heaviest-error points
+            err = ((x - centroids[assignment]) ** 2).sum(1) * w
+            centroids[~full] = x[np.argsort(-err, kind="stable")[: int((~full).sum())]]
+    return centroids, _nearest(x, centroids)
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray, chunk_elems: int = 1 << 24) -> np.ndarray:
+    """int64 [M]: the nearest centroid of each row of x, in chunks that keep M x k distances under ~64 MB.
+
+    Small products use einsum: a BLAS matmul's thread pool costs more than they do (and stalls on a busy machine).
+    """
+    c2 = (centroids ** 2).sum(1)
+    step = max(1, chunk_elems // max(1, centroids.shape[0]))
+    small = x.shape[0] * centroids.shape[0] * x.shape[1] < (1 << 26)
+    out = []
+    for i in range(0, x.shape[0], step):
+        part = x[i:i + step]
+        dots = np.einsum("mf,kf->mk", part, centroids) if small else part @ centroids.T
+        out.append((c2[None, :] - 2.0 * dots).argmin(1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def split_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
+    """More codebook rows: [2^b, F] -> [2^bits, F], row r + j * 2^b = row r + j-th tiny perturbation (none for j = 0);
+    indices unchanged, so every corner keeps exactly its feature."""
+    codebook = rows.codebook
+    copies = 1 << (bits - rows.bits)
+    gen = torch.Generator().manual_seed(seed)
+    scale = SPLIT_NOISE * float(codebook.detach().float().pow(2).mean().sqrt().clamp_min(1e-6))
+    noise = torch.randn((copies - 1, *codebook.shape), generator=gen) * scale
+    extra = codebook.detach().unsqueeze(0) + noise.to(codebook.device, codebook.dtype)
+    return LevelRows(codebook=torch.cat([codebook.detach().unsqueeze(0), extra]).reshape(-1, codebook.shape[1]),
+                     indices=rows.indices.clone(), bits=bits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .vbnf model file")
+    parser.add_argument("--bits", type=int, required=True, help=f"target bits per corner index (1..{MAX_BITS})")
+    parser.add_argument("--out", help="output file (default: MODEL's stem + _b<BITS>.vbnf next to it)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--seed", type=int, default=0, help="k-means / perturbation seed")
+
+
+def default_out_path(model: str, bits: int) -> str:
+    stem, _ = os.path.splitext(model)
+    return f"{stem}_b{bits}.vbnf"
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.fileformat import load_model, model_layout, save_model, theoretical_bytes
+
+    out = args.out or default_out_path(args.model, args.bits)
+    if os.path.exists(out) and not args.force:
+        raise VbnfError(f"{out} exists; pass --force to overwrite it or --out to choose another file")
+    before = model_layout(args.model)
+    field = load_model(args.model)
+    start = time.perf_counter()
+    converted = convert_bits(field, args.bits, seed=args.seed)
+    seconds = time.perf_counter() - start
+    written = save_model(out, converted)
+    old_bits = "fp16 features" if field.bits is None else f"{field.bits} bits"
+    print(f"{args.model}: {field.grid_kind}, {old_bits}, {before.total_bytes} bytes "
+          f"(theoretical {theoretical_bytes(field)})")
+    print(f"{out}: {converted.grid_kind}, {args.bits} bits, {written} bytes (theoretical "
+          f"{theoretical_bytes(converted)}), {100.0 * written / before.total_bytes:.1f}% of the input; "
+          f"converted in {seconds:.3f} s")
+    return 0
