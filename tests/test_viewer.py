@@ -1,0 +1,135 @@
+"""The viewer window: opens a model and draws it, mouse and keys move the camera, errors and odd window sizes keep
+it running. Real GLFW (Null platform) + EGL + ImGui; input injected through imgui-bundle's GLFW callbacks."""
+from __future__ import annotations
+
+import imgui_bundle  # noqa: F401  (before glfw: one libglfw, the one with a working Null platform + EGL)
+import glfw
+import numpy as np
+
+from test_viewer_helpers import (H, W, differs, drag, hide_panel, make_app, make_tiny_model, mouse_move,  # noqa: F401
+                                 press_key, scroll, settle, tiny_model)
+
+
+def test_opens_a_model_and_draws_a_nonempty_frame(make_app, tiny_model):
+    app = make_app(tiny_model)
+    hide_panel(app)
+    pixels = settle(app)
+    assert pixels.shape == (H, W, 3)
+    assert app.state.error == ""
+    assert app.state.stats.render_size == (W, H)  # refined to full resolution once still
+    background = np.array([255, 255, 255])
+    centre = pixels[H // 2 - 8: H // 2 + 8, W // 2 - 8: W // 2 + 8].reshape(-1, 3)
+    assert (np.abs(centre.astype(int) - background).max(axis=1) > 30).mean() > 0.9  # the object covers the centre
+    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == 255).all()  # background around it
+    assert app.state.stats.render_path == "cpu"
+    assert "gpu_render" in app.state.stats.render_path_reason or app.state.stats.render_path_reason
+
+
+def test_left_drag_orbits_the_view(make_app, tiny_model):
+    app = make_app(tiny_model)
+    hide_panel(app)
+    before = settle(app)
+    azimuth, elevation = app.state.camera.azimuth_deg, app.state.camera.elevation_deg
+    drag(app, (W * 0.5, H * 0.5), (W * 0.5 + 40, H * 0.5 + 10))
+    assert app.state.camera.azimuth_deg != azimuth
+    assert app.state.camera.elevation_deg != elevation
+    after = settle(app)
+    assert differs(before, after)
+
+
+def test_right_drag_pans_and_wheel_zooms(make_app, tiny_model):
+    app = make_app(tiny_model)
+    hide_panel(app)
+    app.frame()
+    target, distance = app.state.camera.target, app.state.camera.distance
+    drag(app, (W * 0.5, H * 0.5), (W * 0.5 + 20, H * 0.5), button=glfw.MOUSE_BUTTON_RIGHT)
+    assert app.state.camera.target != target
+    assert app.state.camera.distance == distance
+    mouse_move(app, W * 0.5, H * 0.5)
+    scroll(app, 2)
+    assert app.state.camera.distance < distance
+
+
+def test_mouse_over_the_panel_does_not_move_the_camera(make_app, tiny_model):
+    app = make_app(tiny_model, 320, 240)
+    app.frame()
+    app.frame()
+    azimuth = app.state.camera.azimuth_deg
+    drag(app, (60, 120), (120, 120))  # starts on the panel (it covers x < 348)
+    assert app.state.camera.azimuth_deg == azimuth
+
+
+def test_keys_reset_the_camera_and_toggle_the_panel(make_app, tiny_model):
+    app = make_app(tiny_model)
+    app.state.show_panel = False
+    app.frame()
+    default = app.state.camera.key()
+    app.state.camera.orbit(50, 20)
+    app.state.camera.zoom(3)
+    assert app.state.camera.key() != default
+    press_key(app, glfw.KEY_R)
+    assert app.state.camera.key() == default
+    press_key(app, glfw.KEY_TAB)
+    assert app.state.show_panel
+
+
+def test_a_corrupted_model_shows_an_error_and_keeps_the_current_one(make_app, tiny_model, tmp_path):
+    app = make_app(tiny_model)
+    hide_panel(app)
+    before = settle(app)
+    bad = tmp_path / "broken.vbnf"
+    data = bytearray(tiny_model.read_bytes())
+    data[200:260] = b"\x00" * 60  # inside the metadata / first chunks: CRC or JSON fails
+    bad.write_bytes(bytes(data))
+    assert not app.actions.open_model(bad)
+    assert str(bad) in app.state.error and "\n" not in app.state.error
+    assert "current model stays open" in app.state.error
+    assert app.state.model_path == str(tiny_model)
+    after = settle(app)
+    assert not differs(before[:-32], after[:-32], 0)  # same model, same picture (the error line is at the bottom)
+    assert differs(before[-32:], after[-32:], 0)
+    # A missing file and a text file fail the same way.
+    for path in (tmp_path / "missing.vbnf", tmp_path / "notes.txt"):
+        if path.suffix == ".txt":
+            path.write_text("hello")
+        assert not app.actions.open_model(path)
+        assert str(path) in app.state.error
+    app.frame()
+    assert app.state.model.name == "tiny.vbnf"
+
+
+def test_a_dropped_file_opens(make_app, tiny_model, tmp_path):
+    other = make_tiny_model(tmp_path / "other.vbnf", seed=7)
+    app = make_app(tiny_model)
+    app.frame()
+    app.window._drop_cb(app.window.handle, [str(other)])  # what GLFW calls on a drop
+    app.frame()
+    assert app.state.model_path == str(other)
+    assert app.state.model.name == "other.vbnf"
+
+
+def test_a_zero_size_window_does_not_crash(make_app, tiny_model):
+    app = make_app(tiny_model)
+    app.frame()
+    glfw.set_window_size(app.window.handle, 0, 0)
+    for _ in range(3):
+        app.frame()
+    glfw.iconify_window(app.window.handle)
+    app.frame()
+    glfw.restore_window(app.window.handle)
+    glfw.set_window_size(app.window.handle, W, H)
+    hide_panel(app)
+    pixels = settle(app)
+    assert pixels.shape == (H, W, 3)
+    assert (pixels != 255).any()
+
+
+def test_a_window_resize_rerenders_at_the_new_size(make_app, tiny_model):
+    app = make_app(tiny_model)
+    hide_panel(app)
+    settle(app)
+    glfw.set_window_size(app.window.handle, W // 2, H // 2)
+    pixels = settle(app)
+    assert pixels.shape == (H // 2, W // 2, 3)
+    assert app.state.stats.render_size == (W // 2, H // 2)

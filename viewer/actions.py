@@ -1,0 +1,222 @@
+"""One-shot commands: what the panel's buttons, the keys, dropped files and tests call.
+
+Settings (LOD, bitwidth, render mode, byte budget, ...) are plain AppState fields that the panel edits directly;
+the commands here do the things a value cannot say: open, save, capture, start/pause training. Every user-facing
+failure ends in `state.error` as one line and leaves the current model, and any existing file, as they were.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.errors import VbnfError
+from viewer.camera import camera_from_c2w, default_camera
+from viewer.field_source import Models
+from viewer.field_view import CaptureRequest, FieldView, dataset_path
+from viewer.screenshot import free_path
+from viewer.state import AppState
+from viewer.training_session import DatasetCache, TrainingSession
+
+DOWNLOAD_SECONDS = 4.0  # "simulate download" fills the whole file in this time
+
+
+class Actions:
+    """Commands over the app's parts (each passed in explicitly; none of them knows the window)."""
+
+    def __init__(self, state: AppState, models: Models, view: FieldView, datasets: DatasetCache,
+                 training_device: str = "cpu"):
+        self.state = state
+        self.models = models
+        self.view = view
+        self.datasets = datasets
+        self.training: TrainingSession | None = None
+        self.training_device = training_device
+
+    # -- model -----------------------------------------------------------------------------------------------------
+
+    def open_model(self, path: str | os.PathLike) -> bool:
+        """Opens a model file and shows it from the default view; on failure shows why and keeps the current one."""
+        path = str(path).strip()
+        if not path:
+            self.state.error = "Open: type a .vbnf path first (or drop a file on the window)"
+            return False
+        try:
+            source = self.models.open(path)
+        except VbnfError as e:
+            self.state.error = f"cannot open {path}: {e}" if path not in str(e) else str(e)
+            self.state.error = self.state.error.replace("\n", " ") + "; the current model stays open"
+            return False
+        except Exception as e:  # anything unexpected is still one line, never a crash
+            self.state.error = f"cannot open {path}: {type(e).__name__}: {e}".splitlines()[0] + \
+                "; the current model stays open"
+            return False
+        self.stop_training()
+        s = self.state
+        s.model_path = str(path)
+        field = source.full.field
+        s.lod = field.max_lod
+        s.bits = None
+        s.byte_budget = None
+        s.download_bytes_per_s = 0.0
+        s.compare.lod_b = max(0, field.max_lod - 2)
+        s.compare.bits_b = max(1, (source.trained_bits or 4) - 2)
+        s.camera = default_camera(field.scene_center, field.scene_half_size, s.camera.fov_y_deg)
+        s.training.dataset_path = str(field.metadata.get("dataset", "") or "")
+        s.save_path = str(free_path(Path(path).with_name(Path(path).stem + "_edited.vbnf")))
+        s.error = ""
+        s.message = f"opened {path} ({source.file_bytes} bytes, {field.n_lods} LODs)"
+        return True
+
+    def drop_files(self, paths: list[str]) -> None:
+        """GLFW drop callback: opens the first dropped file."""
+        if paths:
+            self.open_model(paths[0])
+
+    def save_model(self, path: str | None = None, overwrite: bool = False) -> bool:
+        """Saves the shown field (the live snapshot, or the file's at the chosen bitwidth) atomically.
+
+        An existing file is never replaced unless `overwrite` (the panel asks first: state.confirm_overwrite).
+        """
+        s = self.state
+        source = self.models.current
+        path = (path if path is not None else s.save_path).strip()
+        if source is None:
+            s.error = "Save: no model is open"
+            return False
+        if not path:
+            s.error = "Save: type a file name first"
+            return False
+        if Path(path).exists() and not overwrite:
+            s.confirm_overwrite = path
+            return False
+        s.confirm_overwrite = ""
+        shown = source.live if source.live is not None else source.converted(s.bits, None)
+        metadata = {"saved_by": "vbnf view"}
+        if shown.field.bits != source.trained_bits:
+            metadata["converted_from_bits"] = source.trained_bits
+        try:
+            from engine.fileformat import save_model
+            n = save_model(path, shown.field, metadata)
+        except VbnfError as e:
+            s.error = f"{e}; the model is still open, try another name"
+            return False
+        except (OSError, ValueError) as e:
+            s.error = f"cannot save {path}: {e}; the model is still open, try another name"
+            return False
+        s.error = ""
+        s.message = f"saved {path} ({n} bytes)"
+        s.save_path = str(free_path(path))
+        return True
+
+    # -- view ------------------------------------------------------------------------------------------------------
+
+    def reset_camera(self) -> None:
+        source = self.models.current
+        if source is None:
+            return
+        field = source.full.field
+        self.state.camera = default_camera(field.scene_center, field.scene_half_size, self.state.camera.fov_y_deg)
+
+    def snap_to_training_camera(self, index: int) -> None:
+        """Moves the orbit camera to training camera `index` (the data set must be loaded)."""
+        s = self.state
+        path = dataset_path(s, self.models.current)
+        dataset = self.datasets.request(path) if path else None
+        if dataset is None:
+            s.error = self.datasets.error(path) if path else "snap: no data set; type its path under Training"
+            if not s.error:
+                s.message = f"loading {path}; try again in a moment"
+            return
+        n = dataset.cameras.c2w.shape[0]
+        index = max(0, min(index, n - 1))
+        cams = dataset.cameras
+        import math
+        fov = math.degrees(2 * math.atan(0.5 * cams.height / cams.fy))
+        s.camera = camera_from_c2w(cams.c2w[index], tuple(dataset.scene_center.tolist()), fov)
+
+    def simulate_download(self) -> None:
+        """Animates the byte budget from 0 to the whole file over DOWNLOAD_SECONDS."""
+        source = self.models.current
+        if source is None:
+            return
+        self.state.byte_budget = 0
+        self.state.download_bytes_per_s = source.file_bytes / DOWNLOAD_SECONDS
+
+    def advance_download(self, seconds: float) -> None:
+        """Called every frame: moves the animated byte budget on; ends at the whole file."""
+        s = self.state
+        source = self.models.current
+        if s.download_bytes_per_s <= 0 or source is None or s.byte_budget is None:
+            return
+        s.byte_budget = int(s.byte_budget + s.download_bytes_per_s * seconds)
+        if s.byte_budget >= source.file_bytes:
+            s.byte_budget = None
+            s.download_bytes_per_s = 0.0
+
+    # -- captures --------------------------------------------------------------------------------------------------
+
+    def screenshot(self, scale: int | None = None) -> None:
+        """PNG of the field (no UI) at `scale` x the window's resolution, written once the image is final."""
+        self.view.request_capture(CaptureRequest("screenshot", int(scale or self.state.screenshot_scale)))
+
+    def save_comparison(self) -> None:
+        """PNG of the split view with both sides' labels, written once both sides are final."""
+        self.view.request_capture(CaptureRequest("comparison"))
+
+    # -- live training ---------------------------------------------------------------------------------------------
+
+    def start_training(self) -> None:
+        """Starts (or resumes) live training of the shown field on the data set."""
+        s = self.state
+        source = self.models.current
+        if source is None:
+            s.error = "Training: open a model first"
+            return
+        if self.training is not None and not self.training.error:
+            self.training.start()
+            return
+        path = dataset_path(s, source)
+        if not path:
+            s.error = "Training: type the data set's path (its folder or transforms JSON) under Training"
+            return
+        self.stop_training(keep_snapshot=True)
+        if s.byte_budget is not None:
+            s.byte_budget = None
+            s.download_bytes_per_s = 0.0
+        start = source.live if source.live is not None else source.converted(s.bits, None)
+        self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device)
+        self.training.start()
+
+    def pause_training(self) -> None:
+        if self.training is not None:
+            self.training.pause()
+
+    def stop_training(self, keep_snapshot: bool = False) -> None:
+        """Ends the training thread; the view goes back to the file unless `keep_snapshot`."""
+        if self.training is not None:
+            self.training.close()
+            self.training = None
+        if not keep_snapshot and self.models.current is not None:
+            self.models.current.set_live(None)
+
+    def poll_training(self) -> None:
+        """Called every frame: takes the newest snapshot into the view and copies status and history for the panel."""
+        t = self.state.training
+        session = self.training
+        if session is None:
+            t.running = False
+            t.status = "" if self.models.current is None or self.models.current.live is None else "stopped"
+            return
+        snapshot = session.take_snapshot()
+        if snapshot is not None and self.models.current is not None:
+            self.models.current.set_live(snapshot)
+        t.running = session.running
+        t.status = session.status
+        history = session.history()
+        if len(history) != len(t.steps):
+            t.steps = [h["step"] for h in history]
+            t.loss = [h["loss"] for h in history]
+            t.psnr = [h["psnr"] for h in history]
+
+    def close(self) -> None:
+        self.stop_training(keep_snapshot=True)

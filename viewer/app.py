@@ -1,0 +1,179 @@
+"""`vbnf view [MODEL]`: the window, the frame loop and the command line.
+
+The App only wires the parts together and runs the loop; each part lives in its own module:
+window (GLFW + GL + ImGui), state (AppState), controls (mouse/keys -> camera), actions (commands),
+field_view (render scheduling, drawing, captures), panel (draw_ui), field_source (the model),
+training_session (live training).
+
+One frame: poll events -> ImGui new frame -> input -> commands due (download animation, training snapshot)
+-> field_view.update (submit renders, take finished ones in) -> draw_scene -> draw_ui -> swap. Nothing in a frame
+waits for a render: the CPU path renders in a thread and the frame shows the newest finished image.
+
+Tests drive it headless: `App(model, 160, 120, headless=True)`, `app.frame()`, `app.state`, `app.actions`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from viewer.window import Window  # first: imports imgui_bundle before glfw
+from imgui_bundle import imgui
+
+from engine.errors import VbnfError
+from viewer.actions import Actions
+from viewer.controls import ViewControls
+from viewer.field_source import Models
+from viewer.field_view import FieldView
+from viewer.gl_resources import read_screen
+from viewer.panel import draw_ui
+from viewer.render_paths import choose_backend
+from viewer.state import AppState
+from viewer.training_session import DatasetCache
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.vbnf"
+MINIMISED_SLEEP_S = 0.05
+UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
+                   # torch renderer share the cores, so frames beyond this only slow the render down
+
+
+class App:
+    """The viewer: one window showing one model. `frame()` runs one iteration of the loop."""
+
+    def __init__(self, model_path: str | None = None, width: int = 1280, height: int = 800, headless: bool = False,
+                 cpu_only: bool = False, output_dir: str = "."):
+        self.state = AppState(output_dir=output_dir)
+        self.models = Models()
+        self.datasets = DatasetCache()
+        self.window = Window(width, height, "vbnf", headless=headless, on_drop=self._on_drop)
+        backend = choose_backend(prefer_cpu=cpu_only)
+        self.state.stats.render_path = backend.name
+        self.state.stats.render_path_reason = backend.reason
+        self.view = FieldView(self.window.ctx, backend)
+        self.actions = Actions(self.state, self.models, self.view, self.datasets)
+        self.controls = ViewControls()
+        self._dropped: list[str] = []
+        self._last_frame = time.perf_counter()
+        self.frames = 0
+        if model_path:
+            self.actions.open_model(model_path)
+
+    def _on_drop(self, paths: list[str]) -> None:
+        self._dropped.extend(paths)  # opened at the start of the next frame, not inside GLFW's callback
+
+    def frame(self) -> None:
+        """One iteration: events, input, commands due, renders, drawing, swap. Never waits for a render."""
+        start = time.perf_counter()
+        dt = start - self._last_frame
+        self._last_frame = start
+        self.window.poll()
+        if self._dropped:
+            paths, self._dropped = self._dropped, []
+            self.actions.drop_files(paths)
+        if self.window.minimised():  # zero-size framebuffer: nothing to draw, keep the threads going
+            self.actions.poll_training()
+            time.sleep(MINIMISED_SLEEP_S)
+            return
+        fb = self.window.framebuffer_size()
+        s = self.state
+        self.window.begin_ui()
+        self.controls.handle(s, self.actions)
+        self.actions.advance_download(dt)
+        self.actions.poll_training()
+        self.view.update(s, self.models, self.datasets, fb)
+        self.view.draw_scene(s, fb)
+        draw_ui(s, self.actions)
+        self.window.end_ui()
+        self.window.swap()
+        self.frames += 1
+        self._update_stats(start, dt, fb)
+        rest = 1.0 / UI_FPS_CAP - (time.perf_counter() - start)
+        if rest > 0:
+            time.sleep(rest)
+
+    def _update_stats(self, start: float, dt: float, fb: tuple[int, int]) -> None:
+        st = self.state.stats
+        st.frame_ms = (time.perf_counter() - start) * 1000.0
+        if dt > 0:
+            st.fps = 1.0 / dt if st.fps == 0 else 0.9 * st.fps + 0.1 / dt
+        st.window_size = fb
+        spp = self.view.scheduler.resolution.seconds_per_pixel
+        shown = self.view.scheduler.shown.get("a")
+        if spp is not None and shown is not None:
+            st.render_ms = spp * shown.size[0] * shown.size[1] * 1000.0
+
+    # -- for scripts and tests -------------------------------------------------------------------------------------
+
+    def run_until_idle(self, timeout_s: float = 30.0) -> bool:
+        """Runs frames until every image is final and no capture waits (True), or until the timeout (False)."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            self.frame()
+            if not self.state.stats.refining and not self.view.captures and not self.view.scheduler.busy():
+                self.frame()  # one more so the final image is on screen
+                return True
+        return False
+
+    def read_screen(self):
+        """The window's framebuffer (uint8 [H,W,3], top row first) as the last frame left it."""
+        return read_screen(self.window.ctx, self.window.framebuffer_size())
+
+    def run(self) -> int:
+        """The interactive loop until the window closes."""
+        while not self.window.should_close():
+            self.frame()
+        return 0
+
+    def close(self) -> None:
+        """Stops the threads and frees GL objects before the context goes."""
+        self.actions.close()
+        self.view.release()
+        self.window.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=None,
+                        help=f"a .vbnf model file (default: the bundled {DEFAULT_MODEL.name})")
+    parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
+    parser.add_argument("--cpu", action="store_true", help="render with the torch CPU path even if CUDA works")
+    parser.add_argument("--output-dir", default=".", help="folder for screenshots and comparisons")
+    parser.add_argument("--headless", action="store_true",
+                        help="no visible window (GLFW Null platform + EGL); with --screenshot for scripted images")
+    parser.add_argument("--screenshot", action="store_true",
+                        help="write one screenshot once the image is final, then exit")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise VbnfError(f"--size takes WIDTHxHEIGHT like 1280x800, got {text!r}") from None
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise VbnfError(f"--size {w}x{h}: each side must be between 16 and 16384 pixels")
+    return w, h
+
+
+def run(args) -> int:
+    width, height = _parse_size(args.size)
+    model = args.model
+    if model is None:
+        if not DEFAULT_MODEL.exists():
+            raise VbnfError(f"the bundled model {DEFAULT_MODEL} is missing; pass a model: vbnf view MODEL.vbnf")
+        model = str(DEFAULT_MODEL)
+    if not Path(model).exists():
+        raise VbnfError(f"{model}: no such file; pass an existing .vbnf model")
+    app = App(model, width, height, headless=args.headless, cpu_only=args.cpu, output_dir=args.output_dir)
+    try:
+        if app.state.error:
+            raise VbnfError(app.state.error)
+        if args.screenshot:
+            app.actions.screenshot()
+            if not app.run_until_idle(timeout_s=600.0):
+                raise VbnfError("the screenshot did not finish within 10 minutes; try a smaller --size")
+            if app.state.error:
+                raise VbnfError(app.state.error)
+            print(app.state.message)
+            return 0
+        return app.run()
+    finally:
+        app.close()

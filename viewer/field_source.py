@@ -1,0 +1,178 @@
+"""The model as the viewer holds it: the file's bytes and layout, the field at the chosen bitwidth and byte budget,
+and the latest live-training snapshot. Every field handed out has a version number that changes exactly when the
+field does (render jobs are keyed by it).
+
+Only engine public functions are used: engine.fileformat (load_model_bytes, model_layout, save_model_bytes) and
+engine.convert (convert_bits, imported when first needed).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import VbnfError
+from engine.field import InferenceField
+from engine.fileformat import ModelLayout, load_model_bytes, model_layout, read_model_file, save_model_bytes
+
+_versions = itertools.count(1)
+PSNR_SPLITS = ("test_per_lod", "val_per_lod", "train_per_lod")
+
+
+@dataclass
+class Versioned:
+    """A field and its version number."""
+
+    field: InferenceField
+    version: int
+
+
+def lod_psnr(metadata: dict) -> dict[int, float]:
+    """Per-LOD PSNR (dB) from a model's metadata metrics (`vbnf eval --store`): the test split when present, else
+    val, else train; {} when the file has none."""
+    metrics = metadata.get("metrics") or {}
+    for key in PSNR_SPLITS:
+        rows = metrics.get(key)
+        if isinstance(rows, list):
+            out = {}
+            for row in rows:
+                try:
+                    out[int(row["lod"])] = float(row["psnr"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+            if out:
+                return out
+    return {}
+
+
+class FieldSource:
+    """One opened model. `open()` builds a new one (so a failure leaves the caller's current source untouched)."""
+
+    def __init__(self, path: Path, data: bytes, layout: ModelLayout, full: InferenceField):
+        self.path = path
+        self.data = data
+        self.layout = layout
+        self.full = Versioned(full, next(_versions))
+        self.live: Versioned | None = None
+        self._fields: dict[tuple[int | None, int], Versioned] = {}
+        self._layouts: dict[int, ModelLayout] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "FieldSource":
+        """Reads a .vbnf file; FormatError/VbnfError (one line naming the path) when it cannot be used."""
+        path = Path(path)
+        data = read_model_file(path)
+        layout = model_layout(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a truncated file is an error when opening (streaming is explicit)
+            try:
+                full = load_model_bytes(data, source=str(path))
+            except Warning as w:
+                raise VbnfError(f"{w}; the file is incomplete: re-download or re-save it") from None
+        return cls(path, data, layout, full)
+
+    # -- facts -----------------------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def trained_bits(self) -> int | None:
+        """The stored codebook bitwidth (None for a dense grid)."""
+        return self.full.field.bits
+
+    @property
+    def file_bytes(self) -> int:
+        return len(self.data)
+
+    def lods_in_budget(self, budget: int | None) -> int:
+        """Complete LODs within the first `budget` bytes of the file (all of them for None)."""
+        if budget is None:
+            return len(self.layout.lod_prefix_bytes)
+        return sum(1 for p in self.layout.lod_prefix_bytes if p <= budget)
+
+    def layout_of(self, shown: Versioned) -> ModelLayout:
+        """The file layout `shown` would have if saved (the stored file's own for the stored field): its bitrate
+        ladder (`lod_prefix_bytes`) and size (`total_bytes`). Cached per field version."""
+        if shown.version == self.full.version:
+            return self.layout
+        if shown.version not in self._layouts:
+            if len(self._layouts) > 32:  # live snapshots come every second: keep the cache small
+                self._layouts.clear()
+            self._layouts[shown.version] = model_layout(save_model_bytes(shown.field))
+        return self._layouts[shown.version]
+
+    def size_at(self, bits: int | None) -> int:
+        """Bytes of the whole model at `bits` (None: as stored)."""
+        return self.layout_of(self.converted(bits, None)).total_bytes
+
+    # -- fields ----------------------------------------------------------------------------------------------------
+
+    def _normalise_bits(self, bits: int | None) -> int | None:
+        return None if bits is None or bits == self.trained_bits or self.trained_bits is None else int(bits)
+
+    def is_stored(self, bits: int | None) -> bool:
+        """Whether `shown(bits, ...)` is (a prefix of) the file's own field, so the file's stored metrics apply."""
+        return self.live is None and self._normalise_bits(bits) is None
+
+    def converted(self, bits: int | None, budget: int | None) -> Versioned:
+        """The file's field at `bits` (None: as stored), from the first `budget` bytes (None: all of them).
+
+        The prefix is read with load_model_bytes on those bytes only; a lower bitwidth merges codebook entries and a
+        higher one splits them (engine.convert.convert_bits). Raises VbnfError when the budget holds no LOD.
+        """
+        bits = self._normalise_bits(bits)
+        n = self.lods_in_budget(budget)
+        if n == 0:
+            need = self.layout.lod_prefix_bytes[0]
+            raise VbnfError(f"the first {budget} bytes hold no complete LOD (LOD 0 needs {need} bytes); "
+                            "raise the byte budget")
+        key = (bits, n)
+        if key not in self._fields:
+            if bits is None:
+                field = (self.full.field if n == len(self.layout.lod_prefix_bytes) else
+                         load_model_bytes(self.data[:budget], max_bytes=budget, source=f"{self.name}[:{budget}]"))
+            else:
+                from engine.convert import convert_bits
+                field = convert_bits(self.converted(None, budget).field, bits)
+            self._fields[key] = (Versioned(field, self.full.version) if field is self.full.field
+                                 else Versioned(field, next(_versions)))
+        return self._fields[key]
+
+    def shown(self, bits: int | None, budget: int | None) -> Versioned:
+        """What the view renders: the live training snapshot when there is one, else `converted(bits, budget)`."""
+        if self.live is not None:
+            return self.live
+        return self.converted(bits, budget)
+
+    def set_live(self, field: InferenceField | None) -> None:
+        """Shows a training snapshot (None: back to the file)."""
+        self.live = None if field is None else Versioned(field, next(_versions))
+
+
+def open_other(path: str | os.PathLike, cache: dict[str, FieldSource]) -> FieldSource:
+    """A second model for the comparison view, opened once per path."""
+    key = os.fspath(path)
+    if key not in cache:
+        cache.clear()
+        cache[key] = FieldSource.open(path)
+    return cache[key]
+
+
+class Models:
+    """The model shown and the models opened for the comparison view."""
+
+    def __init__(self) -> None:
+        self.current: FieldSource | None = None
+        """The model shown (None before the first successful open)."""
+        self.others: dict[str, FieldSource] = {}
+        """Comparison models by path (see `open_other`)."""
+
+    def open(self, path: str | os.PathLike) -> FieldSource:
+        """Opens `path` and makes it current; on any failure raises and keeps the current model."""
+        source = FieldSource.open(path)
+        self.current = source
+        return source

@@ -1,0 +1,145 @@
+"""GL resources of the viewer, one small class per role. Each takes the moderngl context, creates its objects in
+__init__, and frees them in release() (called before the context goes).
+
+- FieldTexture: a float texture holding one field image (render values, not colours); the CPU path uploads into it,
+  a CUDA path writes into `.texture` through interop.
+- FieldPass: the fullscreen pass (shaders/field.vert + field.frag) that colour-maps one or two field textures and
+  draws the comparison divider.
+- OffscreenTarget: an RGBA8 framebuffer to draw the pass into without a window (screenshots, saved comparisons).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import moderngl
+import numpy as np
+
+from viewer.colormap import MODE_IDS
+
+SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+
+
+class FieldTexture:
+    """RGBA float32 texture, row 0 = the image's top row. Scalar modes keep their value in the red channel."""
+
+    def __init__(self, ctx: moderngl.Context, width: int = 1, height: int = 1):
+        self.ctx = ctx
+        self.texture = self._create(width, height)
+
+    def _create(self, width: int, height: int) -> moderngl.Texture:
+        tex = self.ctx.texture((width, height), 4, dtype="f4")
+        tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        tex.repeat_x = tex.repeat_y = False
+        return tex
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.texture.size
+
+    def resize(self, width: int, height: int) -> None:
+        """Reallocates for a new size; a no-op when the size is unchanged (a CUDA path re-registers after a change)."""
+        if (width, height) == self.size:
+            return
+        self.texture.release()
+        self.texture = self._create(width, height)
+
+    def write(self, values: np.ndarray, mode: str) -> None:
+        """Uploads render values: float [H,W,3] (rgb, normal) or [H,W] (depth, samples, level)."""
+        v = np.asarray(values, dtype=np.float32)
+        h, w = v.shape[:2]
+        rgba = np.zeros((h, w, 4), np.float32)
+        if v.ndim == 2:
+            rgba[..., 0] = v
+        else:
+            rgba[..., : v.shape[2]] = v[..., :4]
+        rgba[..., 3] = 1.0
+        self.resize(w, h)
+        # Colour-mapped values are not interpolated across object edges (a level of -1 is "empty").
+        smooth = mode in ("rgb", "normal")
+        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR) if smooth else (moderngl.NEAREST, moderngl.NEAREST)
+        self.texture.write(np.ascontiguousarray(rgba).tobytes())
+
+    def release(self) -> None:
+        self.texture.release()
+
+
+@dataclass
+class SideImage:
+    """What one side of the fullscreen pass draws."""
+
+    texture: FieldTexture
+    """The values."""
+    mode: str
+    """Render mode of the values (picks the colormap)."""
+    value_range: tuple[float, float]
+    """Values mapped to the colormap's ends (scalar modes)."""
+
+
+class FieldPass:
+    """Fullscreen pass: colour-maps side A (and side B right of the divider) into the bound framebuffer."""
+
+    def __init__(self, ctx: moderngl.Context, shader_dir: Path = SHADER_DIR):
+        self.ctx = ctx
+        self.program = ctx.program(vertex_shader=(shader_dir / "field.vert").read_text(),
+                                   fragment_shader=(shader_dir / "field.frag").read_text())
+        self.vao = ctx.vertex_array(self.program, [])
+        self.program["field_a"] = 0
+        self.program["field_b"] = 1
+
+    def render(self, a: SideImage, background: tuple[float, float, float], b: SideImage | None = None,
+               divider: float = 0.5, viewport: tuple[int, int] | None = None) -> None:
+        """Draws into the currently bound framebuffer over `viewport` (width, height; default: its whole size)."""
+        width, height = viewport or self.ctx.fbo.size
+        self.ctx.viewport = (0, 0, width, height)
+        a.texture.texture.use(0)
+        (b or a).texture.texture.use(1)
+        p = self.program
+        p["mode_a"] = MODE_IDS[a.mode]
+        p["range_a"] = tuple(map(float, a.value_range))
+        p["mode_b"] = MODE_IDS[(b or a).mode]
+        p["range_b"] = tuple(map(float, (b or a).value_range))
+        p["background"] = tuple(map(float, background))
+        p["divider"] = float(divider) if b is not None else -1.0
+        p["viewport_size"] = (float(width), float(height))
+        self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
+        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
+
+    def release(self) -> None:
+        self.vao.release()
+        self.program.release()
+
+
+class OffscreenTarget:
+    """An RGBA8 framebuffer of a given size; `read()` returns its pixels top row first."""
+
+    def __init__(self, ctx: moderngl.Context, width: int, height: int):
+        self.ctx = ctx
+        self.color = ctx.texture((width, height), 4)
+        self.fbo = ctx.framebuffer(color_attachments=[self.color])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.fbo.size
+
+    def use(self) -> None:
+        self.fbo.use()
+
+    def read(self) -> np.ndarray:
+        """uint8 [H,W,3], row 0 = top."""
+        w, h = self.fbo.size
+        data = self.fbo.read(components=3, alignment=1)
+        return np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1].copy()
+
+    def release(self) -> None:
+        self.fbo.release()
+        self.color.release()
+
+
+def read_screen(ctx: moderngl.Context, size: tuple[int, int]) -> np.ndarray:
+    """The window's framebuffer (`size` = its current width, height) as uint8 [H,W,3], row 0 = top.
+    (moderngl's `ctx.screen.size` is the size at context creation, so the caller passes the current one.)"""
+    w, h = size
+    data = ctx.screen.read(viewport=(0, 0, w, h), components=3, alignment=1)
+    return np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1].copy()

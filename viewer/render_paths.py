@@ -1,0 +1,222 @@
+"""How a field image gets into a FieldTexture: the render paths and the render thread.
+
+One interface, `render_into(texture, job)`: render `job` and leave its values in `texture`. Two paths:
+- the torch reference renderer (engine/render.render_image) on the CPU, uploading into the texture; it is slow, so the
+  app runs it through `ThreadedBackend` (a render thread: the frame never waits for it);
+- the CUDA marcher of engine/gpu_render writing straight into the texture (interop) or through an upload; it is fast,
+  so `DirectBackend` calls it inside the frame.
+`choose_backend()` imports engine.gpu_render lazily and falls back to the CPU path when it is missing or says "cpu".
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from engine.cameras import Cameras, image_rays
+from engine.field import InferenceField
+from engine.render import field_step, render_image
+from viewer.colormap import value_range
+from viewer.gl_resources import FieldTexture
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One image to render; `key` names what the image depends on (the field by its version)."""
+
+    slot: str
+    """Which texture it goes to: "a", "b" (comparison side), "shot" (a screenshot)."""
+    field: InferenceField
+    """The field to render (never mutated by the viewer)."""
+    field_version: int
+    """Changes whenever `field` is another field."""
+    cameras: Cameras
+    """One camera (index 0), its intrinsics for width x height."""
+    view_key: tuple
+    """Hashable description of the camera (OrbitCamera.key() or a training camera's index)."""
+    width: int
+    """Image width, pixels."""
+    height: int
+    """Image height, pixels."""
+    lod: int
+    """LOD (clamped to the field's)."""
+    mode: str
+    """Render mode (engine.render.RENDER_MODES)."""
+    background: tuple[float, float, float]
+    """Background RGB in [0,1]."""
+
+    @property
+    def key(self) -> tuple:
+        """What the image shows, independent of its resolution."""
+        return (self.field_version, self.view_key, self.lod, self.mode, self.background)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        eye = self.cameras.c2w[0, :3, 3].double()
+        distance = float((eye - self.field.scene_center.double().cpu()).norm())
+        return value_range(self.mode, distance, self.field.scene_half_size, field_step(self.field),
+                           self.field.base_level + self.field.n_lods - 1)
+
+
+@dataclass
+class RenderDone:
+    """A finished job: its values are in the slot's texture (and in `values` on the CPU path)."""
+
+    job: RenderJob
+    seconds: float
+    """Render time, seconds (excluding the upload)."""
+    values: np.ndarray | None = None
+    """float32 [H,W,3] or [H,W] render values (None when the GPU wrote the texture directly)."""
+    error: str = ""
+    """One line when the render failed (the texture keeps its previous image)."""
+
+
+def render_values(job: RenderJob) -> np.ndarray:
+    """The torch reference renderer: float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level)."""
+    cams = job.cameras
+    origins, dirs = image_rays(cams, 0, job.width, job.height)
+    device = job.field.device
+    with torch.no_grad():
+        image = render_image(job.field, origins.to(device), dirs.to(device), job.width, job.height, job.lod,
+                             job.mode, job.background)
+    return image.float().cpu().numpy()
+
+
+class TextureRenderer(Protocol):
+    """A renderer that leaves a job's values in a texture itself (the CUDA path: interop or upload)."""
+
+    def render_into(self, texture: FieldTexture, job: RenderJob) -> None: ...
+
+
+class RenderBackend(Protocol):
+    """What the app's scheduler drives: submit jobs, collect what finished into the slot textures."""
+
+    name: str
+    reason: str
+
+    def submit(self, job: RenderJob) -> None: ...
+
+    def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]: ...
+
+    def busy(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadedBackend:
+    """Runs the torch renderer in one background thread. Per slot only the newest submitted job waits: a job
+    submitted while an older one for the same slot is still queued replaces it (a moving camera never builds a
+    queue). Finished values are uploaded by `collect` on the GL thread."""
+
+    name = "cpu"
+
+    def __init__(self, reason: str = ""):
+        self.reason = reason
+        self._pending: dict[str, RenderJob] = {}
+        self._done: list[RenderDone] = []
+        self._running: RenderJob | None = None
+        self._lock = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="vbnf-render", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: RenderJob) -> None:
+        with self._lock:
+            self._pending[job.slot] = job
+            self._lock.notify()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._pending) or self._running is not None or bool(self._done)
+
+    def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]:
+        with self._lock:
+            done, self._done = self._done, []
+        for d in done:
+            if d.values is not None and not d.error:
+                textures[d.job.slot].write(d.values, d.job.mode)
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                # Slots in a fixed order so side A is never starved by side B.
+                slot = min(self._pending, key=lambda s: {"a": 0, "b": 1}.get(s, 2))
+                job = self._running = self._pending.pop(slot)
+            start = time.perf_counter()
+            try:
+                done = RenderDone(job, 0.0, render_values(job))
+            except Exception as e:  # a renderer failure must not kill the thread; the UI shows it
+                done = RenderDone(job, 0.0, None, f"render failed: {type(e).__name__}: {e}".splitlines()[0])
+            done.seconds = time.perf_counter() - start
+            with self._lock:
+                self._running = None
+                self._done.append(done)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
+            self._lock.notify_all()
+        self._thread.join(timeout=30)
+
+
+class DirectBackend:
+    """Renders inside the frame with a fast renderer (the CUDA path): `collect` runs the queued jobs."""
+
+    def __init__(self, renderer: TextureRenderer, name: str, reason: str):
+        self.renderer = renderer
+        self.name = name
+        self.reason = reason
+        self._pending: dict[str, RenderJob] = {}
+
+    def submit(self, job: RenderJob) -> None:
+        self._pending[job.slot] = job
+
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]:
+        done = []
+        for slot, job in list(self._pending.items()):
+            start = time.perf_counter()
+            try:
+                self.renderer.render_into(textures[slot], job)
+                done.append(RenderDone(job, time.perf_counter() - start))
+            except Exception as e:
+                done.append(RenderDone(job, 0.0, None, f"{self.name} render failed: {e}".splitlines()[0]))
+        self._pending.clear()
+        return done
+
+    def close(self) -> None:
+        self._pending.clear()
+
+
+def choose_backend(prefer_cpu: bool = False) -> RenderBackend:
+    """The fastest render path available: engine.gpu_render's when it imports and chooses a CUDA path, else the
+    torch renderer in a thread. The reason is kept for the stats panel."""
+    if prefer_cpu:
+        return ThreadedBackend("CPU path requested (--cpu)")
+    try:
+        gpu_render = importlib.import_module("engine.gpu_render")
+        path, reason = gpu_render.choose_render_path(gl_available=True)
+    except Exception as e:  # missing module, no CUDA, driver trouble: all mean the CPU path
+        return ThreadedBackend(f"engine.gpu_render unavailable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    if path == "cpu":
+        return ThreadedBackend(reason)
+    make = getattr(gpu_render, "make_texture_renderer", None)
+    if make is None:
+        return ThreadedBackend(f"{path} chosen but engine.gpu_render has no make_texture_renderer; using the CPU")
+    try:
+        return DirectBackend(make(path), path, reason)
+    except Exception as e:
+        return ThreadedBackend(f"{path} failed to start ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
