@@ -604,8 +604,9 @@ def _int(value, name: str, lo: int, hi: int) -> int:
 
 
 def _finite(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {_short(value)}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, int) and abs(value) > 10 ** 30)
+            or not math.isfinite(value) or abs(value) > 1e30):
+        raise ValueError(f"{name} must be a finite number of magnitude <= 1e30, got {_short(value)}")
     return float(value)
 
 
