@@ -44,6 +44,7 @@ CHUNK_TRAILER_BYTES = 4
 CHUNK_OVERHEAD = CHUNK_HEADER_BYTES + CHUNK_TRAILER_BYTES
 NO_LOD = 0xFFFFFFFF
 MAX_METADATA_BYTES = 1 << 24
+MAX_METADATA_DEPTH = 32  # nesting of the free-form metadata (what `vbnf info` prints recursively)
 MAX_OCTREE_LEVEL = 20  # corner keys (2^l + 1)^3 and Morton codes must fit in int64
 MAX_FEATURE_DIM = 1024
 MAX_BITS = 16
@@ -158,6 +159,8 @@ def save_model_bytes(field: InferenceField, metadata: dict | None = None, byte_o
     e = byte_order
     structure, payloads = _field_payloads(field, e)
     user = {**field.metadata, **(metadata or {})}
+    if _json_depth(user) > MAX_METADATA_DEPTH:
+        raise VbnfError(f"model metadata nests deeper than {MAX_METADATA_DEPTH} levels")
     try:
         meta_json = json.dumps({"structure": structure, "metadata": user}, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError) as err:
@@ -504,6 +507,8 @@ def _parse_metadata(view: memoryview, e: str, source: str) -> tuple[dict, dict, 
     if not isinstance(user, dict):
         raise FormatError(f"{source}: metadata field 'metadata' is a {type(user).__name__}, expected an object "
                           f"at byte {where}")
+    if _json_depth(user) > MAX_METADATA_DEPTH:
+        raise FormatError(f"{source}: metadata nests deeper than {MAX_METADATA_DEPTH} levels at byte {where}")
     try:
         _validate_structure(structure)
     except ValueError as err:
@@ -595,6 +600,16 @@ def _chunk_plan(structure: dict, meta_end: int, source: str) -> tuple[list[Chunk
 
 # ---------------------------------------------------------------------------------------------------------------
 # Metadata validation (the JSON is the one part whose meaning a CRC cannot vouch for)
+
+
+def _json_depth(value) -> int:
+    """Nesting depth of a JSON value (iterative: a hostile file cannot exhaust the stack here)."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [v for node in level if isinstance(node, (dict, list))
+                 for v in (node.values() if isinstance(node, dict) else node)]
+    return depth - 1
 
 
 def _int(value, name: str, lo: int, hi: int) -> int:

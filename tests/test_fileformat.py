@@ -375,6 +375,17 @@ def test_garbage_json(good):
     assert "cannot be read" in format_error(rewrite_chunk(good, 0, b"[" * 100_000))
 
 
+def test_metadata_nesting_is_bounded(good, fields):
+    deep: dict = {}
+    node = deep
+    for _ in range(40):
+        node["x"] = {"y": 1}
+        node = node["x"]
+    assert "nests deeper than" in format_error(rewrite_metadata(good, _set("metadata", deep)))
+    with pytest.raises(VbnfError, match="nests deeper than"):
+        save_model_bytes(fields["vq"], {"deep": deep})
+
+
 def _set(path: str, value):
     def edit(doc):
         node = doc
