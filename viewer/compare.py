@@ -50,9 +50,15 @@ class Side:
     image: np.ndarray | None = None
     """A ground-truth image float [H,W,3] in [0,1] shown instead of a render."""
 
+    def tile_lines(self) -> list[str]:
+        """Two short lines for a contact-sheet tile: "LOD k, b bits" and "size, PSNR"."""
+        first = f"LOD {self.lod}, " + (f"{self.bits} bits" if self.bits else "dense")
+        second = format_bytes(self.size_bytes) + (f", {self.psnr:.2f} dB" if self.psnr is not None else "")
+        return [first, second]
+
     def label(self) -> str:
         if self.image is not None:
-            return self.name
+            return self.name + (f" | PSNR of A {self.psnr:.2f} dB" if self.psnr is not None else "")
         parts = [self.name, f"LOD {self.lod}", f"{self.bits} bits" if self.bits else "dense",
                  format_bytes(self.size_bytes)]
         if self.psnr is not None:
@@ -123,19 +129,23 @@ def label_split(pixels: np.ndarray, label_a: str, label_b: str, divider: float) 
     return np.asarray(image)
 
 
-def contact_sheet(tiles: list[list[np.ndarray]], labels: list[list[str]], title: str) -> np.ndarray:
-    """Rows x columns of equal-size uint8 tiles [h,w,3] with a label under each and a title on top."""
+def contact_sheet(tiles: list[list[np.ndarray]], labels: list[list[list[str]]], title: str) -> np.ndarray:
+    """Rows x columns of equal-size uint8 tiles [h,w,3], each with its label lines under it, and a title on top."""
     rows, cols = len(tiles), len(tiles[0])
     h, w = tiles[0][0].shape[:2]
-    pad, label_h, title_h = 6, LABEL_FONT_PX + 10, LABEL_FONT_PX + 14
+    font = _font()
+    line_h = LABEL_FONT_PX + 3
+    n_lines = max(len(lines) for row in labels for lines in row)
+    pad, label_h, title_h = 8, n_lines * line_h + 6, LABEL_FONT_PX + 14
     sheet = Image.new("RGB", (cols * (w + pad) + pad, title_h + rows * (h + label_h + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 5), title, fill=(0, 0, 0), font=_font())
+    draw.text((pad, 5), title, fill=(0, 0, 0), font=font)
     for r in range(rows):
         for c in range(cols):
             x, y = pad + c * (w + pad), title_h + r * (h + label_h + pad)
             sheet.paste(Image.fromarray(tiles[r][c], "RGB"), (x, y))
-            draw.text((x, y + h + 3), labels[r][c], fill=(0, 0, 0), font=_font())
+            for i, line in enumerate(labels[r][c]):
+                draw.text((x, y + h + 3 + i * line_h), line, fill=(0, 0, 0), font=font)
     return np.asarray(sheet)
 
 
@@ -205,7 +215,7 @@ def run(args) -> int:
                             args.size, args.size, lod, args.mode, background)
             rgb = display_rgb(render_values(job), args.mode, job.value_range, background)
             row_tiles.append(to_uint8(rgb))
-            row_labels.append(side.label().split(" | ", 1)[1])
+            row_labels.append(side.tile_lines())
         tiles.append(row_tiles)
         labels.append(row_labels)
     title = (f"{source.name}  {args.mode}  az {camera.azimuth_deg:g} el {camera.elevation_deg:g} "

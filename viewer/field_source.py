@@ -64,14 +64,13 @@ class FieldSource:
         """Reads a .vbnf file; FormatError/VbnfError (one line naming the path) when it cannot be used."""
         path = Path(path)
         data = read_model_file(path)
-        layout = model_layout(data)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a truncated file is an error when opening (streaming is explicit)
             try:
-                full = load_model_bytes(data, source=str(path))
+                full = load_model_bytes(data, source=str(path))  # validates everything; errors name the path
             except Warning as w:
                 raise VbnfError(f"{w}; the file is incomplete: re-download or re-save it") from None
-        return cls(path, data, layout, full)
+        return cls(path, data, model_layout(data), full)
 
     # -- facts -----------------------------------------------------------------------------------------------------
 
