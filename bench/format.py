@@ -112,8 +112,9 @@ def markdown(records: list[dict], ci_cases: int, finest: dict) -> str:
     lines += [
         "",
         f"CPU load time of the finest model ({os.path.basename(finest['model'])}, {finest['file_bytes']:,} bytes): "
-        f"{finest['load_s_median'] * 1e3:.1f} ms (median of {finest['load_runs']} loads, {platform.processor() or platform.machine()},"
-        f" torch {torch.__version__}, torch threads: {torch.get_num_threads()}).",
+        f"{finest['load_s_median'] * 1e3:.1f} ms (median of {finest['load_runs']} loads, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"torch threads: {torch.get_num_threads()}).",
         f"Theoretical bytes: b-bit indices + fp16 codebooks (or fp16 dense features) + fp16 decoder + one child-mask "
         f"byte per occupied non-finest node; container bytes: header, metadata JSON, 20 bytes per chunk "
         f"(docs/FORMAT.md).",

@@ -4,7 +4,8 @@ Byte layout (docs/FORMAT.md has the full table; all integers in the header's byt
 
     header   16 B   magic "VBNF" | byte-order mark u16 0xFEFF | version u16 | reserved u32 = 0 | CRC32 of bytes 0..11
     chunk    tag 4 B | lod u32 (0xFFFFFFFF: none) | payload length u64 | payload | CRC32 u32 of tag..payload
-    chunks   META (JSON) | DECO | for each LOD k: OCTR(k), then CODE(k) + INDX(k) (vq, random, kmeans) or FEAT(k) (dense)
+    chunks   META (JSON) | DECO | for each LOD k: OCTR(k), then CODE(k) + INDX(k) (vq, random, kmeans)
+             or FEAT(k) (dense)
 
 Prefix rule: any prefix that ends on a chunk boundary after the first LOD's last chunk is a valid coarser model. The
 metadata lists every chunk's kind, LOD and length, so a reader knows the whole bitrate ladder from the first few
@@ -33,7 +34,7 @@ from engine.bitpack import pack_bits, packed_size, unpack_bits
 from engine.errors import FormatError, VbnfError
 from engine.field import InferenceField, check_decoder
 from engine.grids import LevelRows
-from engine.octree import POPCOUNT8, Octree, cell_corners, octree_from_child_masks
+from engine.octree import POPCOUNT8, cell_corners, octree_from_child_masks
 
 MAGIC = b"VBNF"
 FORMAT_VERSION = 1
@@ -619,8 +620,9 @@ def _int(value, name: str, lo: int, hi: int) -> int:
 
 
 def _finite(value, name: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, int) and abs(value) > 10 ** 30)
-            or not math.isfinite(value) or abs(value) > 1e30):
+    huge_int = isinstance(value, int) and abs(value) > 10 ** 30  # float() of a huge int overflows
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or huge_int or not math.isfinite(value)
+            or abs(value) > 1e30):
         raise ValueError(f"{name} must be a finite number of magnitude <= 1e30, got {_short(value)}")
     return float(value)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.cli import main as vbnf_main
-from engine.convert import convert_bits, default_out_path, merge_codebook, split_codebook
+from engine.convert import convert_bits, default_out_path, merge_codebook
 from engine.decoder import init_decoder
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
