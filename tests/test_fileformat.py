@@ -269,7 +269,8 @@ def test_base_level_zero_and_an_empty_level(tmp_path):
     field = make_field("vq", level=3, base=0, bits=2)
     assert_same_field(load_model_bytes(save_model_bytes(field)), fp16(field))
     # an octree whose finest level is empty still round-trips (nothing to render there, but valid)
-    masks = [torch.tensor([1], dtype=torch.uint8), torch.tensor([0], dtype=torch.uint8), torch.zeros(0, dtype=torch.uint8)]
+    u8 = torch.uint8
+    masks = [torch.tensor([1], dtype=u8), torch.tensor([0], dtype=u8), torch.zeros(0, dtype=u8)]
     nf = NeuralField(octree_from_child_masks(masks), 1, "vq", feature_dim=4, bits=1)
     empty = nf.freeze()
     assert_same_field(load_model_bytes(save_model_bytes(empty)), fp16(empty))
