@@ -71,7 +71,7 @@ void main() {
     } else {
         rgb = shade(field_a, mode_a, range_a, uv);
     }
-    if (divider >= 0.0 && abs(gl_FragCoord.x - divider * viewport_size.x) < 1.0) {
+    if (divider >= 0.0 && abs((uv.x - divider) * viewport_size.x) < 1.0) {
         rgb = vec3(1.0, 0.8, 0.1);
     }
     color = vec4(rgb, 1.0);

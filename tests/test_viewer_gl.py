@@ -50,7 +50,7 @@ def test_shader_equals_its_numpy_twin(ctx, mode):
         texture.write(values, mode)
         assert texture.size == (w, h)
         target.use()
-        field_pass.render(SideImage(texture, mode, RANGES[mode]), background, viewport=(w, h))
+        field_pass.render(SideImage(texture, mode, RANGES[mode]), background, viewport=(0, 0, w, h))
         gl = target.read()
     finally:
         target.release()
@@ -69,7 +69,7 @@ def test_split_pass_equals_compose_split(ctx):
         ta.write(a, "rgb")
         tb.write(b, "rgb")
         target.use()
-        field_pass.render(SideImage(ta, "rgb", (0, 1)), (1, 1, 1), SideImage(tb, "rgb", (0, 1)), 0.3, (w, h))
+        field_pass.render(SideImage(ta, "rgb", (0, 1)), (1, 1, 1), SideImage(tb, "rgb", (0, 1)), 0.3, (0, 0, w, h))
         gl = target.read()
     finally:
         for r in (target, field_pass, ta, tb):

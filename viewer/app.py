@@ -24,7 +24,7 @@ from engine.errors import VbnfError
 from viewer.actions import Actions
 from viewer.controls import ViewControls
 from viewer.field_source import Models
-from viewer.field_view import FieldView
+from viewer.field_view import FieldView, view_rect
 from viewer.gl_resources import read_screen
 from viewer.panel import draw_ui
 from viewer.render_paths import choose_backend
@@ -46,7 +46,7 @@ class App:
         self.models = Models()
         self.datasets = DatasetCache()
         self.window = Window(width, height, "vbnf", headless=headless, on_drop=self._on_drop)
-        backend = choose_backend(prefer_cpu=cpu_only)
+        backend = choose_backend(self.window.ctx, prefer_cpu=cpu_only)
         self.state.stats.render_path = backend.name
         self.state.stats.render_path_reason = backend.reason
         self.view = FieldView(self.window.ctx, backend)
@@ -77,11 +77,13 @@ class App:
         fb = self.window.framebuffer_size()
         s = self.state
         self.window.begin_ui()
+        display = imgui.get_io().display_size
+        rect = view_rect(s, fb, (display.x, display.y))
         self.controls.handle(s, self.actions)
         self.actions.advance_download(dt)
         self.actions.poll_training()
-        self.view.update(s, self.models, self.datasets, fb)
-        self.view.draw_scene(s, fb)
+        self.view.update(s, self.models, self.datasets, (rect[2], rect[3]))
+        self.view.draw_scene(s, fb, rect)
         draw_ui(s, self.actions)
         self.window.end_ui()
         self.window.swap()
@@ -97,6 +99,8 @@ class App:
         if dt > 0:
             st.fps = 1.0 / dt if st.fps == 0 else 0.9 * st.fps + 0.1 / dt
         st.window_size = fb
+        if st.render_path.startswith("cuda") and self.frames % 30 == 1:
+            st.gpu_memory = gpu_memory_text()
         spp = self.view.scheduler.resolution.seconds_per_pixel
         shown = self.view.scheduler.shown.get("a")
         if spp is not None and shown is not None:
@@ -129,6 +133,20 @@ class App:
         self.actions.close()
         self.view.release()
         self.window.close()
+
+
+def gpu_memory_text() -> str:
+    """"allocated / reserved / total" for torch's current CUDA device ("" without CUDA)."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return ""
+        mib = 1024 * 1024
+        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        return (f"{torch.cuda.memory_allocated() / mib:.0f} MiB allocated, {torch.cuda.memory_reserved() / mib:.0f} "
+                f"MiB reserved of {total / mib:.0f} MiB")
+    except Exception:
+        return ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

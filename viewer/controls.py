@@ -33,10 +33,10 @@ class ViewControls:
                 state.show_panel = not state.show_panel
         if io.want_capture_mouse and not self.dragging_divider:
             return
-        width, height = io.display_size.x, io.display_size.y
+        left, top, width, height = state.view.rect
         if width <= 0 or height <= 0:
             return
-        mx, my = io.mouse_pos.x, io.mouse_pos.y
+        mx, my = io.mouse_pos.x - left, io.mouse_pos.y - top
         dx, dy = io.mouse_delta.x, io.mouse_delta.y
         valid = abs(mx) < 1e30 and abs(my) < 1e30  # ImGui marks an unknown position with -FLT_MAX
         split = state.compare.enabled

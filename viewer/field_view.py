@@ -28,7 +28,19 @@ from viewer.screenshot import write_png
 from viewer.state import AppState
 from viewer.training_session import DatasetCache
 
-SLOTS = ("a", "b", "shot")
+SLOTS = ("a", "b", "shot")  # rendered by the scheduler; "gt" holds a ground-truth image
+MIN_VIEW_WIDTH_PX = 48  # narrower than this beside the panel: the field uses the whole window, under the panel
+
+
+def view_rect(state: AppState, fb: tuple[int, int], window: tuple[float, float]) -> tuple[int, int, int, int]:
+    """The field's viewport in framebuffer pixels (x, y from the bottom-left, width, height): right of the docked
+    panel, or the whole framebuffer. Also writes it to state.view.rect in window pixels (for the mouse and labels)."""
+    scale = fb[0] / window[0] if window[0] > 0 else 1.0
+    x0 = int(round(state.view.panel_width * scale)) if state.show_panel else 0
+    if fb[0] - x0 < MIN_VIEW_WIDTH_PX:
+        x0 = 0
+    state.view.rect = (x0 / scale, 0.0, (fb[0] - x0) / scale, fb[1] / scale)
+    return x0, 0, fb[0] - x0, fb[1]
 
 
 @dataclass
@@ -74,21 +86,23 @@ class FieldView:
 
     def __init__(self, ctx: moderngl.Context, backend: RenderBackend):
         self.ctx = ctx
-        self.textures = {slot: FieldTexture(ctx) for slot in SLOTS}
+        self.textures = {slot: FieldTexture(ctx) for slot in (*SLOTS, "gt")}
         self.field_pass = FieldPass(ctx)
         self.scheduler = RenderScheduler(backend, self.textures)
         self.captures: list[CaptureRequest] = []
         self.side_a: Side | None = None
         self.side_b: Side | None = None
         self.wants: dict[str, Want] = {}
-        self._gt: tuple[str, int] | None = None  # (data set path, camera index) held in texture "b"
+        self._gt: tuple[str, int] | None = None  # (data set path, camera index) held in texture "gt"
         self._values_a: tuple[tuple, np.ndarray] | None = None  # key and values of the newest slot-"a" image
         self._gt_psnr: dict[tuple, float] = {}
 
     # -- per frame -------------------------------------------------------------------------------------------------
 
     def update(self, state: AppState, models: Models, datasets: DatasetCache, fb: tuple[int, int]) -> None:
-        """Works out both sides, submits what is missing, takes finished images in, runs due captures."""
+        """Works out both sides, submits what is missing, takes finished images in, runs due captures.
+
+        fb: the size of the field's viewport in pixels (its images render at this size when final)."""
         source = models.current
         state.view.notice = ""
         self.side_a = self.side_b = None
@@ -144,9 +158,7 @@ class FieldView:
     def _side_b(self, state: AppState, source: FieldSource, models: Models, datasets: DatasetCache,
                 train_index: int | None) -> Side | None:
         if state.compare.kind != "ground truth":
-            if self._gt is not None:
-                self._gt = None
-                self.scheduler.forget("b")
+            self._gt = None
             try:
                 return other_side(state, source, models.others)
             except VbnfError as e:
@@ -161,8 +173,7 @@ class FieldView:
             return None
         dataset = datasets.request(path)
         if self._gt != (path, train_index):
-            self.scheduler.forget("b")
-            self.textures["b"].write(dataset.images[train_index].numpy(), "rgb")
+            self.textures["gt"].write(dataset.images[train_index].numpy(), "rgb")
             self._gt = (path, train_index)
         key = self.wants_key_a(state, ("train", path, train_index))
         return Side(f"ground truth #{train_index}", image=dataset.images[train_index].numpy(),
@@ -202,14 +213,14 @@ class FieldView:
 
     def _side_image(self, slot: str) -> SideImage | None:
         if slot == "b" and self._gt is not None:
-            return SideImage(self.textures["b"], "rgb", (0.0, 1.0))
+            return SideImage(self.textures["gt"], "rgb", (0.0, 1.0))
         shown = self.scheduler.shown.get(slot)
         if shown is None:
             return None
         return SideImage(self.textures[slot], shown.job.mode, shown.job.value_range)
 
-    def draw_scene(self, state: AppState, fb: tuple[int, int]) -> None:
-        """Draws the field (both sides when split) into the window's framebuffer of size fb."""
+    def draw_scene(self, state: AppState, fb: tuple[int, int], rect: tuple[int, int, int, int]) -> None:
+        """Clears the window's framebuffer (size fb) and draws the field (both sides when split) into `rect`."""
         self.ctx.screen.use()
         self.ctx.viewport = (0, 0, *fb)
         self.ctx.clear(*state.background, 1.0, viewport=(0, 0, *fb))
@@ -217,14 +228,14 @@ class FieldView:
         if a is None:
             return
         b = self._side_image("b") if self.side_b is not None else None
-        self.field_pass.render(a, tuple(state.background), b, state.compare.divider, fb)
+        self.field_pass.render(a, tuple(state.background), b, state.compare.divider, rect)
 
     def _draw_offscreen(self, size: tuple[int, int], a: SideImage, background, b: SideImage | None = None,
                         divider: float = 0.5) -> np.ndarray:
         target = OffscreenTarget(self.ctx, *size)
         try:
             target.use()
-            self.field_pass.render(a, background, b, divider, size)
+            self.field_pass.render(a, background, b, divider, (0, 0, *size))
             return target.read()
         finally:
             target.release()

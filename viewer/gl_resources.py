@@ -56,13 +56,17 @@ class FieldTexture:
             rgba[..., : v.shape[2]] = v[..., :4]
         rgba[..., 3] = 1.0
         self.resize(w, h)
-        # Colour-mapped values are not interpolated across object edges (a level of -1 is "empty").
-        smooth = mode in ("rgb", "normal")
-        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR) if smooth else (moderngl.NEAREST, moderngl.NEAREST)
+        self.set_filter(mode)
         self.texture.write(np.ascontiguousarray(rgba).tobytes())
 
+    def set_filter(self, mode: str) -> None:
+        """Linear for rgb and normal; nearest for colour-mapped values (a level of -1, "empty", must not be
+        interpolated across an object's edge)."""
+        smooth = mode in ("rgb", "normal")
+        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR) if smooth else (moderngl.NEAREST, moderngl.NEAREST)
+
     def release(self) -> None:
-        self.texture.release()
+        self.texture.release()  # a no-op when a render target released it already
 
 
 @dataclass
@@ -89,10 +93,11 @@ class FieldPass:
         self.program["field_b"] = 1
 
     def render(self, a: SideImage, background: tuple[float, float, float], b: SideImage | None = None,
-               divider: float = 0.5, viewport: tuple[int, int] | None = None) -> None:
-        """Draws into the currently bound framebuffer over `viewport` (width, height; default: its whole size)."""
-        width, height = viewport or self.ctx.fbo.size
-        self.ctx.viewport = (0, 0, width, height)
+               divider: float = 0.5, viewport: tuple[int, int, int, int] | None = None) -> None:
+        """Draws into the currently bound framebuffer over `viewport` (x, y, width, height in pixels from the
+        bottom-left; default: the whole framebuffer)."""
+        x, y, width, height = viewport or (0, 0, *self.ctx.fbo.size)
+        self.ctx.viewport = (x, y, width, height)
         a.texture.texture.use(0)
         (b or a).texture.texture.use(1)
         p = self.program

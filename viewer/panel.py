@@ -30,12 +30,16 @@ def draw_ui(state: AppState, actions: Actions) -> None:
     """The whole UI of one frame (call between ImGui's new_frame and render)."""
     draw_overlays(state)
     if not state.show_panel:
+        state.view.panel_width = 0.0
         return
     display = imgui.get_io().display_size
-    imgui.set_next_window_pos(imgui.ImVec2(8, 8), imgui.Cond_.first_use_ever)
-    imgui.set_next_window_size(imgui.ImVec2(min(PANEL_WIDTH, max(display.x - 16, 50)),
-                                            max(display.y - 16, 50)), imgui.Cond_.first_use_ever)
-    expanded, _ = imgui.begin("vbnf", None)
+    # Docked at the left, full height; its width can be dragged. The field is drawn right of it.
+    imgui.set_next_window_pos(imgui.ImVec2(0, 0), imgui.Cond_.always)
+    imgui.set_next_window_size(imgui.ImVec2(min(PANEL_WIDTH, display.x), display.y), imgui.Cond_.first_use_ever)
+    imgui.set_next_window_size_constraints(imgui.ImVec2(min(220.0, display.x), display.y),
+                                           imgui.ImVec2(max(display.x * 0.7, 220.0), display.y))
+    expanded, _ = imgui.begin("vbnf", None, imgui.WindowFlags_.no_move)
+    state.view.panel_width = imgui.get_window_width() if expanded else 0.0
     if expanded:
         section_messages(state)
         section_model(state, actions)
@@ -63,22 +67,22 @@ def _boxed_text(draw, x: float, y: float, text: str, color: int, right: bool = F
 
 
 def draw_overlays(state: AppState) -> None:
-    """Comparison labels at the top of each side, the notice in the middle, the error line at the bottom."""
+    """Comparison labels at the top of each side, the notice in the middle, the error line at the bottom, all
+    within the field's part of the window."""
     draw = imgui.get_foreground_draw_list()
-    size = imgui.get_io().display_size
+    x, y, w, h = state.view.rect
     white = _u32(1, 1, 1)
-    left = PANEL_WIDTH + 16 if state.show_panel else 8.0
+    line = imgui.get_text_line_height()
     if state.compare.enabled and state.view.label_b:
-        divider_x = state.compare.divider * size.x
-        _boxed_text(draw, max(left, 8.0), 8, "A: " + state.view.label_a, white)
-        _boxed_text(draw, size.x - 8, 8 + imgui.get_text_line_height() + 12, "B: " + state.view.label_b, white,
-                    right=True)
-        draw.add_line(imgui.ImVec2(divider_x, 0), imgui.ImVec2(divider_x, 6), _u32(1, 0.8, 0.1), 3.0)
+        divider_x = x + state.compare.divider * w
+        _boxed_text(draw, x + 8, y + 8, "A: " + state.view.label_a, white)
+        _boxed_text(draw, x + w - 8, y + line + 20, "B: " + state.view.label_b, white, right=True)
+        draw.add_line(imgui.ImVec2(divider_x, y), imgui.ImVec2(divider_x, y + 6), _u32(1, 0.8, 0.1), 3.0)
     if state.view.notice:
         text_w = imgui.calc_text_size(state.view.notice).x
-        _boxed_text(draw, max(left, (size.x - text_w) / 2), size.y / 2, state.view.notice, _u32(1, 0.85, 0.4))
+        _boxed_text(draw, x + max(8.0, (w - text_w) / 2), y + h / 2, state.view.notice, _u32(1, 0.85, 0.4))
     if state.error:
-        _boxed_text(draw, 8, size.y - imgui.get_text_line_height() - 14, state.error, _u32(1, 0.4, 0.35))
+        _boxed_text(draw, x + 8, y + h - line - 14, state.error, _u32(1, 0.4, 0.35))
 
 
 # -- sections ------------------------------------------------------------------------------------------------------

@@ -199,24 +199,61 @@ class DirectBackend:
 
     def close(self) -> None:
         self._pending.clear()
+        close = getattr(self.renderer, "close", None)
+        if close is not None:
+            close()
 
 
-def choose_backend(prefer_cpu: bool = False) -> RenderBackend:
-    """The fastest render path available: engine.gpu_render's when it imports and chooses a CUDA path, else the
-    torch renderer in a thread. The reason is kept for the stats panel."""
+class EngineTextureRenderer:
+    """TextureRenderer over engine.gpu_render.Renderer: the CUDA marcher writes a FieldTexture's GL texture through an
+    engine.render_target.GLTextureTarget (interop: surface stores, no copy; otherwise a device copy + upload).
+
+    The target owns the texture while registered and may replace it on a resize, so after each render the
+    FieldTexture is pointed at the target's texture. `close()` unregisters everything (GL context current)."""
+
+    def __init__(self, renderer, ctx):
+        from engine.render_target import GLTextureTarget
+        self._target_type = GLTextureTarget
+        self.renderer = renderer
+        self.ctx = ctx
+        self._targets: dict[int, object] = {}
+
+    def render_into(self, texture: FieldTexture, job: RenderJob) -> None:
+        target = self._targets.get(id(texture))
+        if target is None or target.texture is not texture.texture:
+            if target is not None:
+                target.release()
+            target = self._targets[id(texture)] = self._target_type(self.ctx, texture.texture)
+        self.renderer.render(job.field, job.cameras, job.lod, job.mode, job.background, target)
+        texture.texture = target.texture
+        texture.set_filter(job.mode)
+
+    def close(self) -> None:
+        for target in self._targets.values():
+            target.release()
+        self._targets.clear()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def choose_backend(ctx, prefer_cpu: bool = False) -> RenderBackend:
+    """The fastest render path available: engine.gpu_render's CUDA marcher writing into the GL textures when it
+    imports and chooses a CUDA path, else the torch renderer in a thread. The reason is kept for the stats panel.
+    ctx: the moderngl context, current on this thread."""
     if prefer_cpu:
         return ThreadedBackend("CPU path requested (--cpu)")
     try:
         gpu_render = importlib.import_module("engine.gpu_render")
         path, reason = gpu_render.choose_render_path(gl_available=True)
     except Exception as e:  # missing module, no CUDA, driver trouble: all mean the CPU path
-        return ThreadedBackend(f"engine.gpu_render unavailable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        return ThreadedBackend(f"engine.gpu_render unavailable ({_one_line(e)}); torch renderer on the CPU")
     if path == "cpu":
         return ThreadedBackend(reason)
-    make = getattr(gpu_render, "make_texture_renderer", None)
-    if make is None:
-        return ThreadedBackend(f"{path} chosen but engine.gpu_render has no make_texture_renderer; using the CPU")
     try:
-        return DirectBackend(make(path), path, reason)
+        renderer = EngineTextureRenderer(gpu_render.make_renderer(gl_available=True), ctx)
     except Exception as e:
-        return ThreadedBackend(f"{path} failed to start ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        return ThreadedBackend(f"{path} failed to start ({_one_line(e)}); torch renderer on the CPU")
+    return DirectBackend(renderer, path, reason)

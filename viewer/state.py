@@ -115,6 +115,11 @@ class ViewInfo:
     """Why the view shows less than asked (e.g. the byte budget holds no LOD yet); "" when all is shown."""
     training_camera: int = -1
     """Index of the training camera the view renders from (ground-truth comparison), -1 for the orbit camera."""
+    panel_width: float = 0.0
+    """Width of the panel docked at the window's left, window pixels (0: hidden or collapsed); written by the panel."""
+    rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """The field's part of the window: x, y (from the top-left), width, height in window pixels (right of the
+    panel, or the whole window when the panel is hidden or the window too narrow)."""
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""With the model's data set known: live training updates the view without freezing it, the ground-truth comparison
+renders from the nearest training camera, and the view snaps to training cameras."""
+from __future__ import annotations
+
+import time
+
+import imgui_bundle  # noqa: F401  (before glfw)
+import pytest
+
+from engine.fileformat import load_model
+from engine.scenes import make_scene
+from test_viewer_helpers import differs, hide_panel, make_app, make_tiny_model, settle, tiny_model  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """6 training views of the demo scene at 24x24 pixels."""
+    return make_scene(tmp_path_factory.mktemp("scene"), n_train=6, n_test=1, n_val=1, resolution=24)
+
+
+@pytest.fixture
+def model_with_dataset(tmp_path, scene):
+    return make_tiny_model(tmp_path / "withdata.vbnf", metadata={"dataset": str(scene)})
+
+
+def test_live_training_updates_the_view_and_never_blocks_a_frame(make_app, model_with_dataset, tmp_path):
+    app = make_app(model_with_dataset)
+    hide_panel(app)
+    before = settle(app)
+    assert app.state.training.dataset_path == app.state.model.dataset != ""
+    app.actions.start_training()
+    worst = 0.0
+    deadline = time.perf_counter() + 90
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        app.frame()
+        worst = max(worst, time.perf_counter() - start)
+        if app.state.model.live and len(app.state.training.steps) >= 3:
+            break
+    assert app.state.model.live, app.state.training.status
+    assert app.state.training.running
+    assert len(app.state.training.loss) == len(app.state.training.steps) >= 3
+    assert worst < 0.5  # training runs in its thread; a frame does a little UI work only
+    app.actions.pause_training()
+    for _ in range(3):
+        app.frame()
+    assert not app.state.training.running
+    after = settle(app)
+    assert differs(before, after)  # the trained snapshot is what the view shows
+    saved = tmp_path / "trained.vbnf"
+    assert app.actions.save_model(str(saved))
+    field = load_model(saved)
+    assert field.metadata["train_steps"] >= 1
+    app.actions.stop_training()
+    app.frame()
+    assert not app.state.model.live
+
+
+def test_training_with_a_bad_data_set_is_one_line(make_app, tiny_model, tmp_path):
+    app = make_app(tiny_model)
+    app.frame()
+    app.state.training.dataset_path = str(tmp_path / "nowhere")
+    app.actions.start_training()
+    deadline = time.perf_counter() + 20
+    while time.perf_counter() < deadline and "nowhere" not in app.state.training.status:
+        app.frame()
+    assert "nowhere" in app.state.training.status and "\n" not in app.state.training.status
+    assert not app.state.training.running
+    app.frame()  # still running, model still shown
+    assert app.state.view.label_a
+
+
+def test_ground_truth_comparison_uses_the_nearest_training_camera(make_app, model_with_dataset):
+    app = make_app(model_with_dataset)
+    hide_panel(app)
+    c = app.state.compare
+    c.enabled, c.kind = True, "ground truth"
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline and app.state.view.training_camera < 0:
+        app.frame()
+    index = app.state.view.training_camera
+    assert index >= 0
+    settle(app)
+    assert app.state.view.label_b.startswith(f"ground truth #{index}")
+    assert "PSNR of A" in app.state.view.label_b  # measured against the ground truth
+    app.actions.save_comparison()
+    settle(app)
+    assert "comparison saved" in app.state.message
+
+
+def test_snap_to_a_training_camera(make_app, model_with_dataset):
+    app = make_app(model_with_dataset)
+    app.frame()
+    app.actions.snap_to_training_camera(2)  # starts loading the data set
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline:
+        app.frame()
+        before = app.state.camera.key()
+        app.actions.snap_to_training_camera(2)
+        if app.state.camera.key() != before:
+            break
+    assert abs(app.state.camera.distance - 4.0) < 1e-3  # the demo scene's cameras sit 4 units from the origin
