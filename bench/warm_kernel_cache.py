@@ -1,0 +1,72 @@
+"""Compile the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
+with NVRTC alone (no GPU needed), so a GPU run spends no device time compiling.
+
+    VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf]
+
+The cache file name hashes the source, target, NVRTC version and options (engine.cuda.marcher.kernel_cache_file),
+so the GPU machine finds these files only if its NVRTC has the same major.minor version; otherwise it compiles.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to_cache  # noqa: E402
+from engine.render import RENDER_MODES  # noqa: E402
+
+
+BENCH_TUNINGS = (MarchTuning(w_shared=True), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
+                 MarchTuning(block=(8, 8)), MarchTuning(block=(32, 4)))
+TEST_TUNINGS = (MarchTuning(w_shared=True), MarchTuning(cb_shared=False), MarchTuning(path_cache=False))
+
+
+def variants(model: str | None) -> list[KernelOptions]:
+    """Every mode with the default tuning for each field; the rgb tunings that the tests and bench time."""
+    from render import shell_field
+    from test_march_rays import KINDS, make_field
+    plan = [(make_field(kind, base_level=2, n_lods=5), ()) for kind in KINDS if kind != "vq"]
+    plan += [(make_field("vq", base_level=2, n_lods=5), TEST_TUNINGS), (make_field("vq", n_lods=4), ())]
+    plan += [(shell_field("vq", 4), BENCH_TUNINGS), (shell_field("dense", None), BENCH_TUNINGS)]
+    if model:
+        from engine.fileformat import load_model
+        plan.append((load_model(model), BENCH_TUNINGS))
+    out = set()
+    for field, tunings in plan:
+        gpu = GpuField.from_field(field, "cpu")
+        out.update(gpu.kernel_options(mode, MarchTuning()) for mode in RENDER_MODES)
+        out.update(gpu.kernel_options("rgb", t) for t in tunings)
+    return sorted(out, key=lambda o: (o.mode != 0, str(o)))
+
+
+def _compile(args) -> str:
+    options, arch = args
+    t0 = time.perf_counter()
+    _, origin = compile_to_cache(options, arch)
+    return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {' '.join(options.defines())}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--model")
+    args = ap.parse_args(argv)
+    todo = variants(args.model)
+    print(f"{len(todo)} variants for {args.arch}", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for line in pool.map(_compile, [(o, args.arch) for o in todo]):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

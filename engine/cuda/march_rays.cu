@@ -1,0 +1,628 @@
+// march_rays: fused inference ray marcher for an InferenceField (one thread per pixel).
+//
+// Twin of engine/render.py (`render_rays`): the same ray per pixel, the same sample positions
+// t_k = t_near + (k + 0.5) * step, the same compositing; it only skips samples in empty octree cells
+// hierarchically and stops once the transmittance falls below EARLY_STOP.
+//
+// Compiled at run time by NVRTC (engine/cuda/marcher.py) with these -D options:
+//   FEAT        feature dimension F of the grid rows (decoder input)
+//   BASE_LEVEL  octree level of LOD 0
+//   N_LODS      LODs the field holds (LOD k lives at octree level BASE_LEVEL + k)
+//   MODE        0 rgb, 1 depth, 2 normal, 3 samples, 4 level   (engine.render.RENDER_MODES order)
+//   CODES       0: dense (rows[k] = features [n_corners,F], cell_rows[k] = int32 [n_cells,8] corner rows)
+//               8 / 16: codebook (rows[k] = codebook [2^b,F], cell_rows[k] = uint8 / uint16 [n_cells,8] codebook
+//               row of each corner of each cell, i.e. indices[corners] gathered once at upload)
+//   CB_ROWS     codebook rows (2^b); with CB_SHARED=1 every LOD's codebook is copied to shared memory
+//   W_SHARED    0: decoder weights in __constant__ memory (warp-uniform reads feed the FMAs directly)
+//               1: decoder weights copied to shared memory per block
+//   PATH_CACHE  1: a sample's descent starts at the deepest level it shares with the previous sample
+//   BLOCK_X, BLOCK_Y  threads per block (one pixel each), 16 x 8 by default
+// The same file also compiles as plain C++ on the host (no __CUDACC__): tests/test_march_rays.py builds it with the
+// system compiler and checks it against the torch reference on the CPU, so the arithmetic is tested without a GPU.
+
+#ifndef FEAT
+#define FEAT 16
+#endif
+#ifndef BASE_LEVEL
+#define BASE_LEVEL 2
+#endif
+#ifndef N_LODS
+#define N_LODS 6
+#endif
+#ifndef MODE
+#define MODE 0
+#endif
+#ifndef CODES
+#define CODES 0
+#endif
+#ifndef CB_ROWS
+#define CB_ROWS 0
+#endif
+#ifndef CB_SHARED
+#define CB_SHARED 0
+#endif
+#ifndef W_SHARED
+#define W_SHARED 0
+#endif
+#ifndef PATH_CACHE
+#define PATH_CACHE 1
+#endif
+
+#define MODE_RGB 0
+#define MODE_DEPTH 1
+#define MODE_NORMAL 2
+#define MODE_SAMPLES 3
+#define MODE_LEVEL 4
+
+#define ENC_FLOAT 0   // float32, 3 channels (rgb, normal) or 1 (depth, samples, level), linear buffer only
+#define ENC_RGBA8 1   // uchar4, value in [0,1] -> round(255 v); scalars as grey (v * display_scale)
+#define ENC_RGBA32F 2 // float4, raw values (scalars in r, g and b), alpha 1
+
+#define MAX_LEVELS 16
+#define HIDDEN 64
+#define GEO_DIM 15
+#define DIR_DIM 15
+#define OUT1 16
+#define EARLY_STOP 1e-4f
+#define MAX_LOG_DENSITY 15.0f
+#define SKIP_MARGIN 1e-3f  // in steps: a sample this close past an empty cell's exit is descended, not skipped
+
+// Decoder weights, packed in this order (marcher.pack_decoder): w0 [F,64], b0 [64], w1 [64,16], b1 [16],
+// w2 [30,64], b2 [64], w3 [64,3], b3 [3]; all row-major (input index major), float32.
+#define OFF_W0 0
+#define OFF_B0 (OFF_W0 + FEAT * HIDDEN)
+#define OFF_W1 (OFF_B0 + HIDDEN)
+#define OFF_B1 (OFF_W1 + HIDDEN * OUT1)
+#define OFF_W2 (OFF_B1 + OUT1)
+#define OFF_B2 (OFF_W2 + (GEO_DIM + DIR_DIM) * HIDDEN)
+#define OFF_W3 (OFF_B2 + HIDDEN)
+#define OFF_B3 (OFF_W3 + HIDDEN * 3)
+#define DEC_SIZE (OFF_B3 + 3)
+
+#define MAX_LEVEL (BASE_LEVEL + N_LODS - 1)
+
+#ifdef __CUDACC__
+#define HD __device__ __forceinline__
+#define LDG(p) __ldg(p)
+#define POPC(x) __popc(x)
+#define FMUL(a, b) __fmul_rn(a, b)
+#define FADD(a, b) __fadd_rn(a, b)
+#define FSUB(a, b) __fsub_rn(a, b)
+#define SINCOSPI(x, s, c) sincospif(x, s, c)
+#if W_SHARED
+#define DEC(i) s_mem[(i)]
+#else
+__constant__ float c_dec[DEC_SIZE];
+#define DEC(i) c_dec[(i)]
+#endif
+extern __shared__ float s_mem[];
+#else  // host build (tests only)
+#include <cmath>
+#include <cstddef>
+using std::floor;
+struct int2 { int x, y; };
+struct int4 { int x, y, z, w; };
+struct uint2 { unsigned int x, y; };
+struct uint4 { unsigned int x, y, z, w; };
+struct float4 { float x, y, z, w; };
+struct uchar4 { unsigned char x, y, z, w; };
+#define HD static inline
+#define __restrict__
+#define LDG(p) (*(p))
+#define POPC(x) __builtin_popcount(x)
+#define FMUL(a, b) ((float)((a) * (b)))
+#define FADD(a, b) ((float)((a) + (b)))
+#define FSUB(a, b) ((float)((a) - (b)))
+#define SINCOSPI(x, s, c) (*(s) = (float)std::sin(3.14159265358979323846 * (x)), \
+                           *(c) = (float)std::cos(3.14159265358979323846 * (x)))
+static const float* g_host_dec;
+#define DEC(i) g_host_dec[(i)]
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+#endif
+
+// Kernel parameters, passed by value. Mirrored field by field by marcher.MarchParams (ctypes); the host build
+// exports the offsets so the test can check the two layouts agree.
+struct Params {
+    const int2* nodes[MAX_LEVELS];     // per octree level l < level: {child_mask, child_start} of each occupied cell
+    const void* cell_rows[MAX_LEVELS]; // per LOD: see CODES
+    const float* rows[MAX_LEVELS];     // per LOD: dense features or codebook, [*, FEAT]
+    const float* decoder;              // DEC_SIZE floats (source of the shared / constant copy)
+    void* out;                         // linear output (ENC_*), row y at out + y * pitch; unused with a surface
+    unsigned long long surface;        // CUsurfObject of the GL texture's array, 0 for a linear buffer
+    long long pitch;                   // bytes per output row
+    float c2w[12];                     // camera to world, row-major 3x4 (OpenGL camera: x right, y up, looks down -z)
+    float fx, fy, cx, cy;              // pinhole intrinsics, pixels (pixel centres at i + 0.5)
+    float center[3];                   // scene centre, world
+    float half_size;                   // scene cube half edge, world
+    float inv_size;                    // float32(1) / float32(2 * half_size) (torch's scalar division on CUDA)
+    float step;                        // world units between samples (engine.render.field_step)
+    float background[3];               // rgb
+    float display_scale;               // RGBA8 scalars: grey = value * display_scale
+    float rgb_min_weight;              // samples of weight below this skip the colour MLP (error <= their weight)
+    int width, height;                 // pixels
+    int level;                         // octree level of the LOD (BASE_LEVEL + lod)
+    int lod;                           // LOD rendered (0 .. N_LODS-1)
+    int root_present;                  // octree level 0 has its cell
+    int encoding;                      // ENC_*
+    int flip_y;                        // 1: image row j goes to output row height-1-j
+    int pad_;
+};
+
+#ifndef __CUDACC__
+extern "C" int march_params_layout(long long* offsets) {
+    int i = 0;
+    offsets[i++] = offsetof(Params, nodes);
+    offsets[i++] = offsetof(Params, cell_rows);
+    offsets[i++] = offsetof(Params, rows);
+    offsets[i++] = offsetof(Params, decoder);
+    offsets[i++] = offsetof(Params, out);
+    offsets[i++] = offsetof(Params, surface);
+    offsets[i++] = offsetof(Params, pitch);
+    offsets[i++] = offsetof(Params, c2w);
+    offsets[i++] = offsetof(Params, fx);
+    offsets[i++] = offsetof(Params, center);
+    offsets[i++] = offsetof(Params, half_size);
+    offsets[i++] = offsetof(Params, inv_size);
+    offsets[i++] = offsetof(Params, step);
+    offsets[i++] = offsetof(Params, background);
+    offsets[i++] = offsetof(Params, display_scale);
+    offsets[i++] = offsetof(Params, rgb_min_weight);
+    offsets[i++] = offsetof(Params, width);
+    offsets[i++] = offsetof(Params, level);
+    offsets[i++] = offsetof(Params, lod);
+    offsets[i++] = offsetof(Params, root_present);
+    offsets[i++] = offsetof(Params, encoding);
+    offsets[i++] = offsetof(Params, flip_y);
+    offsets[i++] = sizeof(Params);
+    return i;
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------------------------
+// Feature gather: sum over LOD 0..lod of the trilinear interpolation of the 8 corner rows of the sample's cell
+// (engine.field.feature_from_cells). With GRAD, also d feature / d unit point, [3][FEAT].
+
+// Corner rows of one cell at LOD k: row[q] indexes rows_k[k] for corner q = dx*4 + dy*2 + dz.
+HD void cell_corner_rows(const Params& p, int k, int c, int* row) {
+#if CODES == 0
+    const int4* cr = (const int4*)p.cell_rows[k] + 2 * (long long)c;
+    const int4 a = LDG(cr), b = LDG(cr + 1);
+    row[0] = a.x; row[1] = a.y; row[2] = a.z; row[3] = a.w;
+    row[4] = b.x; row[5] = b.y; row[6] = b.z; row[7] = b.w;
+#elif CODES == 8
+    const uint2 a = LDG((const uint2*)p.cell_rows[k] + c);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) { row[q] = (a.x >> (8 * q)) & 0xFF; row[q + 4] = (a.y >> (8 * q)) & 0xFF; }
+#else
+    const uint4 a = LDG((const uint4*)p.cell_rows[k] + c);
+    row[0] = a.x & 0xFFFF; row[1] = a.x >> 16; row[2] = a.y & 0xFFFF; row[3] = a.y >> 16;
+    row[4] = a.z & 0xFFFF; row[5] = a.z >> 16; row[6] = a.w & 0xFFFF; row[7] = a.w >> 16;
+#endif
+}
+
+// One feature row (global memory, or shared memory for codebooks copied there).
+HD void load_row(const float* src, float* v) {
+#if (FEAT % 4 == 0) && !(CB_SHARED && CODES != 0 && defined(__CUDACC__))
+#pragma unroll
+    for (int f = 0; f < FEAT; f += 4) {
+        const float4 x = LDG((const float4*)(src + f));
+        v[f] = x.x; v[f + 1] = x.y; v[f + 2] = x.z; v[f + 3] = x.w;
+    }
+#elif (FEAT % 4 == 0)
+#pragma unroll
+    for (int f = 0; f < FEAT; f += 4) {
+        const float4 x = *(const float4*)(src + f);
+        v[f] = x.x; v[f + 1] = x.y; v[f + 2] = x.z; v[f + 3] = x.w;
+    }
+#else
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) v[f] = src[f];
+#endif
+}
+
+// engine.octree.trilinear_weights at LOD k: per axis the weights (1 - f, f) of the two corner planes; r = 2^level.
+HD void lod_fractions(int k, float u0, float u1, float u2, float* wx, float* wy, float* wz, float* r_out) {
+    const float r = (float)(1 << (BASE_LEVEL + k));
+    const float rmax = r - 1.f;
+    const float s0 = u0 * r, s1 = u1 * r, s2 = u2 * r;
+    const float f0 = s0 - fminf(fmaxf(floorf(s0), 0.f), rmax);
+    const float f1 = s1 - fminf(fmaxf(floorf(s1), 0.f), rmax);
+    const float f2 = s2 - fminf(fmaxf(floorf(s2), 0.f), rmax);
+    wx[0] = 1.f - f0; wx[1] = f0; wy[0] = 1.f - f1; wy[1] = f1; wz[0] = 1.f - f2; wz[1] = f2;
+    *r_out = r;
+}
+
+// Sum over LOD 0..lod of the trilinear interpolation of the 8 corner rows of the sample's cell
+// (engine.field.feature_from_cells). cell[k]: the sample's cell index at LOD k's octree level.
+HD void gather_features(const Params& p, const float* const* rows_k, const int* cell, float u0, float u1, float u2,
+                        float* feat) {
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) feat[f] = 0.f;
+#pragma unroll
+    for (int k = 0; k < N_LODS; ++k) {
+        if (k > p.lod) break;
+        float wx[2], wy[2], wz[2], r;
+        lod_fractions(k, u0, u1, u2, wx, wy, wz, &r);
+        int row[8];
+        cell_corner_rows(p, k, cell[k], row);
+        float lv[FEAT];
+#pragma unroll
+        for (int f = 0; f < FEAT; ++f) lv[f] = 0.f;
+#pragma unroll
+        for (int q = 0; q < 8; ++q) {
+            const float w = (wx[q >> 2] * wy[(q >> 1) & 1]) * wz[q & 1];
+            float v[FEAT];
+            load_row(rows_k[k] + (long long)row[q] * FEAT, v);
+#pragma unroll
+            for (int f = 0; f < FEAT; ++f) lv[f] = fmaf(w, v[f], lv[f]);
+        }
+#pragma unroll
+        for (int f = 0; f < FEAT; ++f) feat[f] += lv[f];
+    }
+}
+
+// d(gvec . feature) / d unit point: the same corners again, each row reduced to gvec . row first, times the
+// derivative of its trilinear weight (d f / d u = r per axis; the floor has no gradient).
+HD void gather_gradient(const Params& p, const float* const* rows_k, const int* cell, float u0, float u1, float u2,
+                        const float* gvec, float* grad) {
+    // Loops kept rolled: unrolled, this pass made ptxas spill everything (normal mode only, not the hot path).
+    grad[0] = 0.f; grad[1] = 0.f; grad[2] = 0.f;
+#pragma unroll
+    for (int k = 0; k < N_LODS; ++k) {
+        if (k > p.lod) break;
+        float wx[2], wy[2], wz[2], r;
+        lod_fractions(k, u0, u1, u2, wx, wy, wz, &r);
+        int row[8];
+        cell_corner_rows(p, k, cell[k], row);
+        const float* base = rows_k[k];
+#pragma unroll 1
+        for (int q = 0; q < 8; ++q) {
+            const bool dx = q & 4, dy = q & 2, dz = q & 1;
+            const float ax = dx ? wx[1] : wx[0], ay = dy ? wy[1] : wy[0], az = dz ? wz[1] : wz[0];
+            const int rq = q < 4 ? (q < 2 ? (q == 0 ? row[0] : row[1]) : (q == 2 ? row[2] : row[3]))
+                                 : (q < 6 ? (q == 4 ? row[4] : row[5]) : (q == 6 ? row[6] : row[7]));
+            float v[FEAT];
+            load_row(base + (long long)rq * FEAT, v);
+            float s = 0.f;
+#pragma unroll
+            for (int f = 0; f < FEAT; ++f) s = fmaf(gvec[f], v[f], s);
+            grad[0] = fmaf((dx ? r : -r) * (ay * az), s, grad[0]);
+            grad[1] = fmaf((dy ? r : -r) * (ax * az), s, grad[1]);
+            grad[2] = fmaf((dz ? r : -r) * (ax * ay), s, grad[2]);
+        }
+    }
+}
+
+// Density part of the decoder: feature -> (raw density out[0], geometry features out[1..15]); hidden pre-activations
+// are returned through `h` (relu already applied).
+HD void density_mlp(const float* feat, float* h, float* out) {
+#pragma unroll
+    for (int j = 0; j < HIDDEN; ++j) h[j] = 0.f;
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) {
+        const float x = feat[f];
+#pragma unroll
+        for (int j = 0; j < HIDDEN; ++j) h[j] = fmaf(x, DEC(OFF_W0 + f * HIDDEN + j), h[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < HIDDEN; ++j) h[j] = fmaxf(h[j] + DEC(OFF_B0 + j), 0.f);
+#pragma unroll
+    for (int o = 0; o < OUT1; ++o) out[o] = 0.f;
+#pragma unroll
+    for (int j = 0; j < HIDDEN; ++j) {
+        const float x = h[j];
+#pragma unroll
+        for (int o = 0; o < OUT1; ++o) out[o] = fmaf(x, DEC(OFF_W1 + j * OUT1 + o), out[o]);
+    }
+#pragma unroll
+    for (int o = 0; o < OUT1; ++o) out[o] += DEC(OFF_B1 + o);
+}
+
+// Colour part: geometry features out[1..15] and the direction encoding -> rgb in [0,1].
+HD void color_mlp(const float* out, const float* denc, float* rgb) {
+    float h2[HIDDEN];
+#pragma unroll
+    for (int j = 0; j < HIDDEN; ++j) h2[j] = 0.f;
+#pragma unroll
+    for (int i = 0; i < GEO_DIM + DIR_DIM; ++i) {
+        const float x = i < GEO_DIM ? out[1 + i] : denc[i - GEO_DIM];
+#pragma unroll
+        for (int j = 0; j < HIDDEN; ++j) h2[j] = fmaf(x, DEC(OFF_W2 + i * HIDDEN + j), h2[j]);
+    }
+    float o3[3] = {0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < HIDDEN; ++j) {
+        const float x = fmaxf(h2[j] + DEC(OFF_B2 + j), 0.f);
+        o3[0] = fmaf(x, DEC(OFF_W3 + j * 3 + 0), o3[0]);
+        o3[1] = fmaf(x, DEC(OFF_W3 + j * 3 + 1), o3[1]);
+        o3[2] = fmaf(x, DEC(OFF_W3 + j * 3 + 2), o3[2]);
+    }
+#pragma unroll
+    for (int c = 0; c < 3; ++c) rgb[c] = 1.f / (1.f + expf(-(o3[c] + DEC(OFF_B3 + c))));
+}
+
+HD float clamp01(float v) { return fminf(fmaxf(v, 0.f), 1.f); }
+
+HD void write_pixel(const Params& p, int x, int y, float v0, float v1, float v2) {
+    const int yy = p.flip_y ? p.height - 1 - y : y;
+    const int channels = (MODE == MODE_RGB || MODE == MODE_NORMAL) ? 3 : 1;
+    if (p.encoding == ENC_FLOAT) {
+        float* o = (float*)((char*)p.out + (long long)yy * p.pitch) + (long long)x * channels;
+        o[0] = v0;
+        if (channels == 3) { o[1] = v1; o[2] = v2; }
+        return;
+    }
+    if (channels == 1) {
+        if (p.encoding == ENC_RGBA8) v0 *= p.display_scale;
+        v1 = v0; v2 = v0;
+    } else if (MODE == MODE_NORMAL && p.encoding == ENC_RGBA8) {
+        v0 = 0.5f * v0 + 0.5f; v1 = 0.5f * v1 + 0.5f; v2 = 0.5f * v2 + 0.5f;
+    }
+    if (p.encoding == ENC_RGBA8) {
+        const unsigned int r = (unsigned int)(clamp01(v0) * 255.f + 0.5f);
+        const unsigned int g = (unsigned int)(clamp01(v1) * 255.f + 0.5f);
+        const unsigned int b = (unsigned int)(clamp01(v2) * 255.f + 0.5f);
+#ifdef __CUDACC__
+        if (p.surface) {
+            asm volatile("sust.b.2d.v4.b8.trap [%0, {%1, %2}], {%3, %4, %5, %6};"
+                         :: "l"(p.surface), "r"(x * 4), "r"(yy), "r"(r), "r"(g), "r"(b), "r"(255u) : "memory");
+            return;
+        }
+#endif
+        uchar4* o = (uchar4*)((char*)p.out + (long long)yy * p.pitch) + x;
+        uchar4 val;
+        val.x = (unsigned char)r; val.y = (unsigned char)g; val.z = (unsigned char)b; val.w = 255;
+        *o = val;
+    } else {
+#ifdef __CUDACC__
+        if (p.surface) {
+            asm volatile("sust.b.2d.v4.b32.trap [%0, {%1, %2}], {%3, %4, %5, %6};"
+                         :: "l"(p.surface), "r"(x * 16), "r"(yy), "f"(v0), "f"(v1), "f"(v2), "f"(1.f) : "memory");
+            return;
+        }
+#endif
+        float4* o = (float4*)((char*)p.out + (long long)yy * p.pitch) + x;
+        float4 val;
+        val.x = v0; val.y = v1; val.z = v2; val.w = 1.f;
+        *o = val;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One pixel.
+
+HD void march_pixel(const Params& p, const float* const* rows_k, int x, int y) {
+    // Ray through the pixel centre (engine/cameras.rays_from_pixels without distortion).
+    const float xn = ((float)x + 0.5f - p.cx) / p.fx;
+    const float yn = ((float)y + 0.5f - p.cy) / p.fy;
+    const float cn = sqrtf(xn * xn + yn * yn + 1.f);
+    const float d_cam[3] = {xn / cn, -yn / cn, -1.f / cn};
+    float dir[3], org[3];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+        dir[i] = p.c2w[4 * i] * d_cam[0] + p.c2w[4 * i + 1] * d_cam[1] + p.c2w[4 * i + 2] * d_cam[2];
+        org[i] = p.c2w[4 * i + 3];
+    }
+    const float dn = sqrtf(dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2]);
+    dir[0] /= dn; dir[1] /= dn; dir[2] /= dn;
+
+    // Scene cube (engine.render.ray_cube_interval).
+    float t_near = -3.402823466e38f, t_far = 3.402823466e38f;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+        const float safe = fabsf(dir[i]) < 1e-9f ? 1e-9f : dir[i];
+        const float inv = 1.f / safe;
+        const float t0 = FMUL(FSUB(FSUB(p.center[i], p.half_size), org[i]), inv);
+        const float t1 = FMUL(FSUB(FADD(p.center[i], p.half_size), org[i]), inv);
+        t_near = fmaxf(t_near, fminf(t0, t1));
+        t_far = fminf(t_far, fmaxf(t0, t1));
+    }
+    t_near = fmaxf(t_near, 0.f);
+
+    // Direction encoding (engine.decoder.encode_direction), once per ray.
+#if MODE == MODE_RGB
+    float denc[DIR_DIM];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+        denc[i] = dir[i];
+        SINCOSPI(dir[i], &denc[3 + i], &denc[6 + i]);
+        SINCOSPI(2.f * dir[i], &denc[9 + i], &denc[12 + i]);
+    }
+#endif
+
+    float T = 1.f, opacity = 0.f;
+    float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f;  // rgb / normal / depth (acc0)
+    (void)acc0; (void)acc1; (void)acc2;
+    int n_samples = 0, max_depth = -1;
+    const int L = p.level;
+    const float res = (float)(1 << L);
+    const int rmax = (1 << L) - 1;
+
+    // idx[l]: cell index at level l along the current descent; valid for l <= valid.
+    int idx[MAX_LEVEL + 1];
+#pragma unroll
+    for (int l = 0; l <= MAX_LEVEL; ++l) idx[l] = 0;
+    int valid = 0, pc0 = -1, pc1 = -1, pc2 = -1;
+
+    int k = 0;
+    const bool any = p.root_present && t_near < t_far;
+    while (any) {
+        // Find the next occupied sample, skipping empty cells.
+        float t, u0, u1, u2;
+        bool found = false;
+        while (true) {
+            t = FADD(t_near, FMUL((float)k + 0.5f, p.step));
+            if (!(t < t_far)) break;
+            u0 = FADD(FMUL(FSUB(FADD(org[0], FMUL(t, dir[0])), p.center[0]), p.inv_size), 0.5f);
+            u1 = FADD(FMUL(FSUB(FADD(org[1], FMUL(t, dir[1])), p.center[1]), p.inv_size), 0.5f);
+            u2 = FADD(FMUL(FSUB(FADD(org[2], FMUL(t, dir[2])), p.center[2]), p.inv_size), 0.5f);
+            const int c0 = min(max((int)floorf(u0 * res), 0), rmax);
+            const int c1 = min(max((int)floorf(u1 * res), 0), rmax);
+            const int c2 = min(max((int)floorf(u2 * res), 0), rmax);
+#if PATH_CACHE
+            // Deepest level whose cell the previous descended sample shares with this one.
+            const unsigned int diff = (unsigned int)((c0 ^ pc0) | (c1 ^ pc1) | (c2 ^ pc2));
+            int start = L;
+            if (diff) {
+#ifdef __CUDACC__
+                start = L - (32 - __clz(diff));
+#else
+                start = L - (32 - __builtin_clz(diff));
+#endif
+            }
+            if (start < 0) start = 0;
+            if (start > valid) start = valid;
+#else
+            const int start = 0;
+#endif
+            pc0 = c0; pc1 = c1; pc2 = c2;
+            int depth = start;
+            bool alive = true;
+#pragma unroll
+            for (int l = 0; l < MAX_LEVEL; ++l) {
+                if (l >= start && l < L && alive) {
+                    const int2 node = LDG(p.nodes[l] + idx[l]);
+                    const int sh = L - l - 1;
+                    const int oct = (((c0 >> sh) & 1) << 2) | (((c1 >> sh) & 1) << 1) | ((c2 >> sh) & 1);
+                    if ((node.x >> oct) & 1) {
+                        idx[l + 1] = node.y + POPC(node.x & ((1 << oct) - 1));
+                        depth = l + 1;
+                    } else {
+                        alive = false;
+                    }
+                }
+            }
+            valid = depth;
+            max_depth = depth > max_depth ? depth : max_depth;
+            if (depth == L) { found = true; break; }
+            // The empty cell is at level depth+1: jump to the first sample past its exit (minus a safety margin).
+            const int e = depth + 1, sh = L - e;
+            const float inv_r = 1.f / (float)(1 << e);
+            const float cc[3] = {(float)(c0 >> sh), (float)(c1 >> sh), (float)(c2 >> sh)};
+            const float uu[3] = {u0, u1, u2};
+            float t_exit = 3.402823466e38f;
+#pragma unroll
+            for (int i = 0; i < 3; ++i) {
+                const float du = dir[i] * p.inv_size;  // unit-cube units per world unit along the ray
+                if (fabsf(du) > 1e-12f) {
+                    const float bound = (du > 0.f ? cc[i] + 1.f : cc[i]) * inv_r;
+                    t_exit = fminf(t_exit, t + (bound - uu[i]) / du);
+                }
+            }
+            if (!(t_exit < t_far)) break;  // the empty cell reaches the end of the ray
+            const float q = (t_exit - t_near) / p.step - 0.5f - SKIP_MARGIN;
+            const int k_next = (int)floorf(q) + 1;
+            k = k_next > k + 1 ? k_next : k + 1;
+        }
+        if (!found) break;
+
+        // Occupied sample: features, decoder, compositing.
+        int cell[N_LODS];
+#pragma unroll
+        for (int kk = 0; kk < N_LODS; ++kk) cell[kk] = idx[BASE_LEVEL + kk];
+        float feat[FEAT];
+        float h[HIDDEN], out[OUT1];
+        gather_features(p, rows_k, cell, u0, u1, u2, feat);
+        density_mlp(feat, h, out);
+        const float sigma = expf(fminf(out[0], MAX_LOG_DENSITY));
+        const float alpha = 1.f - expf(-(sigma * p.step));
+        const float w = T * alpha;
+        ++n_samples;
+#if MODE == MODE_RGB
+        if (w >= p.rgb_min_weight) {
+            float rgb[3];
+            color_mlp(out, denc, rgb);
+            acc0 = fmaf(w, rgb[0], acc0); acc1 = fmaf(w, rgb[1], acc1); acc2 = fmaf(w, rgb[2], acc2);
+        }
+#elif MODE == MODE_DEPTH
+        acc0 = fmaf(w, t, acc0);
+#elif MODE == MODE_NORMAL
+        {
+            // d out0 / d u = sum_f gvec_f d feat_f / d u with gvec_f = sum_j w1[j,0] [h_j > 0] w0[f,j];
+            // d sigma = sigma d out0 (0 where the clamp at MAX_LOG_DENSITY is active).
+            float g[3] = {0.f, 0.f, 0.f};
+            if (out[0] <= MAX_LOG_DENSITY) {
+                float gvec[FEAT];
+#pragma unroll
+                for (int f = 0; f < FEAT; ++f) gvec[f] = 0.f;
+#pragma unroll
+                for (int j = 0; j < HIDDEN; ++j) {
+                    const float a = h[j] > 0.f ? DEC(OFF_W1 + j * OUT1) : 0.f;
+#pragma unroll
+                    for (int f = 0; f < FEAT; ++f) gvec[f] = fmaf(a, DEC(OFF_W0 + f * HIDDEN + j), gvec[f]);
+                }
+                gather_gradient(p, rows_k, cell, u0, u1, u2, gvec, g);
+                g[0] *= sigma; g[1] *= sigma; g[2] *= sigma;
+            }
+            const float gn = fmaxf(sqrtf(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]), 1e-12f);
+            acc0 = fmaf(w, -g[0] / gn, acc0); acc1 = fmaf(w, -g[1] / gn, acc1); acc2 = fmaf(w, -g[2] / gn, acc2);
+        }
+#endif
+        opacity += w;
+        T *= 1.f - alpha;
+        ++k;
+        if (T < EARLY_STOP) break;
+    }
+
+#if MODE == MODE_RGB
+    const float rest = 1.f - opacity;
+    write_pixel(p, x, y, fmaf(rest, p.background[0], acc0), fmaf(rest, p.background[1], acc1),
+                fmaf(rest, p.background[2], acc2));
+#elif MODE == MODE_DEPTH
+    write_pixel(p, x, y, acc0, 0.f, 0.f);
+#elif MODE == MODE_NORMAL
+    write_pixel(p, x, y, acc0, acc1, acc2);
+#elif MODE == MODE_SAMPLES
+    write_pixel(p, x, y, (float)n_samples, 0.f, 0.f);
+#else
+    write_pixel(p, x, y, (float)max_depth, 0.f, 0.f);
+#endif
+}
+
+#ifdef __CUDACC__
+#ifndef BLOCK_X
+#define BLOCK_X 16
+#endif
+#ifndef BLOCK_Y
+#define BLOCK_Y 8
+#endif
+
+extern "C" __global__ void __launch_bounds__(BLOCK_X * BLOCK_Y) march_rays(const Params p) {
+    const float* rows_k[N_LODS];
+#pragma unroll
+    for (int k = 0; k < N_LODS; ++k) rows_k[k] = p.rows[k];
+#if W_SHARED || (CB_SHARED && CODES != 0)
+    {
+        const int tid = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;
+        int base = 0;
+#if W_SHARED
+        for (int i = tid; i < DEC_SIZE; i += nt) s_mem[i] = p.decoder[i];
+        base = (DEC_SIZE + 3) & ~3;
+#endif
+#if CB_SHARED && CODES != 0
+#pragma unroll
+        for (int k = 0; k < N_LODS; ++k) {
+            float* dst = s_mem + base + k * CB_ROWS * FEAT;
+            if (k <= p.lod)
+                for (int i = tid; i < CB_ROWS * FEAT; i += nt) dst[i] = p.rows[k][i];
+            rows_k[k] = dst;
+        }
+#endif
+        __syncthreads();
+    }
+#endif
+    const int x = blockIdx.x * BLOCK_X + threadIdx.x;
+    const int y = blockIdx.y * BLOCK_Y + threadIdx.y;
+    if (x >= p.width || y >= p.height) return;
+    march_pixel(p, rows_k, x, y);
+}
+#else
+extern "C" void march_rays_host(const Params* p) {
+    g_host_dec = p->decoder;
+    const float* rows_k[N_LODS];
+    for (int k = 0; k < N_LODS; ++k) rows_k[k] = p->rows[k];
+    for (int y = 0; y < p->height; ++y)
+        for (int x = 0; x < p->width; ++x) march_pixel(*p, rows_k, x, y);
+}
+#endif

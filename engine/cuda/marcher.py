@@ -1,0 +1,673 @@
+"""Compile and launch march_rays.cu: NVRTC through cuda-python, driver API launches on torch's current stream.
+
+Layer: engine (torch, numpy; cuda-python is imported lazily, on the first CUDA call). Never imports GL: render
+targets hand the marcher a `CudaOutput` (a device pointer or a surface object).
+
+- `cuda_unavailable_reason()`: None, or one line saying why CUDA rendering cannot run here.
+- `KernelOptions` / `get_kernel(device, options)`: a compiled variant, cached per (device, options) in process and as
+  a cubin under ~/.cache/vbnf/kernels (VBNF_CACHE_DIR overrides; VBNF_KERNEL_CACHE=0 turns the disk cache off).
+- `GpuField.from_field(field, device)`: the field's arrays in the layout the kernel reads (docs/CUDA.md).
+- `CudaMarcher`: uploads fields once (cached by identity and tensor versions) and launches one frame.
+- `MarchParams`: the kernel's parameter struct (ctypes twin of `struct Params` in march_rays.cu).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN
+from engine.errors import VbnfError
+from engine.field import InferenceField, check_decoder
+from engine.render import EARLY_STOP, RENDER_MODES, field_step
+
+log = logging.getLogger("vbnf.cuda")
+
+SOURCE_PATH = Path(__file__).with_name("march_rays.cu")
+MAX_LEVELS = 16  # octree levels / LODs the parameter struct has room for
+MODE_INDEX = {name: i for i, name in enumerate(RENDER_MODES)}  # rgb 0, depth 1, normal 2, samples 3, level 4
+ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F = 0, 1, 2
+SHARED_CODEBOOK_BYTES = 48 * 1024  # codebooks up to this size (all LODs together) go to shared memory
+OUT1 = 1 + GEO_DIM
+assert EARLY_STOP == 1e-4  # hard-coded in march_rays.cu
+
+
+class CudaUnavailable(VbnfError):
+    """The CUDA path cannot run here; str(e) is one line saying why."""
+
+
+class CudaError(VbnfError):
+    """A CUDA driver or NVRTC call failed; the message names the call and the error."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Availability
+
+
+_UNAVAILABLE: list[str | None] = []  # memo of cuda_unavailable_reason()
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when the CUDA marcher can run in this process, else one line saying why not (checked once)."""
+    if not _UNAVAILABLE:
+        _UNAVAILABLE.append(_probe_cuda())
+    return _UNAVAILABLE[0]
+
+
+def _probe_cuda() -> str | None:
+    try:
+        from cuda.bindings import driver, nvrtc
+    except ImportError as e:
+        return f"cuda-python is not installed ({e}); pip install cuda-python"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda})"
+    try:
+        err, = driver.cuInit(0)
+        if int(err) != 0:
+            return f"cuInit failed: {_error_name(err)}"
+        err, count = driver.cuDeviceGetCount()
+        if int(err) != 0 or count == 0:
+            return f"the CUDA driver reports no device ({_error_name(err)})"
+    except Exception as e:  # the driver library itself is missing
+        return f"no usable NVIDIA driver: {str(e).splitlines()[0]}"
+    try:
+        err, major, minor = nvrtc.nvrtcVersion()
+    except Exception as e:
+        return f"NVRTC is not available: {str(e).splitlines()[0]}"
+    return None
+
+
+def require_cuda() -> None:
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise CudaUnavailable(f"CUDA rendering is unavailable: {reason}")
+
+
+def _error_name(err) -> str:
+    from cuda.bindings import driver
+    try:
+        e, name = driver.cuGetErrorName(err)
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:
+        return str(err)
+
+
+def _check(result, what: str):
+    """cuda-python returns (status, *values): raise on a bad status, return the values (one, a tuple, or None)."""
+    status, *values = result
+    if int(status) != 0:
+        name = _error_name(status) if "nvrtc" not in type(status).__name__.lower() else str(status)
+        raise CudaError(f"{what} failed: {name}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Contexts: the primary context of the device, shared with torch
+
+
+_CONTEXTS: dict[int, object] = {}
+
+
+def make_current(device: torch.device) -> None:
+    """Makes the primary context of `device` (the one torch uses) current on this thread."""
+    from cuda.bindings import driver
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    ctx = _CONTEXTS.get(index)
+    if ctx is None:
+        torch.cuda.init()
+        dev = _check(driver.cuDeviceGet(index), "cuDeviceGet")
+        ctx = _check(driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
+        _CONTEXTS[index] = ctx
+    current = _check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+    if current is None or int(current) != int(ctx):
+        _check(driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+
+
+def cuda_device(device: torch.device | str | int | None = None) -> torch.device:
+    """A torch CUDA device with an explicit index (default: torch's current device)."""
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    device = torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
+    if device.type != "cuda":
+        raise ValueError(f"the CUDA marcher needs a cuda device, got {device}")
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernel variants: compile (NVRTC), cache (process + disk), load
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """One compiled variant of march_rays.cu (every field is a -D define; see the file's header)."""
+
+    feat: int = 16
+    base_level: int = 2
+    n_lods: int = 6
+    mode: int = 0
+    codes: int = 0         # 0 dense, 8 or 16: byte-aligned codebook indices per cell corner
+    cb_rows: int = 0       # codebook rows (2^bits) for codebook kinds
+    cb_shared: bool = False
+    w_shared: bool = False
+    path_cache: bool = True
+    block: tuple[int, int] = (16, 8)  # threads per block (x, y), one pixel each
+
+    def defines(self) -> list[str]:
+        return [f"-DFEAT={self.feat}", f"-DBASE_LEVEL={self.base_level}", f"-DN_LODS={self.n_lods}",
+                f"-DMODE={self.mode}", f"-DCODES={self.codes}", f"-DCB_ROWS={self.cb_rows}",
+                f"-DCB_SHARED={int(self.cb_shared)}", f"-DW_SHARED={int(self.w_shared)}",
+                f"-DPATH_CACHE={int(self.path_cache)}", f"-DBLOCK_X={self.block[0]}", f"-DBLOCK_Y={self.block[1]}"]
+
+    def ptxas_options(self) -> list[str]:
+        # ptxas -O3 of CUDA 13.0 collapses the normal-mode variant to 32 registers and ~20 KB of spills;
+        # -O1 allocates it 128 registers and no spill (notes: docs/cuda_notes.md).
+        return ["--ptxas-options=-O1"] if self.mode == MODE_INDEX["normal"] else []
+
+    def shared_bytes(self) -> int:
+        n = 0
+        if self.w_shared:
+            n += (decoder_size(self.feat) + 3) // 4 * 4 * 4
+        if self.cb_shared and self.codes:
+            n += self.n_lods * self.cb_rows * self.feat * 4
+        return n
+
+
+def decoder_size(feat: int) -> int:
+    """Floats in the packed decoder (DEC_SIZE in march_rays.cu)."""
+    return feat * HIDDEN + HIDDEN + HIDDEN * OUT1 + OUT1 + (GEO_DIM + DIR_DIM) * HIDDEN + HIDDEN + HIDDEN * 3 + 3
+
+
+def pack_decoder(decoder: dict[str, torch.Tensor]) -> torch.Tensor:
+    """float32 [DEC_SIZE]: w0, b0, w1, b1, w2, b2, w3, b3 flattened row-major (input index major)."""
+    return torch.cat([decoder[k].detach().float().reshape(-1) for k in ("w0", "b0", "w1", "b1", "w2", "b2",
+                                                                       "w3", "b3")]).contiguous()
+
+
+def kernel_cache_dir() -> Path | None:
+    if os.environ.get("VBNF_KERNEL_CACHE", "1") == "0":
+        return None
+    root = os.environ.get("VBNF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vbnf")
+    return Path(root) / "kernels"
+
+
+def nvrtc_target(compute_capability: tuple[int, int]) -> tuple[str, bool]:
+    """(--gpu-architecture value, True for a cubin / False for PTX the driver JIT-compiles)."""
+    from cuda.bindings import nvrtc
+    cc = compute_capability[0] * 10 + compute_capability[1]
+    try:
+        n = _check(nvrtc.nvrtcGetNumSupportedArchs(), "nvrtcGetNumSupportedArchs")
+        archs = list(_check(nvrtc.nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs") or [])[:n]
+    except Exception:
+        archs = [cc]
+    if cc in archs:
+        return f"sm_{cc}", True
+    lower = [a for a in archs if a <= cc]
+    return f"compute_{max(lower) if lower else min(archs)}", False
+
+
+def compile_source(options: KernelOptions, arch: str, cubin: bool, source: str | None = None,
+                   extra: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """NVRTC: march_rays.cu with `options` -> (cubin or PTX bytes, compiler log). Raises CudaError with the log."""
+    from cuda.bindings import nvrtc
+    source = SOURCE_PATH.read_text() if source is None else source
+    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), b"march_rays.cu", 0, [], []), "nvrtcCreateProgram")
+    opts = [f"--gpu-architecture={arch}", "--std=c++17", "-lineinfo", *options.defines(),
+            *options.ptxas_options(), *extra]
+    try:
+        status, = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+        buf = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, buf)
+        compile_log = buf.decode(errors="replace").rstrip("\x00").strip()
+        if int(status) != 0:
+            raise CudaError(f"NVRTC could not compile march_rays.cu ({' '.join(opts)}): {compile_log}")
+        if cubin:
+            size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+            image = b" " * size
+            _check(nvrtc.nvrtcGetCUBIN(prog, image), "nvrtcGetCUBIN")
+        else:
+            size = _check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
+            image = b" " * size
+            _check(nvrtc.nvrtcGetPTX(prog, image), "nvrtcGetPTX")
+        return image, compile_log
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+@dataclass
+class Kernel:
+    """A loaded variant: the module, its function and its __constant__ decoder slot."""
+
+    options: KernelOptions
+    module: object
+    function: object
+    const_ptr: int      # device address of c_dec (0 when W_SHARED)
+    const_bytes: int
+    const_owner: object = None  # token of the GpuField whose decoder c_dec holds now
+    source: str = ""    # "compiled" or "disk cache"
+
+
+_KERNELS: dict[tuple[int, KernelOptions], Kernel] = {}
+_KERNEL_LOCK = threading.Lock()
+
+
+def get_kernel(device: torch.device, options: KernelOptions) -> Kernel:
+    """The variant `options` on `device`, compiled on first use (or read from the disk cache) and kept."""
+    require_cuda()
+    device = cuda_device(device)
+    key = (device.index, options)
+    with _KERNEL_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is None:
+            kernel = _load_kernel(device, options)
+            _KERNELS[key] = kernel
+        return kernel
+
+
+def kernel_cache_file(options: KernelOptions, arch: str, cubin: bool, source: str) -> Path | None:
+    """Where the disk cache keeps a variant: named by a hash of the source, target, NVRTC version and options."""
+    from cuda.bindings import nvrtc
+    cache_dir = kernel_cache_dir()
+    if cache_dir is None:
+        return None
+    version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    digest = hashlib.sha256("\n".join([source, arch, str(tuple(version)), *options.defines(),
+                                       *options.ptxas_options()]).encode()).hexdigest()[:32]
+    return cache_dir / f"march_rays-{digest}.{'cubin' if cubin else 'ptx'}"
+
+
+def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True) -> tuple[bytes, str]:
+    """The variant's cubin/PTX from the disk cache, else compiled by NVRTC and stored there (no GPU needed).
+
+    Returns (image, "disk cache" or "compiled")."""
+    source = SOURCE_PATH.read_text()
+    path = kernel_cache_file(options, arch, cubin, source)
+    if path is not None and path.is_file():
+        return path.read_bytes(), "disk cache"
+    image, compile_log = compile_source(options, arch, cubin, source)
+    if compile_log:
+        log.debug("NVRTC log for %s: %s", options, compile_log)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(image)
+            os.replace(tmp, path)
+        except OSError as e:
+            log.debug("kernel cache not written (%s)", e)
+    return image, "compiled"
+
+
+def _load_kernel(device: torch.device, options: KernelOptions) -> Kernel:
+    from cuda.bindings import driver
+    make_current(device)
+    arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
+    image, origin = compile_to_cache(options, arch, cubin)
+    module = _check(driver.cuModuleLoadData(image), "cuModuleLoadData")
+    function = _check(driver.cuModuleGetFunction(module, b"march_rays"), "cuModuleGetFunction")
+    shared = options.shared_bytes()
+    if shared > 48 * 1024:
+        _check(driver.cuFuncSetAttribute(
+            function, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared),
+            "cuFuncSetAttribute")
+    const_ptr, const_bytes = 0, 0
+    if not options.w_shared:
+        ptr, const_bytes = _check(driver.cuModuleGetGlobal(module, b"c_dec"), "cuModuleGetGlobal(c_dec)")
+        const_ptr = int(ptr)
+    log.debug("march_rays %s for %s (%s)", arch, options, origin)
+    return Kernel(options, module, function, const_ptr, const_bytes, source=origin)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The field on the device
+
+
+class MarchParams(ctypes.Structure):
+    """ctypes twin of `struct Params` (march_rays.cu); field order and types must match it exactly."""
+
+    _fields_ = [
+        ("nodes", ctypes.c_void_p * MAX_LEVELS),
+        ("cell_rows", ctypes.c_void_p * MAX_LEVELS),
+        ("rows", ctypes.c_void_p * MAX_LEVELS),
+        ("decoder", ctypes.c_void_p),
+        ("out", ctypes.c_void_p),
+        ("surface", ctypes.c_uint64),
+        ("pitch", ctypes.c_int64),
+        ("c2w", ctypes.c_float * 12),
+        ("fx", ctypes.c_float), ("fy", ctypes.c_float), ("cx", ctypes.c_float), ("cy", ctypes.c_float),
+        ("center", ctypes.c_float * 3),
+        ("half_size", ctypes.c_float),
+        ("inv_size", ctypes.c_float),
+        ("step", ctypes.c_float),
+        ("background", ctypes.c_float * 3),
+        ("display_scale", ctypes.c_float),
+        ("rgb_min_weight", ctypes.c_float),
+        ("width", ctypes.c_int), ("height", ctypes.c_int),
+        ("level", ctypes.c_int),
+        ("lod", ctypes.c_int),
+        ("root_present", ctypes.c_int),
+        ("encoding", ctypes.c_int),
+        ("flip_y", ctypes.c_int),
+        ("pad_", ctypes.c_int),
+    ]
+
+    # Field names in the order march_params_layout() (host build) reports their offsets, then sizeof.
+    LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "surface", "pitch", "c2w", "fx", "center",
+                     "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight", "width",
+                     "level", "lod", "root_present", "encoding", "flip_y")
+
+
+_TOKENS = iter(range(1, 1 << 62))
+
+
+@dataclass
+class GpuField:
+    """An InferenceField in the kernel's layout, on one device (tensors kept alive here).
+
+    nodes:     per octree level l < base_level + n_lods - 1, int32 [n_l, 2] = (child_mask, child_start).
+    cell_rows: per LOD, dense: int32 [n_cells, 8] corner-table rows; codebook kinds: uint8 / int16 (read as
+               uint16) [n_cells, 8] = indices[corners], the codebook row of each corner of each cell.
+    rows:      per LOD, float32 dense features [n_corners, F] or codebook [2^bits, F].
+    decoder:   float32 [decoder_size(F)] (pack_decoder).
+    """
+
+    device: torch.device
+    feat: int
+    base_level: int
+    n_lods: int
+    codes: int
+    cb_rows: int
+    nodes: list[torch.Tensor]
+    cell_rows: list[torch.Tensor]
+    rows: list[torch.Tensor]
+    decoder: torch.Tensor
+    center: tuple[float, float, float]
+    half_size: float
+    step: float
+    root_present: bool
+    token: int
+
+    @staticmethod
+    def from_field(field: InferenceField, device: torch.device | str) -> "GpuField":
+        device = torch.device(device)
+        n_lods = field.max_lod + 1
+        feat = field.feature_dim
+        check_decoder(field.decoder, feat)
+        finest = field.base_level + n_lods - 1
+        if finest >= MAX_LEVELS:
+            raise ValueError(f"the CUDA marcher supports octree levels < {MAX_LEVELS}, the field needs {finest}")
+        if field.octree.max_level < finest:
+            raise ValueError(f"the field's octree has levels 0..{field.octree.max_level}, its LODs need {finest}")
+        kinds = {r.features is None for r in field.levels}
+        if len(kinds) != 1:
+            raise ValueError("the field mixes dense and codebook levels")
+        codebook = kinds.pop()
+        nodes = []
+        for level in range(finest):
+            mask = field.octree.child_mask[level].to(torch.int32)
+            start = field.octree.child_start[level].to(torch.int32)
+            nodes.append(torch.stack([mask, start], dim=1).contiguous().to(device))
+        cell_rows, rows = [], []
+        cb_rows = 0
+        for k, level_rows in enumerate(field.levels):
+            corners = field.corners[k]
+            if corners.ndim != 2 or corners.shape[1] != 8:
+                raise ValueError(f"corners[{k}] must be [n_cells, 8], got {tuple(corners.shape)}")
+            if not codebook:
+                table = level_rows.features
+                cell_rows.append(corners.to(torch.int32).contiguous().to(device))
+            else:
+                table = level_rows.codebook
+                cb_rows = max(cb_rows, int(table.shape[0]))
+                codes = level_rows.indices.long().cpu()[corners.long().cpu()]
+                cell_rows.append(codes)
+            if table.ndim != 2 or table.shape[1] != feat:
+                raise ValueError(f"level {k}: feature rows {tuple(table.shape)} do not match the decoder's F={feat}")
+            rows.append(table.detach().float().contiguous().to(device))
+        codes_bits = 0
+        if codebook:
+            if cb_rows > 1 << 16:
+                raise ValueError(f"codebooks of {cb_rows} rows: the CUDA marcher supports at most 2^16")
+            codes_bits = 8 if cb_rows <= 256 else 16
+            np_type = np.uint8 if codes_bits == 8 else np.uint16
+            cell_rows = [torch.from_numpy(np.ascontiguousarray(c.numpy().astype(np_type)).view(
+                np.uint8 if codes_bits == 8 else np.int16)).to(device) for c in cell_rows]
+        center = tuple(float(v) for v in field.scene_center.detach().float().cpu())
+        return GpuField(device, feat, field.base_level, n_lods, codes_bits, cb_rows if codebook else 0, nodes,
+                        cell_rows, rows, pack_decoder(field.decoder).to(device), center,
+                        float(field.scene_half_size), float(field_step(field)),
+                        field.octree.cells[0].numel() > 0, next(_TOKENS))
+
+    def kernel_options(self, mode: str, tuning: "MarchTuning") -> KernelOptions:
+        if mode not in MODE_INDEX:
+            raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
+        cb_bytes = self.n_lods * self.cb_rows * self.feat * 4
+        cb_shared = bool(self.codes) and (tuning.cb_shared if tuning.cb_shared is not None
+                                          else cb_bytes <= SHARED_CODEBOOK_BYTES)
+        return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_INDEX[mode], self.codes,
+                             self.cb_rows if self.codes else 0, cb_shared, tuning.w_shared, tuning.path_cache,
+                             tuning.block)
+
+
+def field_signature(field: InferenceField) -> tuple:
+    """Identity of the tensors a GpuField is built from (data pointers, shapes, in-place version counters)."""
+    tensors = [*field.octree.child_mask, *field.octree.child_start, *field.corners, *field.decoder.values(),
+               field.scene_center]
+    for r in field.levels:
+        tensors += [t for t in (r.codebook, r.indices, r.features) if t is not None]
+    return (field.metadata.get("version"), field.scene_half_size, field.base_level, field.n_lods,
+            tuple((t.data_ptr(), tuple(t.shape), getattr(t, "_version", 0)) for t in tensors))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Camera
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """One undistorted pinhole camera (the repo's convention: OpenGL/NeRF camera frame, pixels from the top left).
+
+    c2w: float [3,4] or [4,4] camera-to-world (x right, y up, looks down -z; column 3 is the centre).
+    fx, fy: focal lengths, pixels; cx, cy: principal point, pixels (pixel centres at i + 0.5); width, height: pixels.
+    """
+
+    c2w: torch.Tensor
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @staticmethod
+    def of(camera, index: int = 0) -> "PinholeCamera":
+        """A PinholeCamera from itself or from engine.cameras.Cameras (camera `index`; no lens distortion)."""
+        if isinstance(camera, PinholeCamera):
+            return camera
+        c2w = torch.as_tensor(camera.c2w, dtype=torch.float32)
+        if c2w.ndim == 3:
+            c2w = c2w[index]
+        distortion = getattr(camera, "distortion", None)
+        if distortion is not None and bool((torch.as_tensor(distortion) != 0).any()):
+            raise ValueError("the marcher renders undistorted pinhole cameras; this camera has lens distortion")
+        return PinholeCamera(c2w, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
+                             int(camera.width), int(camera.height))
+
+    def c2w_rows(self) -> list[float]:
+        """The 3x4 camera-to-world matrix, row-major, as 12 Python floats."""
+        m = torch.as_tensor(self.c2w, dtype=torch.float32).detach().cpu()
+        if tuple(m.shape) not in ((3, 4), (4, 4)):
+            raise ValueError(f"c2w must be [3,4] or [4,4], got {list(m.shape)}")
+        return [float(v) for v in m[:3].reshape(-1)]
+
+    def rays(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """origins, unit dirs [H*W,3] float32 through the pixel centres, row-major (engine/cameras.rays_from_pixels)."""
+        cols = torch.arange(self.width, device=device, dtype=torch.float32) + 0.5
+        rows = torch.arange(self.height, device=device, dtype=torch.float32) + 0.5
+        py, px = torch.meshgrid(rows, cols, indexing="ij")
+        x = (px.reshape(-1) - self.cx) / self.fx
+        y = (py.reshape(-1) - self.cy) / self.fy
+        d_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)
+        d_cam = d_cam / d_cam.norm(dim=-1, keepdim=True)
+        c2w = torch.as_tensor(self.c2w, dtype=torch.float32).to(device)
+        dirs = d_cam @ c2w[:3, :3].T
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+        origins = c2w[:3, 3].expand(dirs.shape[0], 3).contiguous()
+        return origins, dirs.contiguous()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One frame
+
+
+@dataclass(frozen=True)
+class CudaOutput:
+    """Where the kernel writes one frame: a linear buffer (ptr, pitch) or a surface object (GL interop)."""
+
+    encoding: int        # ENC_FLOAT (3 or 1 float channels by mode), ENC_RGBA8, ENC_RGBA32F
+    ptr: int = 0         # device address of row 0 (linear buffer)
+    surface: int = 0     # CUsurfObject (0: linear buffer)
+    pitch: int = 0       # bytes per row of the linear buffer
+    flip_y: bool = False  # image row j written to row height-1-j
+
+
+@dataclass(frozen=True)
+class MarchTuning:
+    """Kernel choices that change speed, not the image (rgb_min_weight changes it by at most that weight)."""
+
+    w_shared: bool = False          # decoder weights in shared memory instead of __constant__ memory
+    cb_shared: bool | None = None   # codebooks in shared memory (None: when they fit SHARED_CODEBOOK_BYTES)
+    path_cache: bool = True         # descent restarts at the deepest level shared with the previous sample
+    rgb_min_weight: float = 1e-6    # samples of compositing weight below this skip the colour MLP
+    block: tuple[int, int] = (16, 8)  # threads per block (x, y)
+
+
+def default_display_scale(mode: str, camera: PinholeCamera, gpu: GpuField) -> float:
+    """Grey level per unit of a scalar mode in RGBA8 targets: depth up to the far side of the scene, samples up to
+    64, level up to the finest level."""
+    if mode == "depth":
+        eye = torch.tensor(camera.c2w_rows()).reshape(3, 4)[:, 3]
+        dist = float((eye - torch.tensor(gpu.center)).norm())
+        return 1.0 / max(dist + math.sqrt(3.0) * gpu.half_size, 1e-6)
+    if mode == "samples":
+        return 1.0 / 64.0
+    if mode == "level":
+        return 1.0 / max(gpu.base_level + gpu.n_lods - 1, 1)
+    return 1.0
+
+
+def fill_params(gpu: GpuField, camera: PinholeCamera, lod: int, mode: str, background, output: CudaOutput,
+                tuning: MarchTuning, display_scale: float | None = None) -> MarchParams:
+    """The kernel's parameter struct for one frame."""
+    p = MarchParams()
+    for l, t in enumerate(gpu.nodes):
+        p.nodes[l] = t.data_ptr()
+    for k in range(gpu.n_lods):
+        p.cell_rows[k] = gpu.cell_rows[k].data_ptr()
+        p.rows[k] = gpu.rows[k].data_ptr()
+    p.decoder = gpu.decoder.data_ptr()
+    p.out = output.ptr
+    p.surface = output.surface
+    p.pitch = output.pitch
+    p.c2w[:] = camera.c2w_rows()
+    p.fx, p.fy, p.cx, p.cy = camera.fx, camera.fy, camera.cx, camera.cy
+    p.center[:] = gpu.center
+    p.half_size = gpu.half_size
+    p.inv_size = float(np.float32(1.0) / np.float32(2.0 * gpu.half_size))
+    p.step = gpu.step
+    bg = [float(v) for v in torch.as_tensor(background, dtype=torch.float32).reshape(-1)]
+    if len(bg) != 3:
+        raise ValueError(f"background must be 3 floats (rgb), got {len(bg)}")
+    p.background[:] = bg
+    p.display_scale = default_display_scale(mode, camera, gpu) if display_scale is None else float(display_scale)
+    p.rgb_min_weight = tuning.rgb_min_weight
+    p.width, p.height = camera.width, camera.height
+    lod = max(0, min(int(lod), gpu.n_lods - 1))
+    p.lod = lod
+    p.level = gpu.base_level + lod
+    p.root_present = int(gpu.root_present)
+    p.encoding = output.encoding
+    p.flip_y = int(output.flip_y)
+    return p
+
+
+class CudaMarcher:
+    """Renders InferenceFields with the fused kernel on one CUDA device, on torch's current stream.
+
+    Fields are uploaded once and cached by identity and tensor versions (the last `max_fields` of them).
+    """
+
+    def __init__(self, device: torch.device | str | int | None = None, tuning: MarchTuning = MarchTuning(),
+                 max_fields: int = 4):
+        require_cuda()
+        self.device = cuda_device(device)
+        self.tuning = tuning
+        self.max_fields = max_fields
+        self._fields: OrderedDict[int, tuple[weakref.ref, tuple, GpuField]] = OrderedDict()
+
+    def upload(self, field: InferenceField) -> GpuField:
+        """The field's GpuField, uploaded on first use; re-uploaded when its tensors changed."""
+        key = id(field)
+        sig = field_signature(field)
+        entry = self._fields.get(key)
+        if entry is not None and entry[0]() is field and entry[1] == sig:
+            self._fields.move_to_end(key)
+            return entry[2]
+        gpu = GpuField.from_field(field, self.device)
+        self._fields[key] = (weakref.ref(field), sig, gpu)
+        self._fields.move_to_end(key)
+        while len(self._fields) > self.max_fields:
+            self._fields.popitem(last=False)
+        return gpu
+
+    def stream(self) -> int:
+        return torch.cuda.current_stream(self.device).cuda_stream
+
+    def march(self, field: InferenceField | GpuField, camera, lod: int, mode: str, background,
+              output: CudaOutput, display_scale: float | None = None, tuning: MarchTuning | None = None) -> None:
+        """Launches one frame into `output` on torch's current stream (asynchronous: no synchronisation)."""
+        from cuda.bindings import driver
+        camera = PinholeCamera.of(camera)
+        tuning = tuning or self.tuning
+        make_current(self.device)
+        gpu = field if isinstance(field, GpuField) else self.upload(field)
+        options = gpu.kernel_options(mode, tuning)
+        kernel = get_kernel(self.device, options)
+        stream = driver.CUstream(self.stream())
+        if not options.w_shared and kernel.const_owner != gpu.token:
+            _check(driver.cuMemcpyDtoDAsync(driver.CUdeviceptr(kernel.const_ptr),
+                                            driver.CUdeviceptr(gpu.decoder.data_ptr()),
+                                            gpu.decoder.numel() * 4, stream), "cuMemcpyDtoDAsync(c_dec)")
+            kernel.const_owner = gpu.token
+        params = fill_params(gpu, camera, lod, mode, background, output, tuning, display_scale)
+        args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+        bx, by = options.block
+        grid = ((camera.width + bx - 1) // bx, (camera.height + by - 1) // by)
+        if camera.width <= 0 or camera.height <= 0:
+            return
+        _check(driver.cuLaunchKernel(kernel.function, grid[0], grid[1], 1, bx, by, 1,
+                                     options.shared_bytes(), stream, ctypes.addressof(args), 0),
+               "cuLaunchKernel(march_rays)")
+
+
+def mode_channels(mode: str) -> int:
+    """Float channels of a mode's image: 3 (rgb, normal) or 1 (depth, samples, level)."""
+    return 3 if mode in ("rgb", "normal") else 1
+
+
+def host_reference_options(gpu: GpuField, mode: str, tuning: MarchTuning = MarchTuning()) -> KernelOptions:
+    """The variant a host (CPU) build of march_rays.cu needs for `gpu` (tests): never shared memory."""
+    return replace(gpu.kernel_options(mode, tuning), cb_shared=False, w_shared=False)

@@ -1,0 +1,190 @@
+"""Rendering an InferenceField into a RenderTarget, with the fastest path this machine has.
+
+Layer: engine (imports engine.cuda lazily through its marcher; never imports viewer/).
+
+Paths, chosen by `choose_render_path` and reported in one log line by `make_renderer`:
+- "cuda+interop": the fused CUDA kernel writes the viewer's GL texture through CUDA-GL interop (no copy);
+- "cuda+upload":  the kernel writes device memory; a GL target copies it to the host and calls texture.write
+                  (CUDA without interop, e.g. WSL or GL on another GPU; also the path without any GL context);
+- "cpu":          the torch reference renderer (engine/render.py) on the CPU, when CUDA is unavailable.
+
+Public functions:
+- `march_rays(field, camera, lod, mode, background)`: the CUDA kernel, one image as a CUDA tensor;
+- `march_rays_torch(field, camera, lod, mode, background)`: its torch twin (engine.render.render_image on the
+  camera's rays), the CPU fallback and the oracle in tests/test_march_rays.py.
+Both return float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level), rows top to bottom.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Literal, NamedTuple
+
+import torch
+
+from engine.cuda.marcher import (CudaMarcher, MarchTuning, PinholeCamera, _check, cuda_unavailable_reason,
+                                 make_current, require_cuda)
+from engine.field import InferenceField
+from engine.render import RENDER_MODES, RenderMode, render_image
+from engine.render_target import DeviceBufferTarget, GLTextureTarget, RenderTarget
+
+log = logging.getLogger("vbnf.render")
+
+RenderPath = Literal["cuda+interop", "cuda+upload", "cpu"]
+Background = tuple[float, float, float]
+
+
+class RenderChoice(NamedTuple):
+    """The chosen path and, in one line, why."""
+
+    path: RenderPath
+    reason: str
+
+
+def _is_wsl() -> bool:
+    try:
+        with open("/proc/version") as f:
+            return "microsoft" in f.read().lower()
+    except OSError:
+        return False
+
+
+def gl_interop_unavailable_reason() -> str | None:
+    """None when the GL context current on this thread runs on a CUDA device usable for interop, else why not.
+
+    Needs CUDA (see cuda_unavailable_reason) and a current GL context.
+    """
+    if _is_wsl():
+        return "WSL has no CUDA-GL interop"
+    try:
+        from cuda.bindings import driver
+        make_current(torch.device("cuda", torch.cuda.current_device()))
+        count, devices = _check(driver.cuGLGetDevices(4, driver.CUGLDeviceList.CU_GL_DEVICE_LIST_ALL),
+                                "cuGLGetDevices")
+    except Exception as e:
+        return f"the GL context is not on a CUDA device ({str(e).splitlines()[0]})"
+    if count == 0:
+        return "the GL context is not on a CUDA device"
+    current = torch.cuda.current_device()
+    if current not in [int(d) for d in devices[:count]]:
+        return f"the GL context runs on CUDA device(s) {[int(d) for d in devices[:count]]}, not on {current}"
+    return None
+
+
+def choose_render_path(gl_available: bool) -> RenderChoice:
+    """The fastest path here. gl_available: a GL context is current on this thread (a viewer or EGL)."""
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        return RenderChoice("cpu", f"CUDA unavailable: {reason}; the torch reference renderer runs on the CPU")
+    name = torch.cuda.get_device_name()
+    if not gl_available:
+        return RenderChoice("cuda+upload", f"CUDA on {name}; no GL context, frames go to device memory")
+    why = gl_interop_unavailable_reason()
+    if why is not None or os.environ.get("VBNF_NO_INTEROP") == "1":
+        why = why or "VBNF_NO_INTEROP=1"
+        return RenderChoice("cuda+upload", f"CUDA on {name} without CUDA-GL interop: {why}; frames are uploaded "
+                                           "with texture.write")
+    return RenderChoice("cuda+interop", f"CUDA on {name} with CUDA-GL interop on the GL context's device")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public functions
+
+
+def march_rays_torch(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb",
+                     background: Background = (1.0, 1.0, 1.0), chunk: int = 1 << 14) -> torch.Tensor:
+    """The torch reference of march_rays: engine.render.render_image on the camera's rays, on the field's device.
+
+    camera: PinholeCamera or engine.cameras.Cameras (first camera, no distortion). Returns float32 [H,W,3] / [H,W].
+    """
+    cam = PinholeCamera.of(camera)
+    origins, dirs = cam.rays(field.device)
+    return render_image(field, origins, dirs, cam.width, cam.height, lod, mode, background, chunk)
+
+
+def march_rays(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb",
+               background: Background = (1.0, 1.0, 1.0), marcher: CudaMarcher | None = None) -> torch.Tensor:
+    """One image with the fused CUDA kernel: float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level) on the
+    GPU, rows top to bottom, the same image as march_rays_torch up to float rounding and early termination.
+
+    field: an InferenceField on any device (uploaded once per field, cached by `marcher`); camera: PinholeCamera or
+    engine.cameras.Cameras; lod: clamped to the LODs the field holds. Raises CudaUnavailable (one line) without CUDA.
+    """
+    if mode not in RENDER_MODES:
+        raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
+    require_cuda()
+    marcher = marcher or CudaMarcher()
+    cam = PinholeCamera.of(camera)
+    target = DeviceBufferTarget(cam.width, cam.height)
+    stream = marcher.stream()
+    out = target.begin_cuda(mode, marcher.device, stream)
+    marcher.march(field, cam, lod, mode, background, out)
+    target.end_cuda(stream)
+    return target.image()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Renderer
+
+
+class Renderer:
+    """Renders fields into RenderTargets along one path (see choose_render_path).
+
+    The CUDA paths keep a CudaMarcher (compiled kernels, uploaded fields) on torch's current CUDA device and launch
+    on torch's current stream; the CPU path calls march_rays_torch on a CPU copy of the field.
+    """
+
+    def __init__(self, choice: RenderChoice, tuning: MarchTuning = MarchTuning()):
+        self.choice = choice
+        self.marcher = CudaMarcher(tuning=tuning) if choice.path != "cpu" else None
+        self._cpu_fields: dict[int, tuple[InferenceField, InferenceField]] = {}
+
+    @property
+    def path(self) -> RenderPath:
+        return self.choice.path
+
+    def render(self, field: InferenceField, camera, lod: int, mode: RenderMode = "rgb",
+               background: Background = (1.0, 1.0, 1.0), target: RenderTarget | None = None) -> RenderTarget:
+        """Renders one frame of `field` seen by `camera` at `lod` into `target` (resized to the camera first).
+
+        camera: PinholeCamera (c2w, fx, fy, cx, cy, width, height) or engine.cameras.Cameras; mode: rgb, depth,
+        normal, samples, level; background: rgb in [0,1]. Returns the target (a new DeviceBufferTarget if None).
+        """
+        if mode not in RENDER_MODES:
+            raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
+        cam = PinholeCamera.of(camera)
+        if target is None:
+            target = DeviceBufferTarget(cam.width, cam.height)
+        target.resize(cam.width, cam.height)
+        if self.marcher is None:
+            target.write_image(march_rays_torch(self._cpu_field(field), cam, lod, mode, background), mode)
+            return target
+        stream = self.marcher.stream()
+        out = target.begin_cuda(mode, self.marcher.device, stream, interop=self.path == "cuda+interop")
+        try:
+            display_scale = getattr(target, "display_scale", None)
+            self.marcher.march(field, cam, lod, mode, background, out, display_scale=display_scale)
+        finally:
+            target.end_cuda(stream)
+        return target
+
+    def _cpu_field(self, field: InferenceField) -> InferenceField:
+        if field.device.type == "cpu":
+            return field
+        entry = self._cpu_fields.get(id(field))
+        if entry is None or entry[0] is not field:
+            self._cpu_fields = {id(field): (field, field.to("cpu"))}
+            entry = self._cpu_fields[id(field)]
+        return entry[1]
+
+
+def make_renderer(gl_available: bool, tuning: MarchTuning = MarchTuning()) -> Renderer:
+    """choose_render_path + Renderer, with the choice in one log line (logger "vbnf.render")."""
+    choice = choose_render_path(gl_available)
+    log.info("render path: %s (%s)", choice.path, choice.reason)
+    return Renderer(choice, tuning)
+
+
+__all__ = ["RenderPath", "RenderChoice", "choose_render_path", "gl_interop_unavailable_reason", "march_rays",
+           "march_rays_torch", "Renderer", "make_renderer", "PinholeCamera", "DeviceBufferTarget",
+           "GLTextureTarget", "RenderTarget"]

@@ -1,0 +1,274 @@
+"""Where a renderer writes a frame: the RenderTarget interface and its two implementations.
+
+Layer: engine. This is the only engine module that touches GL objects, and only through the texture it is handed
+(moderngl is imported lazily, by `egl_context` alone).
+
+- `DeviceBufferTarget(width, height)`: plain memory. After `Renderer.render`, `image()` is the frame as a float32
+  tensor [H,W,3] (rgb, normal) or [H,W] (depth, samples, level), on the GPU for the CUDA paths and on the CPU for
+  the torch fallback; `numpy()` copies it to the host. Same layout as engine.render.render_image.
+- `GLTextureTarget(ctx, texture)`: an RGBA8 or RGBA32F GL_TEXTURE_2D (a moderngl Texture). With CUDA-GL interop the
+  texture is registered once per size (cuGraphicsGLRegisterImage, surface load/store), mapped once per frame and
+  written by the kernel with surface stores (no copy). Without interop (e.g. WSL, or GL on another GPU) the kernel
+  writes a device buffer that is copied to the host and uploaded with texture.write. The target owns the texture:
+  `resize()` replaces it (a no-op when the size is unchanged; read `.texture` after it) and `release()`
+  unregisters and releases it, with the GL context still current.
+Pixel layout in a texture: row 0 of the texture's data is the image's top row (what texture.write of a top-first
+image gives); pass flip_y=True for bottom-up. RGBA8 holds rgb in [0,1], normals as 0.5 n + 0.5 and scalar modes as
+grey value * display_scale; RGBA32F holds raw values (scalars in r, g and b), alpha 1.
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+from engine.cuda.marcher import ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F, CudaOutput, make_current, mode_channels
+
+log = logging.getLogger("vbnf.render")
+
+GL_TEXTURE_2D = 0x0DE1
+
+
+class RenderTarget(ABC):
+    """A frame's destination. Renderers call begin_cuda/end_cuda around a CUDA launch, or write_image with a
+    finished image (the CPU path)."""
+
+    width: int
+    height: int
+
+    @abstractmethod
+    def resize(self, width: int, height: int) -> None:
+        """Changes the size in pixels; a no-op when it is unchanged."""
+
+    @abstractmethod
+    def begin_cuda(self, mode: str, device: torch.device, stream: int, interop: bool = True) -> CudaOutput:
+        """Prepares one CUDA frame of `mode` on `stream` (a CUstream handle) and says where the kernel writes."""
+
+    @abstractmethod
+    def end_cuda(self, stream: int) -> None:
+        """Finishes the frame begun by begin_cuda (unmap, or upload)."""
+
+    @abstractmethod
+    def write_image(self, image: torch.Tensor, mode: str) -> None:
+        """Stores a finished image [H,W,3] or [H,W] (float32, any device): the CPU path."""
+
+    def release(self) -> None:
+        """Frees what the target holds."""
+
+
+class DeviceBufferTarget(RenderTarget):
+    """A float32 buffer [H,W,C] (C = 3 for rgb and normal, 1 for the scalar modes), reused between frames."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = int(width), int(height)
+        self._buffer: torch.Tensor | None = None
+        self._image: torch.Tensor | None = None
+
+    def resize(self, width: int, height: int) -> None:
+        if (int(width), int(height)) == (self.width, self.height):
+            return
+        self.width, self.height = int(width), int(height)
+        self._buffer = self._image = None
+
+    def begin_cuda(self, mode: str, device: torch.device, stream: int, interop: bool = True) -> CudaOutput:
+        channels = mode_channels(mode)
+        shape = (self.height, self.width, channels)
+        if self._buffer is None or tuple(self._buffer.shape) != shape or self._buffer.device != device:
+            self._buffer = torch.empty(shape, dtype=torch.float32, device=device)
+        self._image = self._buffer if channels == 3 else self._buffer[..., 0]
+        return CudaOutput(ENC_FLOAT, ptr=self._buffer.data_ptr(), pitch=self.width * channels * 4)
+
+    def end_cuda(self, stream: int) -> None:
+        pass
+
+    def write_image(self, image: torch.Tensor, mode: str) -> None:
+        self._image = image
+
+    def image(self) -> torch.Tensor:
+        """The last frame: float32 [H,W,3] or [H,W] (the CUDA buffer itself; later frames overwrite it)."""
+        if self._image is None:
+            raise RuntimeError("DeviceBufferTarget: nothing rendered yet")
+        return self._image
+
+    def numpy(self) -> np.ndarray:
+        """The last frame on the host (waits for the GPU)."""
+        return self.image().detach().cpu().numpy()
+
+    def poison_(self, mode: str, device: torch.device | str) -> None:
+        """Allocates the buffer for `mode` and fills it with NaN (tests: every pixel must be written)."""
+        self.begin_cuda(mode, torch.device(device), 0)
+        self._buffer.fill_(float("nan"))
+
+    def release(self) -> None:
+        self._buffer = self._image = None
+
+
+def encode_rgba(image: torch.Tensor, mode: str, encoding: int, display_scale: float, flip_y: bool) -> np.ndarray:
+    """A finished image [H,W,3] / [H,W] -> RGBA bytes as the kernel writes them (uint8 or float32 [H,W,4])."""
+    image = image.detach().float().cpu()
+    if image.ndim == 2:
+        grey = image * display_scale if encoding == ENC_RGBA8 else image
+        rgb = grey[..., None].expand(*image.shape, 3)
+    elif mode == "normal" and encoding == ENC_RGBA8:
+        rgb = 0.5 * image + 0.5
+    else:
+        rgb = image
+    rgba = torch.cat([rgb, torch.ones_like(rgb[..., :1])], dim=-1)
+    if flip_y:
+        rgba = rgba.flip(0)
+    if encoding == ENC_RGBA8:
+        return (rgba.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+    return rgba.contiguous().numpy()
+
+
+class GLTextureTarget(RenderTarget):
+    """A GL texture the renderer writes into (RGBA8 or RGBA32F, GL_TEXTURE_2D); see the module docstring.
+
+    ctx: the moderngl context the texture belongs to (current on this thread); texture: a moderngl Texture with 4
+    components and dtype 'f1' or 'f4' (the target takes ownership). flip_y: write the image bottom-up.
+    display_scale: grey level per unit for scalar modes in RGBA8 (None: the renderer's default per mode).
+    """
+
+    def __init__(self, ctx, texture, flip_y: bool = False, display_scale: float | None = None):
+        if texture.components != 4 or texture.dtype not in ("f1", "f4"):
+            raise ValueError(f"GLTextureTarget needs an RGBA8 or RGBA32F texture, got {texture.components} "
+                             f"components of dtype {texture.dtype}")
+        self.ctx = ctx
+        self.texture = texture
+        self.flip_y = flip_y
+        self.display_scale = display_scale
+        self.width, self.height = texture.size
+        self.encoding = ENC_RGBA8 if texture.dtype == "f1" else ENC_RGBA32F
+        self.interop_error: str | None = None  # why interop was given up, once it was
+        self._resource = None        # CUgraphicsResource while registered
+        self._mapped = False
+        self._surface = 0            # CUsurfObject of the mapped array
+        self._surface_array = None   # the CUarray it was made for
+        self._device: torch.device | None = None
+        self._upload: torch.Tensor | None = None
+        self._mode = "rgb"
+
+    # -- size and lifetime ---------------------------------------------------------------------------------------
+
+    def resize(self, width: int, height: int) -> None:
+        if (int(width), int(height)) == (self.width, self.height):
+            return
+        self._unregister()
+        dtype = self.texture.dtype
+        self.texture.release()
+        self.texture = self.ctx.texture((int(width), int(height)), 4, dtype=dtype)
+        self.width, self.height = int(width), int(height)
+        self._upload = None
+
+    def release(self) -> None:
+        self._unregister()
+        if self.texture is not None:
+            self.texture.release()
+            self.texture = None
+        self._upload = None
+
+    # -- CUDA frames ---------------------------------------------------------------------------------------------
+
+    def begin_cuda(self, mode: str, device: torch.device, stream: int, interop: bool = True) -> CudaOutput:
+        self._mode = mode
+        if interop and self.interop_error is None:
+            try:
+                return self._begin_interop(device, stream)
+            except Exception as e:  # give interop up for this target, once, with one log line
+                self._unregister()
+                self.interop_error = str(e).splitlines()[0]
+                log.warning("CUDA-GL interop failed (%s); rendering through a device buffer and texture.write",
+                            self.interop_error)
+        esize = 1 if self.encoding == ENC_RGBA8 else 4
+        shape = (self.height, self.width, 4)
+        if self._upload is None or tuple(self._upload.shape) != shape or self._upload.device != device:
+            self._upload = torch.empty(shape, dtype=torch.uint8 if esize == 1 else torch.float32, device=device)
+        return CudaOutput(self.encoding, ptr=self._upload.data_ptr(), pitch=self.width * 4 * esize,
+                          flip_y=self.flip_y)
+
+    def end_cuda(self, stream: int) -> None:
+        if self._mapped:
+            self._unmap(stream)
+            return
+        if self._upload is not None:
+            self.texture.write(self._upload.cpu().numpy().tobytes())  # .cpu() waits for the frame
+
+    def write_image(self, image: torch.Tensor, mode: str) -> None:
+        scale = self.display_scale if self.display_scale is not None else 1.0
+        self.texture.write(encode_rgba(image, mode, self.encoding, scale, self.flip_y).tobytes())
+
+    # -- interop -------------------------------------------------------------------------------------------------
+
+    def _begin_interop(self, device: torch.device, stream: int) -> CudaOutput:
+        from cuda.bindings import driver
+
+        from engine.cuda.marcher import _check
+        make_current(device)
+        if self._resource is None or self._device != device:
+            self._unregister()
+            self._resource = _check(driver.cuGraphicsGLRegisterImage(
+                self.texture.glo, GL_TEXTURE_2D,
+                int(driver.CUgraphicsRegisterFlags.CU_GRAPHICS_REGISTER_FLAGS_SURFACE_LDST)),
+                "cuGraphicsGLRegisterImage")
+            self._device = device
+        s = driver.CUstream(stream)
+        _check(driver.cuGraphicsMapResources(1, self._resource, s), "cuGraphicsMapResources")
+        self._mapped = True
+        array = _check(driver.cuGraphicsSubResourceGetMappedArray(self._resource, 0, 0),
+                       "cuGraphicsSubResourceGetMappedArray")
+        if self._surface_array is None or int(array) != int(self._surface_array):
+            self._destroy_surface(stream)
+            desc = driver.CUDA_RESOURCE_DESC()
+            desc.resType = driver.CUresourcetype.CU_RESOURCE_TYPE_ARRAY
+            desc.res.array.hArray = array
+            self._surface = int(_check(driver.cuSurfObjectCreate(desc), "cuSurfObjectCreate"))
+            self._surface_array = array
+        return CudaOutput(self.encoding, surface=self._surface, flip_y=self.flip_y)
+
+    def _unmap(self, stream: int) -> None:
+        from cuda.bindings import driver
+
+        from engine.cuda.marcher import _check
+        self._mapped = False
+        _check(driver.cuGraphicsUnmapResources(1, self._resource, driver.CUstream(stream)),
+               "cuGraphicsUnmapResources")
+
+    def _destroy_surface(self, stream: int) -> None:
+        """Destroys the surface object once the work that may use it is done (destroying it earlier is undefined)."""
+        if not self._surface:
+            return
+        from cuda.bindings import driver
+        driver.cuStreamSynchronize(driver.CUstream(stream))
+        driver.cuSurfObjectDestroy(self._surface)
+        self._surface, self._surface_array = 0, None
+
+    def _unregister(self) -> None:
+        if self._resource is None:
+            return
+        from cuda.bindings import driver
+        if self._device is not None:
+            make_current(self._device)
+        if self._mapped:
+            self._unmap(0)
+        driver.cuCtxSynchronize()
+        self._destroy_surface(0)
+        driver.cuGraphicsUnregisterResource(self._resource)
+        self._resource = None
+
+    def interop_active(self) -> bool:
+        """True once a frame went through interop (registered and not given up)."""
+        return self._resource is not None and self.interop_error is None
+
+
+def egl_context(require: int = 330):
+    """(moderngl context on the GPU through EGL, None) for headless rendering, or (None, one-line reason)."""
+    try:
+        import moderngl
+    except ImportError as e:
+        return None, f"moderngl is not installed ({e})"
+    try:
+        return moderngl.create_standalone_context(backend="egl", require=require), None
+    except Exception as e:
+        return None, f"no EGL context: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
