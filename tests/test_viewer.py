@@ -133,3 +133,57 @@ def test_a_window_resize_rerenders_at_the_new_size(make_app, tiny_model):
     pixels = settle(app)
     assert pixels.shape == (H // 2, W // 2, 3)
     assert app.state.stats.render_size == (W // 2, H // 2)
+
+
+def test_the_field_is_drawn_beside_the_docked_panel(make_app, tiny_model):
+    app = make_app(tiny_model, 480, 120)
+    pixels = settle(app)
+    panel = app.state.view.panel_width
+    assert 200 <= panel < 400
+    x0, _, width, height = app.state.view.rect
+    assert x0 == panel and width == 480 - panel and height == 120
+    assert app.state.stats.render_size == (480 - int(round(panel)), 120)
+    field = pixels[:, int(panel) + 2:]
+    object_columns = np.nonzero((field != 255).any(axis=2).any(axis=0))[0]
+    centre = (object_columns.min() + object_columns.max()) / 2
+    assert abs(centre - field.shape[1] / 2) < 12  # the object is centred in the field's part of the window
+    app.state.show_panel = False  # Tab: the field takes the whole window
+    settle(app)
+    assert app.state.stats.render_size == (480, 120)
+
+
+def test_ladder_shows_stored_psnr(make_app, tmp_path):
+    metrics = {"test_per_lod": [{"lod": k, "psnr": 20.0 + k} for k in range(4)]}
+    model = make_tiny_model(tmp_path / "scored.vbnf", metadata={"metrics": metrics})
+    app = make_app(model)
+    app.frame()
+    assert app.state.model.ladder_psnr == {0: 20.0, 1: 21.0, 2: 22.0, 3: 23.0}
+    assert app.state.view.label_a.endswith("23.00 dB")
+    app.state.bits = 2  # another bitwidth: the stored PSNRs no longer describe it
+    app.frame()
+    assert app.state.model.ladder_psnr == {}
+
+
+def test_vbnf_view_headless_screenshot_from_the_command_line(tiny_model, tmp_path, capsys):
+    from engine.cli import main
+    out = tmp_path / "shots"
+    assert main(["view", str(tiny_model), "--headless", "--screenshot", "--size", "96x64",
+                 "--output-dir", str(out)]) == 0
+    (path,) = out.glob("*.png")
+    assert str(path) in capsys.readouterr().out
+    assert main(["view", str(tmp_path / "missing.vbnf"), "--headless"]) == 2
+    assert "missing.vbnf" in capsys.readouterr().err
+
+
+def test_browse_without_a_display_says_to_type_the_path(make_app, tiny_model, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    app = make_app(tiny_model)
+    app.frame()
+    app.actions.browse_for_model()  # the "Browse..." button
+    for _ in range(40):
+        app.frame()
+        if app.state.error:
+            break
+    assert "type the path" in app.state.error
+    assert app.state.model.name == "tiny.vbnf"

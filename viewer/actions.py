@@ -31,6 +31,7 @@ class Actions:
         self.datasets = datasets
         self.training: TrainingSession | None = None
         self.training_device = training_device
+        self._dialog = None  # a pending portable_file_dialogs.open_file
 
     # -- model -----------------------------------------------------------------------------------------------------
 
@@ -66,6 +67,29 @@ class Actions:
         s.error = ""
         s.message = f"opened {path} ({source.file_bytes} bytes, {field.n_lods} LODs)"
         return True
+
+    def browse_for_model(self) -> None:
+        """Opens the native file dialog (portable-file-dialogs: zenity/kdialog on Linux) without waiting for it;
+        `poll_dialog` opens what was chosen."""
+        if self._dialog is not None:
+            return
+        try:
+            from imgui_bundle import portable_file_dialogs as pfd
+            self._dialog = pfd.open_file("Open a vbnf model", str(Path(self.state.model_path or ".").parent),
+                                         ["vbnf models", "*.vbnf", "All files", "*"])
+        except Exception as e:
+            self.state.error = f"no file dialog here ({type(e).__name__}); type the path in the box and press Open"
+
+    def poll_dialog(self) -> None:
+        """Called every frame: opens the file chosen in the dialog once the user has closed it."""
+        if self._dialog is None or not self._dialog.ready(0):
+            return
+        chosen, self._dialog = self._dialog.result(), None
+        if chosen:
+            self.state.open_path = chosen[0]
+            self.open_model(chosen[0])
+        elif not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            self.state.error = "no file dialog without a display; type the path in the box and press Open"
 
     def drop_files(self, paths: list[str]) -> None:
         """GLFW drop callback: opens the first dropped file."""

@@ -82,6 +82,7 @@ class App:
         self.controls.handle(s, self.actions)
         self.actions.advance_download(dt)
         self.actions.poll_training()
+        self.actions.poll_dialog()
         self.view.update(s, self.models, self.datasets, (rect[2], rect[3]))
         self.view.draw_scene(s, fb, rect)
         draw_ui(s, self.actions)

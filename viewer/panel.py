@@ -113,22 +113,9 @@ def section_model(state: AppState, actions: Actions) -> None:
     if imgui.button("Open") or entered:
         actions.open_model(state.open_path)
     if imgui.button("Browse..."):
-        path = browse_for_model()
-        if path:
-            state.open_path = path
-            actions.open_model(path)
+        actions.browse_for_model()
     imgui.same_line()
     imgui.text_colored(GREY, "or drop a .vbnf file on the window")
-
-
-def browse_for_model() -> str:
-    """A native file dialog (portable-file-dialogs: zenity/kdialog on Linux); "" when none can open."""
-    try:
-        from imgui_bundle import portable_file_dialogs as pfd
-        chosen = pfd.open_file("Open a vbnf model", "", ["vbnf models", "*.vbnf", "All files", "*"]).result()
-    except Exception:
-        return ""
-    return chosen[0] if chosen else ""
 
 
 def section_lod(state: AppState) -> None:

@@ -13,7 +13,7 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -76,15 +76,31 @@ class RenderDone:
     """One line when the render failed (the texture keeps its previous image)."""
 
 
-def render_values(job: RenderJob) -> np.ndarray:
-    """The torch reference renderer: float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level)."""
+class Cancelled(Exception):
+    """A render was abandoned because a newer job for its slot arrived."""
+
+
+BAND_RAYS = 1 << 13  # rays per band: the render thread checks for a newer job between bands
+
+
+def render_values(job: RenderJob, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """The torch reference renderer, in bands of rows: float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples,
+    level). Raises Cancelled between bands once `should_stop()` is true (a full-resolution CPU render can take a
+    minute; a camera move must not wait for it)."""
     cams = job.cameras
     origins, dirs = image_rays(cams, 0, job.width, job.height)
     device = job.field.device
+    rows = max(1, BAND_RAYS // job.width)
+    bands = []
     with torch.no_grad():
-        image = render_image(job.field, origins.to(device), dirs.to(device), job.width, job.height, job.lod,
-                             job.mode, job.background)
-    return image.float().cpu().numpy()
+        for y0 in range(0, job.height, rows):
+            if should_stop is not None and should_stop():
+                raise Cancelled
+            y1 = min(job.height, y0 + rows)
+            part = slice(y0 * job.width, y1 * job.width)
+            bands.append(render_image(job.field, origins[part].to(device), dirs[part].to(device), job.width,
+                                      y1 - y0, job.lod, job.mode, job.background))
+    return torch.cat(bands, 0).float().cpu().numpy()
 
 
 class TextureRenderer(Protocol):
@@ -154,13 +170,20 @@ class ThreadedBackend:
                 job = self._running = self._pending.pop(slot)
             start = time.perf_counter()
             try:
-                done = RenderDone(job, 0.0, render_values(job))
+                done = RenderDone(job, 0.0, render_values(job, lambda: self._superseded(job.slot)))
+            except Cancelled:
+                done = None
             except Exception as e:  # a renderer failure must not kill the thread; the UI shows it
                 done = RenderDone(job, 0.0, None, f"render failed: {type(e).__name__}: {e}".splitlines()[0])
-            done.seconds = time.perf_counter() - start
             with self._lock:
                 self._running = None
-                self._done.append(done)
+                if done is not None:
+                    done.seconds = time.perf_counter() - start
+                    self._done.append(done)
+
+    def _superseded(self, slot: str) -> bool:
+        with self._lock:
+            return self._closed or slot in self._pending
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ imgui_bundle is imported before glfw so both use the one libglfw that imgui-bund
 from __future__ import annotations
 
 import ctypes
+import warnings
 from typing import Callable
 
 import imgui_bundle  # noqa: F401  (must precede `import glfw`)
@@ -25,25 +26,9 @@ class Window:
 
     def __init__(self, width: int, height: int, title: str = "vbnf", headless: bool = False,
                  on_drop: Callable[[list[str]], None] | None = None):
-        if headless:
-            glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_NULL)
-        if not glfw.init():
-            raise VbnfError(f"cannot open a window: GLFW failed to initialise ({_glfw_error()}); "
-                            "use `vbnf compare` or `vbnf render` without a display")
-        self.headless = headless
-        glfw.default_window_hints()
-        if headless:
-            glfw.window_hint(glfw.CONTEXT_CREATION_API, glfw.EGL_CONTEXT_API)
-        glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
-        glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
-        glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
-        glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
-        self.handle = glfw.create_window(int(width), int(height), title, None, None)
-        if not self.handle:
-            message = _glfw_error()
-            glfw.terminate()
-            raise VbnfError(f"cannot open a {width}x{height} OpenGL 3.3 window ({message}); "
-                            "check the GPU driver, or run headless")
+        with warnings.catch_warnings():  # GLFW errors become the one-line VbnfError below, not warnings
+            warnings.simplefilter("ignore", glfw.GLFWError)
+            self.handle = self._create(width, height, title, headless)
         glfw.make_context_current(self.handle)
         glfw.swap_interval(0 if headless else 1)
         self.ctx = moderngl.create_context(require=330)
@@ -59,6 +44,27 @@ class Window:
         self.address = ctypes.cast(self.handle, ctypes.c_void_p).value
         imgui.backends.glfw_init_for_opengl(self.address, True)
         imgui.backends.opengl3_init(GLSL_VERSION)
+
+    @staticmethod
+    def _create(width: int, height: int, title: str, headless: bool):
+        glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_NULL if headless else glfw.ANY_PLATFORM)  # hints persist
+        if not glfw.init():
+            raise VbnfError(f"cannot open a window: GLFW failed to initialise ({_glfw_error()}); "
+                            "use --headless (with --screenshot), or `vbnf compare` / `vbnf render`")
+        glfw.default_window_hints()
+        if headless:
+            glfw.window_hint(glfw.CONTEXT_CREATION_API, glfw.EGL_CONTEXT_API)
+        glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
+        glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
+        glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+        glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
+        handle = glfw.create_window(int(width), int(height), title, None, None)
+        if not handle:
+            message = _glfw_error()
+            glfw.terminate()
+            raise VbnfError(f"cannot open a {width}x{height} OpenGL 3.3 window ({message}); "
+                            "check the GPU driver, or use --headless")
+        return handle
 
     # -- per frame -------------------------------------------------------------------------------------------------
 
