@@ -81,6 +81,9 @@ def test_ground_truth_comparison_uses_the_nearest_training_camera(make_app, mode
     index = app.state.view.training_camera
     assert index >= 0
     settle(app)
+    x, y, w, h = app.state.view.rect  # letterboxed to the training images' aspect (square) in the 128x96 window
+    assert w == h == 96 and x == 16 and y == 0
+    assert app.state.stats.render_size == (96, 96)
     assert app.state.view.label_b.startswith(f"ground truth #{index}")
     assert "PSNR of A" in app.state.view.label_b  # measured against the ground truth
     app.actions.save_comparison()

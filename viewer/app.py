@@ -78,28 +78,28 @@ class App:
         s = self.state
         self.window.begin_ui()
         display = imgui.get_io().display_size
-        rect = view_rect(s, fb, (display.x, display.y))
+        scale = fb[0] / display.x if display.x > 0 else 1.0  # framebuffer pixels per window pixel
+        rect = view_rect(s, fb, scale)
         self.controls.handle(s, self.actions)
         self.actions.advance_download(dt)
         self.actions.poll_training()
         self.actions.poll_dialog()
-        self.view.update(s, self.models, self.datasets, (rect[2], rect[3]))
-        self.view.draw_scene(s, fb, rect)
+        self.view.update(s, self.models, self.datasets, rect, scale)
+        self.view.draw_scene(s, fb)
         draw_ui(s, self.actions)
         self.window.end_ui()
         self.window.swap()
         self.frames += 1
-        self._update_stats(start, dt, fb)
+        self._update_stats(start, dt)
         rest = 1.0 / UI_FPS_CAP - (time.perf_counter() - start)
         if rest > 0:
             time.sleep(rest)
 
-    def _update_stats(self, start: float, dt: float, fb: tuple[int, int]) -> None:
+    def _update_stats(self, start: float, dt: float) -> None:
         st = self.state.stats
         st.frame_ms = (time.perf_counter() - start) * 1000.0
         if dt > 0:
             st.fps = 1.0 / dt if st.fps == 0 else 0.9 * st.fps + 0.1 / dt
-        st.window_size = fb
         if st.render_path.startswith("cuda") and self.frames % 30 == 1:
             st.gpu_memory = gpu_memory_text()
         spp = self.view.scheduler.resolution.seconds_per_pixel

@@ -32,15 +32,23 @@ SLOTS = ("a", "b", "shot")  # rendered by the scheduler; "gt" holds a ground-tru
 MIN_VIEW_WIDTH_PX = 48  # narrower than this beside the panel: the field uses the whole window, under the panel
 
 
-def view_rect(state: AppState, fb: tuple[int, int], window: tuple[float, float]) -> tuple[int, int, int, int]:
-    """The field's viewport in framebuffer pixels (x, y from the bottom-left, width, height): right of the docked
-    panel, or the whole framebuffer. Also writes it to state.view.rect in window pixels (for the mouse and labels)."""
-    scale = fb[0] / window[0] if window[0] > 0 else 1.0
+def view_rect(state: AppState, fb: tuple[int, int], scale: float) -> tuple[int, int, int, int]:
+    """The field's part of the framebuffer (x, y from the bottom-left, width, height; pixels): right of the docked
+    panel, or all of it when the panel is hidden or the rest would be too narrow. scale: framebuffer pixels per
+    window pixel (2 on a HiDPI screen)."""
     x0 = int(round(state.view.panel_width * scale)) if state.show_panel else 0
     if fb[0] - x0 < MIN_VIEW_WIDTH_PX:
         x0 = 0
-    state.view.rect = (x0 / scale, 0.0, (fb[0] - x0) / scale, fb[1] / scale)
     return x0, 0, fb[0] - x0, fb[1]
+
+
+def fit_aspect(rect: tuple[int, int, int, int], aspect: float) -> tuple[int, int, int, int]:
+    """The largest rect of width/height `aspect` centred in `rect` (letterbox)."""
+    x, y, w, h = rect
+    if w <= 0 or h <= 0 or aspect <= 0:
+        return rect
+    fw, fh = (w, max(1, round(w / aspect))) if w / h < aspect else (max(1, round(h * aspect)), h)
+    return x + (w - fw) // 2, y + (h - fh) // 2, fw, fh
 
 
 @dataclass
@@ -96,17 +104,23 @@ class FieldView:
         self._gt: tuple[str, int] | None = None  # (data set path, camera index) held in texture "gt"
         self._values_a: tuple[tuple, np.ndarray] | None = None  # key and values of the newest slot-"a" image
         self._gt_psnr: dict[tuple, float] = {}
+        self.image_rect: tuple[int, int, int, int] = (0, 0, 1, 1)  # framebuffer pixels, bottom-left origin
 
     # -- per frame -------------------------------------------------------------------------------------------------
 
-    def update(self, state: AppState, models: Models, datasets: DatasetCache, fb: tuple[int, int]) -> None:
+    def update(self, state: AppState, models: Models, datasets: DatasetCache, rect: tuple[int, int, int, int],
+               scale: float) -> None:
         """Works out both sides, submits what is missing, takes finished images in, runs due captures.
 
-        fb: the size of the field's viewport in pixels (its images render at this size when final)."""
+        rect: the field's part of the framebuffer (see view_rect); scale: framebuffer pixels per window pixel. The
+        image fills rect (letterboxed to a training camera's aspect in the ground-truth comparison) and renders at
+        the image's size in pixels when final."""
         source = models.current
         state.view.notice = ""
         self.side_a = self.side_b = None
         self.wants = {}
+        self.image_rect = rect
+        self._publish_rect(state, rect, scale)
         if source is None:
             state.view.label_a = state.view.label_b = ""
             return
@@ -116,6 +130,11 @@ class FieldView:
             state.view.notice = str(e)
         describe_model(state, source, self.side_a)
         view_key, cams_for, train_index = self._view(state, source, datasets)
+        if train_index is not None:
+            train_cams = datasets.request(dataset_path(state, source)).cameras
+            self.image_rect = fit_aspect(rect, train_cams.width / train_cams.height)
+            self._publish_rect(state, self.image_rect, scale)
+        fb = (self.image_rect[2], self.image_rect[3])
         if self.side_a is not None and state.compare.enabled:
             self.side_b = self._side_b(state, source, models, datasets, train_index)
         state.view.training_camera = -1 if train_index is None else train_index
@@ -140,6 +159,13 @@ class FieldView:
         state.stats.render_size = shown_a.size if shown_a is not None else (0, 0)
         state.stats.refining = any(not self.scheduler.is_final(s, w.key, w.full) for s, w in self.wants.items())
         self._run_captures(state, fb)
+
+    @staticmethod
+    def _publish_rect(state: AppState, rect: tuple[int, int, int, int], scale: float) -> None:
+        """The image's rect in window pixels (top-left origin; rects are centred vertically) and its pixel size."""
+        x, y, w, h = rect
+        state.view.rect = (x / scale, y / scale, w / scale, h / scale)
+        state.stats.view_size = (w, h)
 
     def _view(self, state: AppState, source: FieldSource, datasets: DatasetCache):
         """(view key, cameras for (w, h), training camera index or None): the orbit camera, or in the ground-truth
@@ -219,8 +245,10 @@ class FieldView:
             return None
         return SideImage(self.textures[slot], shown.job.mode, shown.job.value_range)
 
-    def draw_scene(self, state: AppState, fb: tuple[int, int], rect: tuple[int, int, int, int]) -> None:
-        """Clears the window's framebuffer (size fb) and draws the field (both sides when split) into `rect`."""
+    def draw_scene(self, state: AppState, fb: tuple[int, int]) -> None:
+        """Clears the window's framebuffer (size fb) and draws the field (both sides when split) into the image
+        rect chosen by `update`."""
+        rect = self.image_rect
         self.ctx.screen.use()
         self.ctx.viewport = (0, 0, *fb)
         self.ctx.clear(*state.background, 1.0, viewport=(0, 0, *fb))

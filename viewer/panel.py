@@ -22,6 +22,13 @@ GREY = imgui.ImVec4(0.7, 0.7, 0.7, 1.0)
 CONFIRM_POPUP = "Overwrite file?"
 
 
+def _note(text: str) -> None:
+    """A grey, wrapped line of explanation."""
+    imgui.push_style_color(imgui.Col_.text, GREY)
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+
+
 def _u32(r: float, g: float, b: float, a: float = 1.0) -> int:
     return imgui.color_convert_float4_to_u32(imgui.ImVec4(r, g, b, a))
 
@@ -115,7 +122,7 @@ def section_model(state: AppState, actions: Actions) -> None:
     if imgui.button("Browse..."):
         actions.browse_for_model()
     imgui.same_line()
-    imgui.text_colored(GREY, "or drop a .vbnf file on the window")
+    _note("or drop a .vbnf file on the window")
 
 
 def section_lod(state: AppState) -> None:
@@ -152,7 +159,7 @@ def section_bits(state: AppState) -> None:
         return
     m = state.model
     if m.trained_bits is None:
-        imgui.text_colored(GREY, "dense grid: no codebook")
+        _note("dense grid: no codebook")
         return
     bits = state.bits if state.bits is not None else m.trained_bits
     imgui.begin_disabled(m.live)
@@ -162,9 +169,9 @@ def section_bits(state: AppState) -> None:
         state.bits = None if bits == m.trained_bits else bits
     imgui.text(f"model size at b={bits}: {format_bytes(m.size_bytes)}")
     if bits > m.trained_bits and not m.live:
-        imgui.text_colored(GREY, "above the trained b: split codebook; Start training to refine it")
+        _note("above the trained b: split codebook; Start training to refine it")
     if m.live:
-        imgui.text_colored(GREY, "showing the live training snapshot")
+        _note("showing the live training snapshot")
 
 
 def section_streaming(state: AppState, actions: Actions) -> None:
@@ -172,7 +179,7 @@ def section_streaming(state: AppState, actions: Actions) -> None:
         return
     m = state.model
     if m.live:
-        imgui.text_colored(GREY, "streaming applies to the file (not to a training snapshot)")
+        _note("streaming applies to the file (not to a training snapshot)")
         return
     budget = m.file_bytes if state.byte_budget is None else state.byte_budget
     changed, budget = imgui.slider_int("bytes", budget, 0, max(m.file_bytes, 1))
@@ -234,7 +241,7 @@ def section_compare(state: AppState, actions: Actions) -> None:
         elif path != c.model_b_path and not imgui.is_item_active():
             c.model_b_path = path
     else:
-        imgui.text_colored(GREY, "the view snaps to the nearest training camera")
+        _note("the view snaps to the nearest training camera")
     _, c.divider = imgui.slider_float("divider", c.divider, 0.0, 1.0)
     if imgui.button("Save comparison"):
         actions.save_comparison()
@@ -277,7 +284,7 @@ def section_training(state: AppState, actions: Actions) -> None:
     if len(t.steps) > 1:
         steps = np.asarray(t.steps, np.float64)
         for title, values in (("loss", t.loss), ("PSNR (dB)", t.psnr)):
-            if implot.begin_plot(title, imgui.ImVec2(-1, 120)):
+            if implot.begin_plot(title, imgui.ImVec2(-1, 120), implot.Flags_.no_legend):
                 implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
                 implot.plot_line(title, steps, np.asarray(values, np.float64))
                 implot.end_plot()
@@ -288,13 +295,11 @@ def section_stats(state: AppState) -> None:
         return
     s = state.stats
     imgui.text(f"frame {s.frame_ms:.1f} ms  ({s.fps:.0f} fps)")
-    imgui.text(f"render {s.render_size[0]}x{s.render_size[1]} of {s.window_size[0]}x{s.window_size[1]}"
+    imgui.text(f"render {s.render_size[0]}x{s.render_size[1]} of {s.view_size[0]}x{s.view_size[1]}"
                f"  {s.render_ms:.0f} ms" + ("  refining..." if s.refining else ""))
     imgui.text(f"render path: {s.render_path}")
     if s.render_path_reason:
-        imgui.push_text_wrap_pos(0.0)
-        imgui.text_colored(GREY, s.render_path_reason)
-        imgui.pop_text_wrap_pos()
+        _note(s.render_path_reason)
     if s.gpu_memory:
         imgui.text(f"GPU memory: {s.gpu_memory}")
 

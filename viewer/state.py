@@ -73,8 +73,8 @@ class Stats:
     """Time of the last field render (CPU: torch renderer in the render thread), milliseconds."""
     render_size: tuple[int, int] = (0, 0)
     """Width, height in pixels of the field image shown (below the window's while moving, then refined)."""
-    window_size: tuple[int, int] = (0, 0)
-    """Framebuffer width, height in pixels."""
+    view_size: tuple[int, int] = (0, 0)
+    """Width, height in pixels of the field's part of the window: the size of a final (fully refined) image."""
     render_path: str = "cpu"
     """Active render path: cuda+interop, cuda+upload or cpu."""
     render_path_reason: str = ""
