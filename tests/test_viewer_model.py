@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import imgui_bundle  # noqa: F401  (before glfw)
-import pytest
 
 from engine.fileformat import load_model, model_layout
 from test_viewer_helpers import differs, hide_panel, make_app, settle, tiny_model  # noqa: F401

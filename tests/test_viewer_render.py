@@ -2,7 +2,6 @@
 refinement, and the render thread dropping a stale full-resolution render when the view moves on."""
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np

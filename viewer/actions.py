@@ -6,6 +6,7 @@ failure ends in `state.error` as one line and leaves the current model, and any 
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -154,7 +155,6 @@ class Actions:
         n = dataset.cameras.c2w.shape[0]
         index = max(0, min(index, n - 1))
         cams = dataset.cameras
-        import math
         fov = math.degrees(2 * math.atan(0.5 * cams.height / cams.fy))
         s.camera = camera_from_c2w(cams.c2w[index], tuple(dataset.scene_center.tolist()), fov)
 

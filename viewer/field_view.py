@@ -20,11 +20,11 @@ from engine.errors import VbnfError
 from engine.metrics import psnr
 from viewer.camera import nearest_camera
 from viewer.compare import Side, label_split, main_side, other_side
-from viewer.field_source import FieldSource, Models
+from viewer.field_source import FieldSource, Models, lod_psnr
 from viewer.gl_resources import FieldPass, FieldTexture, OffscreenTarget, SideImage
 from viewer.render_paths import RenderBackend, RenderJob
 from viewer.scheduler import RenderScheduler, Want
-from viewer.screenshot import write_png
+from viewer.screenshot import settings_stem, write_png
 from viewer.state import AppState
 from viewer.training_session import DatasetCache
 
@@ -72,7 +72,6 @@ def dataset_path(state: AppState, source: FieldSource | None) -> str:
 
 def describe_model(state: AppState, source: FieldSource, side_a: Side | None) -> None:
     """Writes the panel's facts about the shown model into state.model."""
-    from viewer.field_source import lod_psnr
     info = state.model
     info.name = source.name
     info.n_lods = source.full.field.n_lods
@@ -201,11 +200,11 @@ class FieldView:
         if self._gt != (path, train_index):
             self.textures["gt"].write(dataset.images[train_index].numpy(), "rgb")
             self._gt = (path, train_index)
-        key = self.wants_key_a(state, ("train", path, train_index))
+        key = self._key_a(state, ("train", path, train_index))
         return Side(f"ground truth #{train_index}", image=dataset.images[train_index].numpy(),
                     psnr=self._gt_psnr.get(key))
 
-    def wants_key_a(self, state: AppState, view_key: tuple) -> tuple | None:
+    def _key_a(self, state: AppState, view_key: tuple) -> tuple | None:
         side = self.side_a
         if side is None or side.shown is None:
             return None
@@ -318,7 +317,6 @@ class FieldView:
         settings = self.capture_settings(state, want_a.full)
         settings.update({"compare": state.compare.kind, "side_a": self.side_a.label(), "side_b": self.side_b.label()})
         stem_settings = dict(settings, mode=f"{state.render_mode}_vs_{state.compare.kind.replace(' ', '-')}")
-        from viewer.screenshot import settings_stem
         path = write_png(pixels, state.output_dir, settings, stem=settings_stem(stem_settings))
         state.message = f"comparison saved: {path}"
         return True
