@@ -11,7 +11,9 @@ Paths, chosen by `choose_render_path` and reported in one log line by `make_rend
 Public functions:
 - `march_rays(field, camera, lod, mode, background)`: the CUDA kernel, one image as a CUDA tensor;
 - `march_rays_torch(field, camera, lod, mode, background)`: its torch twin (engine.render.render_image on the
-  camera's rays), the CPU fallback and the oracle in tests/test_march_rays.py.
+  camera's rays), the CPU fallback and the oracle in tests/test_march_rays.py;
+- `render_camera_cuda(field, c2w, fx, fy, cx, cy, width, height, lod, mode, background)`: march_rays for a camera
+  given by its parts (vbnf render, vbnf eval).
 Both return float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level), rows top to bottom.
 """
 from __future__ import annotations
@@ -102,6 +104,16 @@ def march_rays_torch(field: InferenceField, camera, lod: int, mode: RenderMode =
     return render_image(field, origins, dirs, cam.width, cam.height, lod, mode, background, chunk)
 
 
+_DEFAULT_MARCHERS: dict[int, CudaMarcher] = {}  # per device index: keeps uploaded fields between calls
+
+
+def default_marcher(device: torch.device | str | int | None = None) -> CudaMarcher:
+    """The CudaMarcher that march_rays and render_camera_cuda use when given none (one per device)."""
+    require_cuda()
+    marcher = CudaMarcher(device)
+    return _DEFAULT_MARCHERS.setdefault(marcher.device.index, marcher)
+
+
 def march_rays(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb",
                background: Background = (1.0, 1.0, 1.0), marcher: CudaMarcher | None = None) -> torch.Tensor:
     """One image with the fused CUDA kernel: float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level) on the
@@ -112,8 +124,7 @@ def march_rays(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb"
     """
     if mode not in RENDER_MODES:
         raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
-    require_cuda()
-    marcher = marcher or CudaMarcher()
+    marcher = marcher or default_marcher()
     cam = PinholeCamera.of(camera)
     target = DeviceBufferTarget(cam.width, cam.height)
     stream = marcher.stream()
@@ -121,6 +132,16 @@ def march_rays(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb"
     marcher.march(field, cam, lod, mode, background, out)
     target.end_cuda(stream)
     return target.image()
+
+
+def render_camera_cuda(field: InferenceField, c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
+                       width: int, height: int, lod: int, mode: RenderMode = "rgb",
+                       background: Background = (1.0, 1.0, 1.0)) -> torch.Tensor:
+    """march_rays for one camera given by its parts: c2w [3,4] or [4,4] (OpenGL convention), pinhole intrinsics in
+    pixels, size in pixels. Returns float32 [H,W,3] / [H,W] on the GPU; the field stays uploaded between calls."""
+    cam = PinholeCamera(torch.as_tensor(c2w, dtype=torch.float32), float(fx), float(fy), float(cx), float(cy),
+                        int(width), int(height))
+    return march_rays(field, cam, lod, mode, background)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -186,5 +207,5 @@ def make_renderer(gl_available: bool, tuning: MarchTuning = MarchTuning()) -> Re
 
 
 __all__ = ["RenderPath", "RenderChoice", "choose_render_path", "gl_interop_unavailable_reason", "march_rays",
-           "march_rays_torch", "Renderer", "make_renderer", "PinholeCamera", "DeviceBufferTarget",
+           "march_rays_torch", "render_camera_cuda", "default_marcher", "Renderer", "make_renderer", "PinholeCamera", "DeviceBufferTarget",
            "GLTextureTarget", "RenderTarget"]

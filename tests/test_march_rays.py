@@ -353,6 +353,20 @@ def test_upload_cache_reuses_and_refreshes(marcher):
     assert marcher.upload(field) is not a
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_ready(), reason=f"CUDA unavailable: {cuda_unavailable_reason()}")
+def test_public_functions_agree(marcher):
+    """march_rays, render_camera_cuda and Renderer.render into a DeviceBufferTarget give the same image."""
+    from engine.gpu_render import RenderChoice, Renderer, march_rays, render_camera_cuda
+    field = make_field("vq", n_lods=5, seed=42)
+    cam = random_camera(torch.Generator().manual_seed(43), 96, 64)
+    a = march_rays(field, cam, 4, "rgb", (0.5, 0.5, 0.5))
+    b = render_camera_cuda(field, cam.c2w, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, 4, "rgb",
+                           (0.5, 0.5, 0.5))
+    c = Renderer(RenderChoice("cuda+upload", "test")).render(field, cam, 4, "rgb", (0.5, 0.5, 0.5)).image()
+    assert a.shape == (64, 96, 3) and torch.equal(a, b) and torch.equal(a, c)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # GL interop (EGL context on the GPU)
 
