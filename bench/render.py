@@ -373,12 +373,13 @@ def main(argv=None) -> int:
         w, h = sizes[0]
         cams = [orbit_camera(center, radius, 360.0 * i / args.frames, elevation, fov, w, h)
                 for i in range(args.frames)]
-        for vname, tuning in (("w_shared", MarchTuning(w_shared=True)),
+        for vname, tuning in (("const_weights", MarchTuning(w_shared=False)),
                               ("cb_global", MarchTuning(cb_shared=False)),
                               ("no_path_cache", MarchTuning(path_cache=False)),
                               ("no_rgb_skip", MarchTuning(rgb_min_weight=0.0)),
-                              ("block8x8", MarchTuning(block=(8, 8))),
-                              ("block32x4", MarchTuning(block=(32, 4)))):
+                              ("grid2d_16x8", MarchTuning(persistent=False)),
+                              ("grid2d_8x8", MarchTuning(persistent=False, block=(8, 8))),
+                              ("persistent_256", MarchTuning(block=(16, 16)))):
             if vname == "cb_global" and grid == "dense":
                 continue
             med = statistics.median(time_frames(marcher, field, cams, lod, tuning=tuning))

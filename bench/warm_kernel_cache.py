@@ -24,15 +24,15 @@ from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to
 from engine.render import RENDER_MODES  # noqa: E402
 
 
-BENCH_TUNINGS = (MarchTuning(w_shared=True), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
-                 MarchTuning(block=(8, 8)), MarchTuning(block=(32, 4)))
-TEST_TUNINGS = (MarchTuning(w_shared=True), MarchTuning(cb_shared=False), MarchTuning(path_cache=False))
+BENCH_TUNINGS = (MarchTuning(w_shared=False), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
+                 MarchTuning(persistent=False), MarchTuning(block=(16, 16)),
+                 MarchTuning(persistent=False, block=(8, 8)))
 
 
 def variants(model: str | None) -> list[KernelOptions]:
     """Every mode with the default tuning for each field; the rgb tunings that the tests and bench time."""
     from render import shell_field
-    from test_march_rays import KINDS, make_field
+    from test_march_rays import KINDS, TEST_TUNINGS, make_field
     plan = [(make_field(kind, base_level=2, n_lods=5), ()) for kind in KINDS if kind != "vq"]
     plan += [(make_field("vq", base_level=2, n_lods=5), TEST_TUNINGS), (make_field("vq", n_lods=4), ())]
     plan += [(shell_field("vq", 4), BENCH_TUNINGS), (shell_field("dense", None), BENCH_TUNINGS)]

@@ -13,9 +13,11 @@
 //               8 / 16: codebook (rows[k] = codebook [2^b,F], cell_rows[k] = uint8 / uint16 [n_cells,8] codebook
 //               row of each corner of each cell, i.e. indices[corners] gathered once at upload)
 //   CB_ROWS     codebook rows (2^b); with CB_SHARED=1 every LOD's codebook is copied to shared memory
-//   W_SHARED    0: decoder weights in __constant__ memory (warp-uniform reads feed the FMAs directly)
-//               1: decoder weights copied to shared memory per block
+//   W_SHARED    1: decoder weights copied to shared memory per block (the default: 3.2x faster on an H100)
+//               0: decoder weights in __constant__ memory (the constant cache thrashes on 17 KB of weights)
 //   PATH_CACHE  1: a sample's descent starts at the deepest level it shares with the previous sample
+//   PERSISTENT  1: persistent threads taking pixels from a global counter (1-D blocks, grid sized to the GPU);
+//               0: one thread per pixel of a 2-D grid of BLOCK_X x BLOCK_Y blocks
 //   BLOCK_X, BLOCK_Y  threads per block (one pixel each), 16 x 8 by default
 // The same file also compiles as plain C++ on the host (no __CUDACC__): tests/test_march_rays.py builds it with the
 // system compiler and checks it against the torch reference on the CPU, so the arithmetic is tested without a GPU.
@@ -129,6 +131,7 @@ struct Params {
     const float* rows[MAX_LEVELS];     // per LOD: dense features or codebook, [*, FEAT]
     const float* decoder;              // DEC_SIZE floats (source of the shared / constant copy)
     void* out;                         // linear output (ENC_*), row y at out + y * pitch; unused with a surface
+    int* counter;                      // persistent kernel: next job (pixel) index, zeroed before each launch
     unsigned long long surface;        // CUsurfObject of the GL texture's array, 0 for a linear buffer
     long long pitch;                   // bytes per output row
     float c2w[12];                     // camera to world, row-major 3x4 (OpenGL camera: x right, y up, looks down -z)
@@ -157,6 +160,7 @@ extern "C" int march_params_layout(long long* offsets) {
     offsets[i++] = offsetof(Params, rows);
     offsets[i++] = offsetof(Params, decoder);
     offsets[i++] = offsetof(Params, out);
+    offsets[i++] = offsetof(Params, counter);
     offsets[i++] = offsetof(Params, surface);
     offsets[i++] = offsetof(Params, pitch);
     offsets[i++] = offsetof(Params, c2w);
@@ -390,194 +394,222 @@ HD void write_pixel(const Params& p, int x, int y, float v0, float v1, float v2)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// One pixel.
+// One ray as a small state machine (ray_init, then ray_step until it returns true, then ray_finish), so that the
+// persistent kernel can hand a lane a new pixel as soon as its ray is done.
 
-HD void march_pixel(const Params& p, const float* const* rows_k, int x, int y) {
+struct RayState {
+    float org[3], dir[3];
+    float t_near, t_far;
+#if MODE == MODE_RGB
+    float denc[DIR_DIM];
+#endif
+    float T, opacity, acc0, acc1, acc2;  // acc: rgb / normal / depth (acc0)
+    int n_samples, max_depth;
+    int k;                                // next sample index
+    int idx[MAX_LEVEL + 1];               // cell index per level of the last descent, valid for levels <= valid
+    int valid, pc0, pc1, pc2;             // ... and the LOD-level cell coordinates it was made for
+    int x, y;
+};
+
+HD void ray_init(const Params& p, RayState& s, int x, int y) {
+    s.x = x; s.y = y;
     // Ray through the pixel centre (engine/cameras.rays_from_pixels without distortion).
     const float xn = ((float)x + 0.5f - p.cx) / p.fx;
     const float yn = ((float)y + 0.5f - p.cy) / p.fy;
     const float cn = sqrtf(xn * xn + yn * yn + 1.f);
     const float d_cam[3] = {xn / cn, -yn / cn, -1.f / cn};
-    float dir[3], org[3];
 #pragma unroll
     for (int i = 0; i < 3; ++i) {
-        dir[i] = p.c2w[4 * i] * d_cam[0] + p.c2w[4 * i + 1] * d_cam[1] + p.c2w[4 * i + 2] * d_cam[2];
-        org[i] = p.c2w[4 * i + 3];
+        s.dir[i] = p.c2w[4 * i] * d_cam[0] + p.c2w[4 * i + 1] * d_cam[1] + p.c2w[4 * i + 2] * d_cam[2];
+        s.org[i] = p.c2w[4 * i + 3];
     }
-    const float dn = sqrtf(dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2]);
-    dir[0] /= dn; dir[1] /= dn; dir[2] /= dn;
+    const float dn = sqrtf(s.dir[0] * s.dir[0] + s.dir[1] * s.dir[1] + s.dir[2] * s.dir[2]);
+    s.dir[0] /= dn; s.dir[1] /= dn; s.dir[2] /= dn;
 
     // Scene cube (engine.render.ray_cube_interval).
     float t_near = -3.402823466e38f, t_far = 3.402823466e38f;
 #pragma unroll
     for (int i = 0; i < 3; ++i) {
-        const float safe = fabsf(dir[i]) < 1e-9f ? 1e-9f : dir[i];
+        const float safe = fabsf(s.dir[i]) < 1e-9f ? 1e-9f : s.dir[i];
         const float inv = 1.f / safe;
-        const float t0 = FMUL(FSUB(FSUB(p.center[i], p.half_size), org[i]), inv);
-        const float t1 = FMUL(FSUB(FADD(p.center[i], p.half_size), org[i]), inv);
+        const float t0 = FMUL(FSUB(FSUB(p.center[i], p.half_size), s.org[i]), inv);
+        const float t1 = FMUL(FSUB(FADD(p.center[i], p.half_size), s.org[i]), inv);
         t_near = fmaxf(t_near, fminf(t0, t1));
         t_far = fminf(t_far, fmaxf(t0, t1));
     }
-    t_near = fmaxf(t_near, 0.f);
+    s.t_near = fmaxf(t_near, 0.f);
+    s.t_far = p.root_present ? t_far : s.t_near;  // an empty octree: no sample at all
 
-    // Direction encoding (engine.decoder.encode_direction), once per ray.
 #if MODE == MODE_RGB
-    float denc[DIR_DIM];
+    // Direction encoding (engine.decoder.encode_direction), once per ray.
 #pragma unroll
     for (int i = 0; i < 3; ++i) {
-        denc[i] = dir[i];
-        SINCOSPI(dir[i], &denc[3 + i], &denc[6 + i]);
-        SINCOSPI(2.f * dir[i], &denc[9 + i], &denc[12 + i]);
+        s.denc[i] = s.dir[i];
+        SINCOSPI(s.dir[i], &s.denc[3 + i], &s.denc[6 + i]);
+        SINCOSPI(2.f * s.dir[i], &s.denc[9 + i], &s.denc[12 + i]);
     }
 #endif
+    s.T = 1.f; s.opacity = 0.f; s.acc0 = 0.f; s.acc1 = 0.f; s.acc2 = 0.f;
+    s.n_samples = 0; s.max_depth = -1; s.k = 0;
+#pragma unroll
+    for (int l = 0; l <= MAX_LEVEL; ++l) s.idx[l] = 0;
+    s.valid = 0; s.pc0 = -1; s.pc1 = -1; s.pc2 = -1;
+}
 
-    float T = 1.f, opacity = 0.f;
-    float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f;  // rgb / normal / depth (acc0)
-    (void)acc0; (void)acc1; (void)acc2;
-    int n_samples = 0, max_depth = -1;
+// Finds the next occupied sample (skipping empty cells hierarchically), evaluates and composites it.
+// Returns true when the ray is done (no sample left, or T < EARLY_STOP).
+HD bool ray_step(const Params& p, const float* const* rows_k, RayState& s) {
     const int L = p.level;
     const float res = (float)(1 << L);
     const int rmax = (1 << L) - 1;
-
-    // idx[l]: cell index at level l along the current descent; valid for l <= valid.
-    int idx[MAX_LEVEL + 1];
-#pragma unroll
-    for (int l = 0; l <= MAX_LEVEL; ++l) idx[l] = 0;
-    int valid = 0, pc0 = -1, pc1 = -1, pc2 = -1;
-
-    int k = 0;
-    const bool any = p.root_present && t_near < t_far;
-    while (any) {
-        // Find the next occupied sample, skipping empty cells.
-        float t, u0, u1, u2;
-        bool found = false;
-        while (true) {
-            t = FADD(t_near, FMUL((float)k + 0.5f, p.step));
-            if (!(t < t_far)) break;
-            u0 = FADD(FMUL(FSUB(FADD(org[0], FMUL(t, dir[0])), p.center[0]), p.inv_size), 0.5f);
-            u1 = FADD(FMUL(FSUB(FADD(org[1], FMUL(t, dir[1])), p.center[1]), p.inv_size), 0.5f);
-            u2 = FADD(FMUL(FSUB(FADD(org[2], FMUL(t, dir[2])), p.center[2]), p.inv_size), 0.5f);
-            const int c0 = min(max((int)floorf(u0 * res), 0), rmax);
-            const int c1 = min(max((int)floorf(u1 * res), 0), rmax);
-            const int c2 = min(max((int)floorf(u2 * res), 0), rmax);
+    float t, u0, u1, u2;
+    while (true) {
+        t = FADD(s.t_near, FMUL((float)s.k + 0.5f, p.step));
+        if (!(t < s.t_far)) return true;
+        u0 = FADD(FMUL(FSUB(FADD(s.org[0], FMUL(t, s.dir[0])), p.center[0]), p.inv_size), 0.5f);
+        u1 = FADD(FMUL(FSUB(FADD(s.org[1], FMUL(t, s.dir[1])), p.center[1]), p.inv_size), 0.5f);
+        u2 = FADD(FMUL(FSUB(FADD(s.org[2], FMUL(t, s.dir[2])), p.center[2]), p.inv_size), 0.5f);
+        const int c0 = min(max((int)floorf(u0 * res), 0), rmax);
+        const int c1 = min(max((int)floorf(u1 * res), 0), rmax);
+        const int c2 = min(max((int)floorf(u2 * res), 0), rmax);
 #if PATH_CACHE
-            // Deepest level whose cell the previous descended sample shares with this one.
-            const unsigned int diff = (unsigned int)((c0 ^ pc0) | (c1 ^ pc1) | (c2 ^ pc2));
-            int start = L;
-            if (diff) {
+        // Deepest level whose cell the previous descended sample shares with this one.
+        const unsigned int diff = (unsigned int)((c0 ^ s.pc0) | (c1 ^ s.pc1) | (c2 ^ s.pc2));
+        int start = L;
+        if (diff) {
 #ifdef __CUDACC__
-                start = L - (32 - __clz(diff));
+            start = L - (32 - __clz(diff));
 #else
-                start = L - (32 - __builtin_clz(diff));
+            start = L - (32 - __builtin_clz(diff));
 #endif
-            }
-            if (start < 0) start = 0;
-            if (start > valid) start = valid;
+        }
+        if (start < 0) start = 0;
+        if (start > s.valid) start = s.valid;
 #else
-            const int start = 0;
+        const int start = 0;
 #endif
-            pc0 = c0; pc1 = c1; pc2 = c2;
-            int depth = start;
-            bool alive = true;
+        s.pc0 = c0; s.pc1 = c1; s.pc2 = c2;
+        int depth = start;
+        bool alive = true;
 #pragma unroll
-            for (int l = 0; l < MAX_LEVEL; ++l) {
-                if (l >= start && l < L && alive) {
-                    const int2 node = LDG(p.nodes[l] + idx[l]);
-                    const int sh = L - l - 1;
-                    const int oct = (((c0 >> sh) & 1) << 2) | (((c1 >> sh) & 1) << 1) | ((c2 >> sh) & 1);
-                    if ((node.x >> oct) & 1) {
-                        idx[l + 1] = node.y + POPC(node.x & ((1 << oct) - 1));
-                        depth = l + 1;
-                    } else {
-                        alive = false;
-                    }
+        for (int l = 0; l < MAX_LEVEL; ++l) {
+            if (l >= start && l < L && alive) {
+                const int2 node = LDG(p.nodes[l] + s.idx[l]);
+                const int sh = L - l - 1;
+                const int oct = (((c0 >> sh) & 1) << 2) | (((c1 >> sh) & 1) << 1) | ((c2 >> sh) & 1);
+                if ((node.x >> oct) & 1) {
+                    s.idx[l + 1] = node.y + POPC(node.x & ((1 << oct) - 1));
+                    depth = l + 1;
+                } else {
+                    alive = false;
                 }
             }
-            valid = depth;
-            max_depth = depth > max_depth ? depth : max_depth;
-            if (depth == L) { found = true; break; }
-            // The empty cell is at level depth+1: jump to the first sample past its exit (minus a safety margin).
-            const int e = depth + 1, sh = L - e;
-            const float inv_r = 1.f / (float)(1 << e);
-            const float cc[3] = {(float)(c0 >> sh), (float)(c1 >> sh), (float)(c2 >> sh)};
-            const float uu[3] = {u0, u1, u2};
-            float t_exit = 3.402823466e38f;
+        }
+        s.valid = depth;
+        s.max_depth = depth > s.max_depth ? depth : s.max_depth;
+        if (depth == L) break;
+        // The empty cell is at level depth+1: jump to the first sample past its exit (minus a safety margin).
+        const int e = depth + 1, sh = L - e;
+        const float inv_r = 1.f / (float)(1 << e);
+        const float cc[3] = {(float)(c0 >> sh), (float)(c1 >> sh), (float)(c2 >> sh)};
+        const float uu[3] = {u0, u1, u2};
+        float t_exit = 3.402823466e38f;
 #pragma unroll
-            for (int i = 0; i < 3; ++i) {
-                const float du = dir[i] * p.inv_size;  // unit-cube units per world unit along the ray
-                if (fabsf(du) > 1e-12f) {
-                    const float bound = (du > 0.f ? cc[i] + 1.f : cc[i]) * inv_r;
-                    t_exit = fminf(t_exit, t + (bound - uu[i]) / du);
-                }
+        for (int i = 0; i < 3; ++i) {
+            const float du = s.dir[i] * p.inv_size;  // unit-cube units per world unit along the ray
+            if (fabsf(du) > 1e-12f) {
+                const float bound = (du > 0.f ? cc[i] + 1.f : cc[i]) * inv_r;
+                t_exit = fminf(t_exit, t + (bound - uu[i]) / du);
             }
-            if (!(t_exit < t_far)) break;  // the empty cell reaches the end of the ray
-            const float q = (t_exit - t_near) / p.step - 0.5f - SKIP_MARGIN;
-            const int k_next = (int)floorf(q) + 1;
-            k = k_next > k + 1 ? k_next : k + 1;
         }
-        if (!found) break;
-
-        // Occupied sample: features, decoder, compositing.
-        int cell[N_LODS];
-#pragma unroll
-        for (int kk = 0; kk < N_LODS; ++kk) cell[kk] = idx[BASE_LEVEL + kk];
-        float feat[FEAT];
-        float h[HIDDEN], out[OUT1];
-        gather_features(p, rows_k, cell, u0, u1, u2, feat);
-        density_mlp(feat, h, out);
-        const float sigma = expf(fminf(out[0], MAX_LOG_DENSITY));
-        const float alpha = 1.f - expf(-(sigma * p.step));
-        const float w = T * alpha;
-        ++n_samples;
-#if MODE == MODE_RGB
-        if (w >= p.rgb_min_weight) {
-            float rgb[3];
-            color_mlp(out, denc, rgb);
-            acc0 = fmaf(w, rgb[0], acc0); acc1 = fmaf(w, rgb[1], acc1); acc2 = fmaf(w, rgb[2], acc2);
-        }
-#elif MODE == MODE_DEPTH
-        acc0 = fmaf(w, t, acc0);
-#elif MODE == MODE_NORMAL
-        {
-            // d out0 / d u = sum_f gvec_f d feat_f / d u with gvec_f = sum_j w1[j,0] [h_j > 0] w0[f,j];
-            // d sigma = sigma d out0 (0 where the clamp at MAX_LOG_DENSITY is active).
-            float g[3] = {0.f, 0.f, 0.f};
-            if (out[0] <= MAX_LOG_DENSITY) {
-                float gvec[FEAT];
-#pragma unroll
-                for (int f = 0; f < FEAT; ++f) gvec[f] = 0.f;
-#pragma unroll
-                for (int j = 0; j < HIDDEN; ++j) {
-                    const float a = h[j] > 0.f ? DEC(OFF_W1 + j * OUT1) : 0.f;
-#pragma unroll
-                    for (int f = 0; f < FEAT; ++f) gvec[f] = fmaf(a, DEC(OFF_W0 + f * HIDDEN + j), gvec[f]);
-                }
-                gather_gradient(p, rows_k, cell, u0, u1, u2, gvec, g);
-                g[0] *= sigma; g[1] *= sigma; g[2] *= sigma;
-            }
-            const float gn = fmaxf(sqrtf(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]), 1e-12f);
-            acc0 = fmaf(w, -g[0] / gn, acc0); acc1 = fmaf(w, -g[1] / gn, acc1); acc2 = fmaf(w, -g[2] / gn, acc2);
-        }
-#endif
-        opacity += w;
-        T *= 1.f - alpha;
-        ++k;
-        if (T < EARLY_STOP) break;
+        if (!(t_exit < s.t_far)) return true;  // the empty cell reaches the end of the ray
+        const float q = (t_exit - s.t_near) / p.step - 0.5f - SKIP_MARGIN;
+        const int k_next = (int)floorf(q) + 1;
+        s.k = k_next > s.k + 1 ? k_next : s.k + 1;
     }
 
+    // Occupied sample: features, decoder, compositing.
+    int cell[N_LODS];
+#pragma unroll
+    for (int kk = 0; kk < N_LODS; ++kk) cell[kk] = s.idx[BASE_LEVEL + kk];
+    float feat[FEAT];
+    float h[HIDDEN], out[OUT1];
+    gather_features(p, rows_k, cell, u0, u1, u2, feat);
+    density_mlp(feat, h, out);
+    const float sigma = expf(fminf(out[0], MAX_LOG_DENSITY));
+    const float alpha = 1.f - expf(-(sigma * p.step));
+    const float w = s.T * alpha;
+    ++s.n_samples;
 #if MODE == MODE_RGB
-    const float rest = 1.f - opacity;
-    write_pixel(p, x, y, fmaf(rest, p.background[0], acc0), fmaf(rest, p.background[1], acc1),
-                fmaf(rest, p.background[2], acc2));
+    if (w >= p.rgb_min_weight) {
+        float rgb[3];
+        color_mlp(out, s.denc, rgb);
+        s.acc0 = fmaf(w, rgb[0], s.acc0); s.acc1 = fmaf(w, rgb[1], s.acc1); s.acc2 = fmaf(w, rgb[2], s.acc2);
+    }
 #elif MODE == MODE_DEPTH
-    write_pixel(p, x, y, acc0, 0.f, 0.f);
+    s.acc0 = fmaf(w, t, s.acc0);
 #elif MODE == MODE_NORMAL
-    write_pixel(p, x, y, acc0, acc1, acc2);
-#elif MODE == MODE_SAMPLES
-    write_pixel(p, x, y, (float)n_samples, 0.f, 0.f);
-#else
-    write_pixel(p, x, y, (float)max_depth, 0.f, 0.f);
+    {
+        // d out0 / d u = sum_f gvec_f d feat_f / d u with gvec_f = sum_j w1[j,0] [h_j > 0] w0[f,j];
+        // d sigma = sigma d out0 (0 where the clamp at MAX_LOG_DENSITY is active).
+        float g[3] = {0.f, 0.f, 0.f};
+        if (out[0] <= MAX_LOG_DENSITY) {
+            // (rolled over f: unrolled, ptxas spilled this pass heavily at every optimisation level)
+#pragma unroll
+            for (int j = 0; j < HIDDEN; ++j) h[j] = h[j] > 0.f ? DEC(OFF_W1 + j * OUT1) : 0.f;
+            float gvec[FEAT];
+#pragma unroll 1
+            for (int f = 0; f < FEAT; ++f) {
+                float a = 0.f;
+#pragma unroll
+                for (int j = 0; j < HIDDEN; ++j) a = fmaf(h[j], DEC(OFF_W0 + f * HIDDEN + j), a);
+                gvec[f] = a;
+            }
+            gather_gradient(p, rows_k, cell, u0, u1, u2, gvec, g);
+            g[0] *= sigma; g[1] *= sigma; g[2] *= sigma;
+        }
+        const float gn = fmaxf(sqrtf(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]), 1e-12f);
+        s.acc0 = fmaf(w, -g[0] / gn, s.acc0); s.acc1 = fmaf(w, -g[1] / gn, s.acc1);
+        s.acc2 = fmaf(w, -g[2] / gn, s.acc2);
+    }
 #endif
+    s.opacity += w;
+    s.T *= 1.f - alpha;
+    ++s.k;
+    return s.T < EARLY_STOP;
+}
+
+HD void ray_finish(const Params& p, const RayState& s) {
+#if MODE == MODE_RGB
+    const float rest = 1.f - s.opacity;
+    write_pixel(p, s.x, s.y, fmaf(rest, p.background[0], s.acc0), fmaf(rest, p.background[1], s.acc1),
+                fmaf(rest, p.background[2], s.acc2));
+#elif MODE == MODE_DEPTH
+    write_pixel(p, s.x, s.y, s.acc0, 0.f, 0.f);
+#elif MODE == MODE_NORMAL
+    write_pixel(p, s.x, s.y, s.acc0, s.acc1, s.acc2);
+#elif MODE == MODE_SAMPLES
+    write_pixel(p, s.x, s.y, (float)s.n_samples, 0.f, 0.f);
+#else
+    write_pixel(p, s.x, s.y, (float)s.max_depth, 0.f, 0.f);
+#endif
+}
+
+HD void march_pixel(const Params& p, const float* const* rows_k, int x, int y) {
+    RayState s;
+    ray_init(p, s, x, y);
+    while (!ray_step(p, rows_k, s)) {
+    }
+    ray_finish(p, s);
+}
+
+// Pixel of job j in tile order: tiles of 8 x 4 pixels (one warp's worth), row-major over the image.
+HD bool job_pixel(const Params& p, int j, int* x, int* y) {
+    const int tiles_x = (p.width + 7) >> 3;
+    const int tile = j >> 5, r = j & 31;
+    *x = (tile % tiles_x) * 8 + (r & 7);
+    *y = (tile / tiles_x) * 4 + (r >> 3);
+    return *x < p.width && *y < p.height;
 }
 
 #ifdef __CUDACC__
@@ -587,42 +619,94 @@ HD void march_pixel(const Params& p, const float* const* rows_k, int x, int y) {
 #ifndef BLOCK_Y
 #define BLOCK_Y 8
 #endif
+#ifndef PERSISTENT
+#define PERSISTENT 1
+#endif
 
-extern "C" __global__ void __launch_bounds__(BLOCK_X * BLOCK_Y) march_rays(const Params p) {
-    const float* rows_k[N_LODS];
+// Copies the decoder and the codebooks to shared memory (per the options); sets rows_k to where rows are read.
+__device__ __forceinline__ void load_shared(const Params& p, const float** rows_k) {
 #pragma unroll
     for (int k = 0; k < N_LODS; ++k) rows_k[k] = p.rows[k];
 #if W_SHARED || (CB_SHARED && CODES != 0)
-    {
-        const int tid = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;
-        int base = 0;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;
+    int base = 0;
 #if W_SHARED
-        for (int i = tid; i < DEC_SIZE; i += nt) s_mem[i] = p.decoder[i];
-        base = (DEC_SIZE + 3) & ~3;
+    for (int i = tid; i < DEC_SIZE; i += nt) s_mem[i] = p.decoder[i];
+    base = (DEC_SIZE + 3) & ~3;
 #endif
 #if CB_SHARED && CODES != 0
 #pragma unroll
-        for (int k = 0; k < N_LODS; ++k) {
-            float* dst = s_mem + base + k * CB_ROWS * FEAT;
-            if (k <= p.lod)
-                for (int i = tid; i < CB_ROWS * FEAT; i += nt) dst[i] = p.rows[k][i];
-            rows_k[k] = dst;
-        }
-#endif
-        __syncthreads();
+    for (int k = 0; k < N_LODS; ++k) {
+        float* dst = s_mem + base + k * CB_ROWS * FEAT;
+        if (k <= p.lod)
+            for (int i = tid; i < CB_ROWS * FEAT; i += nt) dst[i] = p.rows[k][i];
+        rows_k[k] = dst;
     }
 #endif
+    __syncthreads();
+#endif
+}
+
+#if PERSISTENT
+// Persistent threads: a grid that just fills the GPU; each warp takes pixels from a global counter (p.counter,
+// zeroed before the launch) whenever some of its lanes are idle, so lanes whose rays end early get new pixels
+// instead of idling until the slowest ray of their warp is done. 1-D blocks of BLOCK_X * BLOCK_Y threads.
+extern "C" __global__ void __launch_bounds__(BLOCK_X * BLOCK_Y) march_rays(const Params p) {
+    const float* rows_k[N_LODS];
+    load_shared(p, rows_k);
+    const unsigned int lane = threadIdx.x & 31;
+    const unsigned int below = (1u << lane) - 1u;
+    const int total = ((p.width + 7) >> 3) * ((p.height + 3) >> 2) * 32;
+    RayState s;
+    bool active = false, more = true;
+    while (true) {
+        if (more) {
+            const unsigned int idle = __ballot_sync(0xFFFFFFFFu, !active);
+            if (idle) {
+                const int leader = __ffs(idle) - 1;
+                int base = 0;
+                if ((int)lane == leader) base = atomicAdd(p.counter, __popc(idle));
+                base = __shfl_sync(0xFFFFFFFFu, base, leader);
+                if (base + __popc(idle) >= total) more = false;
+                if (!active) {
+                    const int j = base + __popc(idle & below);
+                    int x, y;
+                    if (j < total && job_pixel(p, j, &x, &y)) {
+                        ray_init(p, s, x, y);
+                        active = true;
+                    }
+                }
+            }
+        }
+        if (!__any_sync(0xFFFFFFFFu, active)) {
+            if (!more) break;
+            continue;
+        }
+        if (active && ray_step(p, rows_k, s)) {
+            ray_finish(p, s);
+            active = false;
+        }
+    }
+}
+#else
+extern "C" __global__ void __launch_bounds__(BLOCK_X * BLOCK_Y) march_rays(const Params p) {
+    const float* rows_k[N_LODS];
+    load_shared(p, rows_k);
     const int x = blockIdx.x * BLOCK_X + threadIdx.x;
     const int y = blockIdx.y * BLOCK_Y + threadIdx.y;
     if (x >= p.width || y >= p.height) return;
     march_pixel(p, rows_k, x, y);
 }
+#endif
 #else
 extern "C" void march_rays_host(const Params* p) {
     g_host_dec = p->decoder;
     const float* rows_k[N_LODS];
     for (int k = 0; k < N_LODS; ++k) rows_k[k] = p->rows[k];
-    for (int y = 0; y < p->height; ++y)
-        for (int x = 0; x < p->width; ++x) march_pixel(*p, rows_k, x, y);
+    const int total = ((p->width + 7) >> 3) * ((p->height + 3) >> 2) * 32;
+    for (int j = 0; j < total; ++j) {  // the persistent kernel's job order
+        int x, y;
+        if (job_pixel(*p, j, &x, &y)) march_pixel(*p, rows_k, x, y);
+    }
 }
 #endif

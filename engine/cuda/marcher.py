@@ -162,18 +162,20 @@ class KernelOptions:
     cb_shared: bool = False
     w_shared: bool = False
     path_cache: bool = True
-    block: tuple[int, int] = (16, 8)  # threads per block (x, y), one pixel each
+    block: tuple[int, int] = (16, 8)  # threads per block (x, y); persistent: 1-D blocks of x * y threads
+    persistent: bool = True
 
     def defines(self) -> list[str]:
         return [f"-DFEAT={self.feat}", f"-DBASE_LEVEL={self.base_level}", f"-DN_LODS={self.n_lods}",
                 f"-DMODE={self.mode}", f"-DCODES={self.codes}", f"-DCB_ROWS={self.cb_rows}",
                 f"-DCB_SHARED={int(self.cb_shared)}", f"-DW_SHARED={int(self.w_shared)}",
-                f"-DPATH_CACHE={int(self.path_cache)}", f"-DBLOCK_X={self.block[0]}", f"-DBLOCK_Y={self.block[1]}"]
+                f"-DPATH_CACHE={int(self.path_cache)}", f"-DBLOCK_X={self.block[0]}", f"-DBLOCK_Y={self.block[1]}",
+                f"-DPERSISTENT={int(self.persistent)}"]
 
     def ptxas_options(self) -> list[str]:
-        # ptxas -O3 of CUDA 13.0 collapses the normal-mode variant to 32 registers and ~20 KB of spills;
-        # -O1 allocates it 128 registers and no spill (notes: docs/cuda_notes.md).
-        return ["--ptxas-options=-O1"] if self.mode == MODE_INDEX["normal"] else []
+        """Extra ptxas flags per variant (none now: the normal-mode gradient pass is written so -O3 does not spill;
+        see docs/cuda_notes.md)."""
+        return []
 
     def shared_bytes(self) -> int:
         n = 0
@@ -258,6 +260,7 @@ class Kernel:
     const_bytes: int
     const_owner: object = None  # token of the GpuField whose decoder c_dec holds now
     source: str = ""    # "compiled" or "disk cache"
+    resident_blocks: int = 0  # persistent variant: blocks that fit the GPU at once (grid size)
 
 
 _KERNELS: dict[tuple[int, KernelOptions], Kernel] = {}
@@ -327,8 +330,14 @@ def _load_kernel(device: torch.device, options: KernelOptions) -> Kernel:
     if not options.w_shared:
         ptr, const_bytes = _check(driver.cuModuleGetGlobal(module, b"c_dec"), "cuModuleGetGlobal(c_dec)")
         const_ptr = int(ptr)
+    resident = 0
+    if options.persistent:
+        threads = options.block[0] * options.block[1]
+        per_sm = _check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(function, threads, shared),
+                        "cuOccupancyMaxActiveBlocksPerMultiprocessor")
+        resident = max(1, int(per_sm)) * torch.cuda.get_device_properties(device).multi_processor_count
     log.debug("march_rays %s for %s (%s)", arch, options, origin)
-    return Kernel(options, module, function, const_ptr, const_bytes, source=origin)
+    return Kernel(options, module, function, const_ptr, const_bytes, source=origin, resident_blocks=resident)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,6 +353,7 @@ class MarchParams(ctypes.Structure):
         ("rows", ctypes.c_void_p * MAX_LEVELS),
         ("decoder", ctypes.c_void_p),
         ("out", ctypes.c_void_p),
+        ("counter", ctypes.c_void_p),
         ("surface", ctypes.c_uint64),
         ("pitch", ctypes.c_int64),
         ("c2w", ctypes.c_float * 12),
@@ -365,7 +375,7 @@ class MarchParams(ctypes.Structure):
     ]
 
     # Field names in the order march_params_layout() (host build) reports their offsets, then sizeof.
-    LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "surface", "pitch", "c2w", "fx", "center",
+    LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "counter", "surface", "pitch", "c2w", "fx", "center",
                      "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight", "width",
                      "level", "lod", "root_present", "encoding", "flip_y")
 
@@ -459,7 +469,7 @@ class GpuField:
                                           else cb_bytes <= SHARED_CODEBOOK_BYTES)
         return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_INDEX[mode], self.codes,
                              self.cb_rows if self.codes else 0, cb_shared, tuning.w_shared, tuning.path_cache,
-                             tuning.block)
+                             tuning.block, tuning.persistent)
 
 
 def field_signature(field: InferenceField) -> tuple:
@@ -548,11 +558,12 @@ class CudaOutput:
 class MarchTuning:
     """Kernel choices that change speed, not the image (rgb_min_weight changes it by at most that weight)."""
 
-    w_shared: bool = False          # decoder weights in shared memory instead of __constant__ memory
+    w_shared: bool = True           # decoder weights in shared memory (False: __constant__ memory, 3x slower)
     cb_shared: bool | None = None   # codebooks in shared memory (None: when they fit SHARED_CODEBOOK_BYTES)
     path_cache: bool = True         # descent restarts at the deepest level shared with the previous sample
     rgb_min_weight: float = 1e-6    # samples of compositing weight below this skip the colour MLP
-    block: tuple[int, int] = (16, 8)  # threads per block (x, y)
+    block: tuple[int, int] = (16, 8)  # threads per block (x, y); the persistent kernel uses x * y in 1-D
+    persistent: bool = True         # persistent threads refilling idle lanes from a pixel counter
 
 
 def default_display_scale(mode: str, camera: PinholeCamera, gpu: GpuField) -> float:
@@ -570,7 +581,7 @@ def default_display_scale(mode: str, camera: PinholeCamera, gpu: GpuField) -> fl
 
 
 def fill_params(gpu: GpuField, camera: PinholeCamera, lod: int, mode: str, background, output: CudaOutput,
-                tuning: MarchTuning, display_scale: float | None = None) -> MarchParams:
+                tuning: MarchTuning, display_scale: float | None = None, counter: int = 0) -> MarchParams:
     """The kernel's parameter struct for one frame."""
     p = MarchParams()
     for l, t in enumerate(gpu.nodes):
@@ -580,6 +591,7 @@ def fill_params(gpu: GpuField, camera: PinholeCamera, lod: int, mode: str, backg
         p.rows[k] = gpu.rows[k].data_ptr()
     p.decoder = gpu.decoder.data_ptr()
     p.out = output.ptr
+    p.counter = counter
     p.surface = output.surface
     p.pitch = output.pitch
     p.c2w[:] = camera.c2w_rows()
@@ -617,6 +629,7 @@ class CudaMarcher:
         self.tuning = tuning
         self.max_fields = max_fields
         self._fields: OrderedDict[int, tuple[weakref.ref, tuple, GpuField]] = OrderedDict()
+        self._counter = torch.zeros(1, dtype=torch.int32, device=self.device)  # persistent kernel's pixel counter
 
     def upload(self, field: InferenceField) -> GpuField:
         """The field's GpuField, uploaded on first use; re-uploaded when its tensors changed."""
@@ -652,12 +665,19 @@ class CudaMarcher:
                                             driver.CUdeviceptr(gpu.decoder.data_ptr()),
                                             gpu.decoder.numel() * 4, stream), "cuMemcpyDtoDAsync(c_dec)")
             kernel.const_owner = gpu.token
-        params = fill_params(gpu, camera, lod, mode, background, output, tuning, display_scale)
-        args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
-        bx, by = options.block
-        grid = ((camera.width + bx - 1) // bx, (camera.height + by - 1) // by)
         if camera.width <= 0 or camera.height <= 0:
             return
+        params = fill_params(gpu, camera, lod, mode, background, output, tuning, display_scale,
+                             self._counter.data_ptr())
+        args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+        bx, by = options.block
+        if options.persistent:
+            self._counter.zero_()  # on torch's current stream, before the launch on the same stream
+            jobs = ((camera.width + 7) // 8) * ((camera.height + 3) // 4)  # warps' worth of pixels
+            grid = (max(1, min(kernel.resident_blocks, (jobs * 32 + bx * by - 1) // (bx * by))), 1)
+            bx, by = bx * by, 1
+        else:
+            grid = ((camera.width + bx - 1) // bx, (camera.height + by - 1) // by)
         _check(driver.cuLaunchKernel(kernel.function, grid[0], grid[1], 1, bx, by, 1,
                                      options.shared_bytes(), stream, ctypes.addressof(args), 0),
                "cuLaunchKernel(march_rays)")
@@ -670,4 +690,4 @@ def mode_channels(mode: str) -> int:
 
 def host_reference_options(gpu: GpuField, mode: str, tuning: MarchTuning = MarchTuning()) -> KernelOptions:
     """The variant a host (CPU) build of march_rays.cu needs for `gpu` (tests): never shared memory."""
-    return replace(gpu.kernel_options(mode, tuning), cb_shared=False, w_shared=False)
+    return replace(gpu.kernel_options(mode, tuning), cb_shared=False, w_shared=False, persistent=False)
