@@ -61,6 +61,10 @@ def main() -> int:
     ap.add_argument("data")
     ap.add_argument("--configs", default="dense,vq4,vq6,vq8,random4,random6,random8,random12,kmeans4,kmeans6")
     ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="same wall-clock budget for every run instead of --steps: the step count is set from the "
+                         "speed of the first 200 steps")
+    ap.add_argument("--profile", action="store_true", help="print a torch profile of 10 steps first")
     ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--max-level", type=int, default=7)
     ap.add_argument("--base-level", type=int, default=2)
@@ -99,12 +103,19 @@ def main() -> int:
             steps = 0
         else:
             torch.manual_seed(0)
-            f = new_field(train, kind, bits, args.max_level, args.base_level)
+            f = new_field(train, kind, bits, args.max_level, args.base_level, device=device)
             settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind])
             trainer = Trainer(f, train, settings, device)
+            if args.profile and not records:
+                profile(trainer)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t1 = time.perf_counter()
+            if args.seconds:
+                trainer.step(200)
+                rate = 200 / (time.perf_counter() - t1)
+                settings.steps = max(400, int(rate * args.seconds))
+                print(f"  {name}: {rate:.1f} steps/s -> {settings.steps} steps", flush=True)
             while trainer.step_count < settings.steps:
                 stats = trainer.step(min(500, settings.steps - trainer.step_count))
                 print(f"  {name} step {trainer.step_count} psnr {stats[-1]['psnr']:.2f} "
@@ -137,6 +148,18 @@ def main() -> int:
     md.write_text(markdown(records))
     print(markdown(records))
     return 0
+
+
+def profile(trainer: Trainer) -> None:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    trainer.step(5)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with torch_profile(activities=acts) as prof:
+        trainer.step(10)
+        torch.cuda.synchronize() if torch.cuda.is_available() else None
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=40), flush=True)
+    trainer.step_count = 0
 
 
 def markdown(records: list[dict]) -> str:

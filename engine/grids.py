@@ -55,7 +55,7 @@ class _VQLookup(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         index = logits.argmax(dim=1)
         ctx.save_for_backward(logits, codebook, index)
-        return codebook[index]
+        return torch.index_select(codebook, 0, index)
 
     @staticmethod
     def backward(ctx, v_features: torch.Tensor):
@@ -134,7 +134,7 @@ class FeatureGrid(nn.Module):
             return self.features[k]
         if self.kind == "vq":
             return vq_lookup(self.logits[k], self.codebooks[k])
-        return self.codebooks[k][self.indices(k)]
+        return torch.index_select(self.codebooks[k], 0, self.indices(k))
 
     def export_level(self, k: int) -> LevelRows:
         if self.kind == "dense":

@@ -41,7 +41,7 @@ def carve_octree(cams: Cameras, alphas: torch.Tensor, center: torch.Tensor, half
     for level in range(start_level, max_level + 1):
         cell = 2.0 * half_size / (1 << level)
         radius_px = int(math.ceil(max(cams.fx, cams.fy) * cell * math.sqrt(3) / 2 / depth_min)) + 1
-        pooled = torch.nn.functional.max_pool2d(alphas[:, None], 2 * radius_px + 1, stride=1, padding=radius_px)[:, 0]
+        pooled = dilate(alphas, radius_px)
         centers = (morton_decode(codes).float() + 0.5) * cell - half_size + center.to(device)
         keep = torch.ones(codes.shape[0], dtype=torch.bool, device=device)
         for c0 in range(0, cams_c2w.shape[0], camera_chunk):
@@ -60,16 +60,36 @@ def carve_octree(cams: Cameras, alphas: torch.Tensor, center: torch.Tensor, half
     return octree_from_finest_cells(codes.cpu(), max_level)
 
 
+def dilate(images: torch.Tensor, radius: int) -> torch.Tensor:
+    """Max over a (2r+1)^2 square around each pixel: float [N,H,W] -> [N,H,W], O(log r) passes (not O(r^2))."""
+    out = images
+    for dim in (1, 2):
+        out = _sliding_max(out, 2 * radius + 1, dim)
+    return out
+
+
+def _sliding_max(x: torch.Tensor, window: int, dim: int) -> torch.Tensor:
+    """Centred sliding maximum of odd `window` along `dim` (zero padding: values are >= 0)."""
+    n = x.shape[dim]
+    pad = [0, 0] * (x.ndim - dim - 1) + [window // 2, window // 2]
+    m = torch.nn.functional.pad(x, pad)
+    width = 1
+    while 2 * width <= window:  # m[i] = max of x[i .. i + width - 1] (padded), doubling the width each pass
+        m = torch.maximum(m.narrow(dim, 0, m.shape[dim] - width), m.narrow(dim, width, m.shape[dim] - width))
+        width *= 2
+    return torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, window - width, n))
+
+
 def _min_depth(c2w: torch.Tensor, center: torch.Tensor, half_size: float) -> float:
     distance = (c2w[:, :3, 3] - center).norm(dim=1).min().item()
     return max(distance - half_size * math.sqrt(3), 0.05 * half_size)
 
 
 def initial_octree(cams: Cameras, alphas: torch.Tensor | None, center: torch.Tensor, half_size: float,
-                   max_level: int) -> Octree:
-    """Carved from the alpha masks when there are any, else dense (capped, with a warning, at a level that fits)."""
+                   max_level: int, device: torch.device | str = "cpu") -> Octree:
+    """Carved from the alpha masks (on `device`) when there are any, else dense (with a warning when large)."""
     if alphas is not None:
-        return carve_octree(cams, alphas, center, half_size, max_level)
+        return carve_octree(cams, alphas.to(device), center, half_size, max_level)
     if max_level > DENSE_LIMIT_LEVEL:
         warnings.warn(f"no alpha masks to carve with: a dense octree at level {max_level} is too large; "
                       f"pruning will have to remove empty cells (consider --max-level {DENSE_LIMIT_LEVEL})")
@@ -116,9 +136,9 @@ def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:
     with torch.no_grad():
         for k in range(field.n_lods):
             level = field.base_level + k
-            old_keys = cell_corners(field.octree, level)[0]
+            old_keys = cell_corners(field.octree.to("cpu"), level)[0]
             new_keys = cell_corners(octree, level)[0]
-            rows = torch.searchsorted(old_keys, new_keys)
+            rows = torch.searchsorted(old_keys, new_keys).to(device)
             if field.kind == "dense":
                 new.grid.features[k].copy_(field.grid.features[k][rows])
             else:

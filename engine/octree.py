@@ -12,7 +12,7 @@ Conventions (shared by the torch code, the file format and the CUDA marcher):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +31,8 @@ class Octree:
     cells: list[torch.Tensor]
     child_mask: list[torch.Tensor]
     child_start: list[torch.Tensor]
+    dense_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    """Derived dense occupancy grids by level (see `occupied_dense`); filled lazily."""
 
     @property
     def max_level(self) -> int:
@@ -38,13 +40,15 @@ class Octree:
 
     def to(self, device: torch.device | str) -> "Octree":
         return Octree([c.to(device) for c in self.cells], [m.to(device) for m in self.child_mask],
-                      [s.to(device) for s in self.child_start])
+                      [s.to(device) for s in self.child_start],
+                      {k: v.to(device) for k, v in self.dense_cache.items()})
 
     def truncated(self, max_level: int) -> "Octree":
         """The same octree holding only levels 0..max_level (the finest level's child masks cleared)."""
         masks = list(self.child_mask[: max_level + 1])
         masks[-1] = torch.zeros_like(masks[-1])
-        return Octree(self.cells[: max_level + 1], masks, self.child_start[: max_level + 1])
+        return Octree(self.cells[: max_level + 1], masks, self.child_start[: max_level + 1],
+                      {k: v for k, v in self.dense_cache.items() if k <= max_level})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,6 +149,28 @@ def octree_from_child_masks(child_masks: list[torch.Tensor]) -> Octree:
 # Queries
 
 
+def _device_constant(table: torch.Tensor, device: torch.device, cache: dict = {}) -> torch.Tensor:  # noqa: B006
+    """A small constant table on `device`, copied once (a host copy per call would synchronise the GPU)."""
+    key = (id(table), str(device))
+    if key not in cache:
+        cache[key] = table.to(device)
+    return cache[key]
+
+
+def occupied_dense(octree: Octree, level: int) -> torch.Tensor:
+    """bool [R^3] flat dense occupancy of `level` (index (x*R + y)*R + z), cached on the octree."""
+    if level not in octree.dense_cache:
+        octree.dense_cache[level] = occupancy_grid(octree, level).reshape(-1)
+    return octree.dense_cache[level]
+
+
+def lookup_occupied(octree: Octree, points: torch.Tensor, level: int) -> torch.Tensor:
+    """points float [N,3] unit cube -> bool [N]: the point's cell at `level` is occupied (one gather)."""
+    r = 1 << level
+    ijk = (points * r).floor().long().clamp_(0, r - 1)
+    return occupied_dense(octree, level)[(ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]]
+
+
 def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Walks each point from the root down to `level`.
 
@@ -155,7 +181,7 @@ def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Ten
     """
     n = points.shape[0]
     device = points.device
-    popcount = POPCOUNT8.to(device)
+    popcount = _device_constant(POPCOUNT8, device)
     index = torch.zeros(n, dtype=torch.int64, device=device)
     alive = torch.full((n,), octree.cells[0].numel() > 0, dtype=torch.bool, device=device)
     depth = torch.where(alive, 0, -1).to(torch.int64)
@@ -181,6 +207,7 @@ def cell_coords(octree: Octree, level: int) -> torch.Tensor:
 
 
 CORNER_OFFSETS = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)], dtype=torch.int64)
+CORNER_OFFSETS_F = CORNER_OFFSETS.float()
 
 
 def corner_keys(level: int, corner_xyz: torch.Tensor) -> torch.Tensor:
@@ -207,7 +234,9 @@ def trilinear_weights(points: torch.Tensor, level: int) -> tuple[torch.Tensor, t
     ijk = scaled.floor().clamp(0, r - 1)
     f = scaled - ijk  # [N,3] in [0,1]
     fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
-    off = CORNER_OFFSETS.to(points.device).to(points.dtype)  # [8,3]
+    off = _device_constant(CORNER_OFFSETS_F, points.device)  # [8,3]
+    if off.dtype != points.dtype:
+        off = off.to(points.dtype)
     w = ((off[:, 0] * fx + (1 - off[:, 0]) * (1 - fx)) * (off[:, 1] * fy + (1 - off[:, 1]) * (1 - fy))
          * (off[:, 2] * fz + (1 - off[:, 2]) * (1 - fz)))
     return ijk.long(), w

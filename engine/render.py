@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 
 from engine.field import FieldFn, InferenceField
-from engine.octree import Octree, descend
+from engine.octree import Octree, descend, lookup_occupied
 
 RenderMode = Literal["rgb", "depth", "normal", "samples", "level"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
@@ -79,15 +79,15 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
 
     ray_id, sample_id = inside.nonzero(as_tuple=True)
     cand = points[ray_id, sample_id]
-    cell_index, occupied, depth = descend(octree, cand, level)
-    keep = occupied.nonzero().squeeze(1)
+    keep = lookup_occupied(octree, cand, level).nonzero().squeeze(1)  # cheap cull, then descend survivors only
     ray_k, sample_k = ray_id[keep], sample_id[keep]
     pts = cand[keep]
+    cell_index, _, _ = descend(octree, pts, level)
     want_normal = "normal" in extras
     if want_normal:
         pts = pts.detach().requires_grad_(True)
     with torch.set_grad_enabled(torch.is_grad_enabled() or want_normal):
-        sigma, rgb = field_fn(pts, cell_index[:, keep], dirs[ray_k])
+        sigma, rgb = field_fn(pts, cell_index, dirs[ray_k])
         normal = None
         if want_normal:
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=torch.is_grad_enabled())
@@ -111,6 +111,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         out["samples"] = torch.zeros(r, device=device).index_add(
             0, ray_k, alive[ray_k, sample_k].float())
     if "level" in extras:
+        depth = descend(octree, cand, level)[2]
         reached = alive[ray_id, sample_id]
         lvl = torch.full((r,), -1, dtype=torch.int64, device=device)
         out["level"] = lvl.scatter_reduce(0, ray_id[reached], depth[reached], reduce="amax").float()

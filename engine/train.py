@@ -51,12 +51,12 @@ class TrainSettings:
 
 
 def new_field(dataset: Dataset, kind: GridKind, bits: int | None, max_level: int, base_level: int,
-              feature_dim: int = 16, seed: int = 0) -> NeuralField:
+              feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu") -> NeuralField:
     """An untrained field whose octree is carved from the data set's alpha masks (dense without them)."""
     if not 1 <= base_level <= max_level:
         raise VbnfError(f"--base-level {base_level} must be between 1 and --max-level {max_level}")
     octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
-                            max_level)
+                            max_level, device)
     if octree.cells[-1].numel() == 0:
         raise VbnfError(f"{dataset.root}: carving with the alpha masks left no occupied cell; "
                         "check that the images have an alpha channel with the object opaque")

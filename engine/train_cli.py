@@ -81,7 +81,7 @@ def run(args) -> int:
     else:
         out.mkdir(parents=True, exist_ok=True)
         field = new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, args.max_level,
-                          args.base_level, args.feature_dim, args.seed)
+                          args.base_level, args.feature_dim, args.seed, device)
         trainer = Trainer(field, dataset, settings, device)
     print(f"training {trainer.field.kind}{'' if trainer.field.kind == 'dense' else f' b={trainer.field.grid.bits}'}"
           f" on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
