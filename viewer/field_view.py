@@ -266,7 +266,8 @@ class FieldView:
             return target.read()
         finally:
             target.release()
-            self.ctx.screen.use()
+            if self.ctx.screen is not None:  # a standalone (windowless) context has no default framebuffer
+                self.ctx.screen.use()
 
     # -- captures --------------------------------------------------------------------------------------------------
 
