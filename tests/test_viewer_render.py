@@ -93,7 +93,7 @@ def test_a_newer_job_cancels_a_running_full_resolution_render(tiny_model):
     backend = ThreadedBackend()
     textures = {"a": _Sink()}
     try:
-        backend.submit(_job(source, "a", 640, 480))  # seconds on a CPU
+        backend.submit(_job(source, "a", 2048, 1536))  # many seconds on a CPU
         time.sleep(0.3)
         backend.submit(_job(source, "a", 32, 24, azimuth=90.0))
         done = []
