@@ -101,7 +101,7 @@ def feature_from_cells(tables: list[torch.Tensor], corners: list[torch.Tensor], 
         _, weights = trilinear_weights(points, level)  # [M,8]
         rows = corners[k][cell_index[level]].long().reshape(-1)  # [M*8]
         # index_select: its backward is an atomic index_add, not the sort that advanced indexing's backward does
-        corner_f = torch.index_select(tables[k], 0, rows).reshape(weights.shape[0], 8, -1)  # [M,8,F]
+        corner_f = torch.index_select(tables[k], 0, rows).reshape(weights.shape[0], 8, tables[k].shape[1])
         f = torch.einsum("mc,mcf->mf", weights, corner_f)
         feature = f if feature is None else feature + f
     return feature

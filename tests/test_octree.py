@@ -44,3 +44,14 @@ def test_corners_are_shared_between_neighbours_and_weights_sum_to_one():
     assert torch.equal(keys[rows[:, 7].long()], corner_keys(4, xyz + 1))
     _, w = trilinear_weights(torch.rand(100, 3), 4)
     assert torch.allclose(w.sum(1), torch.ones(100))
+
+
+def test_rays_that_miss_everything_render_the_background():
+    from engine.field import NeuralField
+    from engine.render import render_image
+    octree, _ = sphere_octree(level=4)
+    field = NeuralField(octree, 2, "vq", bits=3).freeze()
+    origins = torch.tensor([[0.0, 0.0, 10.0]]).repeat(4, 1)
+    dirs = torch.tensor([[0.0, 0.0, 1.0]]).repeat(4, 1)  # pointing away from the scene
+    image = render_image(field, origins, dirs, 2, 2, lod=2, background=(0.2, 0.4, 0.6))
+    assert torch.allclose(image, torch.tensor([0.2, 0.4, 0.6]).expand(2, 2, 3))
