@@ -24,9 +24,8 @@ from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to
 from engine.render import RENDER_MODES  # noqa: E402
 
 
-BENCH_TUNINGS = (MarchTuning(w_shared=False), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
-                 MarchTuning(persistent=False), MarchTuning(block=(16, 16)),
-                 MarchTuning(persistent=False, block=(8, 8)))
+BENCH_TUNINGS = (MarchTuning(cb_shared=False), MarchTuning(path_cache=False), MarchTuning(persistent=True),
+                 MarchTuning(block=(16, 8)))
 
 
 def variants(model: str | None) -> list[KernelOptions]:

@@ -38,7 +38,7 @@ from engine.render_target import DeviceBufferTarget
 KINDS = ("dense", "vq", "random", "kmeans")
 PSNR_MIN = 45.0
 TEST_TUNINGS = (MarchTuning(w_shared=False), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
-                MarchTuning(persistent=False))
+                MarchTuning(persistent=True))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,8 +336,8 @@ def test_kernel_matches_reference_modes(kind, marcher):
 @pytest.mark.gpu
 @pytest.mark.skipif(not _gpu_ready(), reason=f"CUDA unavailable: {cuda_unavailable_reason()}")
 def test_kernel_tunings_agree(marcher):
-    """Decoder in constant memory, codebooks in global memory, no path cache, one thread per pixel of a 2-D grid:
-    the same image as the defaults."""
+    """Decoder in constant memory, codebooks in global memory, no path cache, persistent threads: the same image
+    as the defaults."""
     field = make_field("vq", n_lods=5, seed=40)
     cam = random_camera(torch.Generator().manual_seed(41), 128, 96)
     base = gpu_march(marcher, field, cam, 4, "rgb", (1.0, 1.0, 1.0), MarchTuning())

@@ -82,6 +82,8 @@
 #define DEC_SIZE (OFF_B3 + 3)
 
 #define MAX_LEVEL (BASE_LEVEL + N_LODS - 1)
+// The 16-byte weight loads (DEC4) need every matrix and bias offset used with them to be a multiple of 4 floats.
+static_assert(OFF_B0 % 4 == 0 && OFF_W1 % 4 == 0 && OFF_W2 % 4 == 0 && OFF_B2 % 4 == 0, "decoder offsets");
 
 #ifdef __CUDACC__
 #define HD __device__ __forceinline__
@@ -93,11 +95,19 @@
 #define SINCOSPI(x, s, c) sincospif(x, s, c)
 #if W_SHARED
 #define DEC(i) s_mem[(i)]
+#define DEC4(i) lds4(&s_mem[(i)])  // i % 4 == 0: one LDS.128 (NVVM splits a plain float4 read of s_mem)
 #else
 __constant__ float c_dec[DEC_SIZE];
 #define DEC(i) c_dec[(i)]
+#define DEC4(i) make_float4(c_dec[(i)], c_dec[(i) + 1], c_dec[(i) + 2], c_dec[(i) + 3])
 #endif
-extern __shared__ float s_mem[];
+extern __shared__ __align__(16) float s_mem[];
+__device__ __forceinline__ float4 lds4(const float* ptr) {
+    float4 v;
+    const unsigned int addr = (unsigned int)__cvta_generic_to_shared(ptr);
+    asm("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
+    return v;
+}
 #else  // host build (tests only)
 #include <cmath>
 #include <cstddef>
@@ -119,6 +129,7 @@ struct uchar4 { unsigned char x, y, z, w; };
                            *(c) = (float)std::cos(3.14159265358979323846 * (x)))
 static const float* g_host_dec;
 #define DEC(i) g_host_dec[(i)]
+#define DEC4(i) (*(const float4*)&g_host_dec[(i)])
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 #endif
@@ -307,17 +318,29 @@ HD void density_mlp(const float* feat, float* h, float* out) {
     for (int f = 0; f < FEAT; ++f) {
         const float x = feat[f];
 #pragma unroll
-        for (int j = 0; j < HIDDEN; ++j) h[j] = fmaf(x, DEC(OFF_W0 + f * HIDDEN + j), h[j]);
+        for (int j = 0; j < HIDDEN; j += 4) {
+            const float4 w = DEC4(OFF_W0 + f * HIDDEN + j);
+            h[j] = fmaf(x, w.x, h[j]); h[j + 1] = fmaf(x, w.y, h[j + 1]);
+            h[j + 2] = fmaf(x, w.z, h[j + 2]); h[j + 3] = fmaf(x, w.w, h[j + 3]);
+        }
     }
 #pragma unroll
-    for (int j = 0; j < HIDDEN; ++j) h[j] = fmaxf(h[j] + DEC(OFF_B0 + j), 0.f);
+    for (int j = 0; j < HIDDEN; j += 4) {
+        const float4 b = DEC4(OFF_B0 + j);
+        h[j] = fmaxf(h[j] + b.x, 0.f); h[j + 1] = fmaxf(h[j + 1] + b.y, 0.f);
+        h[j + 2] = fmaxf(h[j + 2] + b.z, 0.f); h[j + 3] = fmaxf(h[j + 3] + b.w, 0.f);
+    }
 #pragma unroll
     for (int o = 0; o < OUT1; ++o) out[o] = 0.f;
 #pragma unroll
     for (int j = 0; j < HIDDEN; ++j) {
         const float x = h[j];
 #pragma unroll
-        for (int o = 0; o < OUT1; ++o) out[o] = fmaf(x, DEC(OFF_W1 + j * OUT1 + o), out[o]);
+        for (int o = 0; o < OUT1; o += 4) {
+            const float4 w = DEC4(OFF_W1 + j * OUT1 + o);
+            out[o] = fmaf(x, w.x, out[o]); out[o + 1] = fmaf(x, w.y, out[o + 1]);
+            out[o + 2] = fmaf(x, w.z, out[o + 2]); out[o + 3] = fmaf(x, w.w, out[o + 3]);
+        }
     }
 #pragma unroll
     for (int o = 0; o < OUT1; ++o) out[o] += DEC(OFF_B1 + o);
@@ -332,7 +355,11 @@ HD void color_mlp(const float* out, const float* denc, float* rgb) {
     for (int i = 0; i < GEO_DIM + DIR_DIM; ++i) {
         const float x = i < GEO_DIM ? out[1 + i] : denc[i - GEO_DIM];
 #pragma unroll
-        for (int j = 0; j < HIDDEN; ++j) h2[j] = fmaf(x, DEC(OFF_W2 + i * HIDDEN + j), h2[j]);
+        for (int j = 0; j < HIDDEN; j += 4) {
+            const float4 w = DEC4(OFF_W2 + i * HIDDEN + j);
+            h2[j] = fmaf(x, w.x, h2[j]); h2[j + 1] = fmaf(x, w.y, h2[j + 1]);
+            h2[j + 2] = fmaf(x, w.z, h2[j + 2]); h2[j + 3] = fmaf(x, w.w, h2[j + 3]);
+        }
     }
     float o3[3] = {0.f, 0.f, 0.f};
 #pragma unroll
@@ -562,7 +589,11 @@ HD bool ray_step(const Params& p, const float* const* rows_k, RayState& s) {
             for (int f = 0; f < FEAT; ++f) {
                 float a = 0.f;
 #pragma unroll
-                for (int j = 0; j < HIDDEN; ++j) a = fmaf(h[j], DEC(OFF_W0 + f * HIDDEN + j), a);
+                for (int j = 0; j < HIDDEN; j += 4) {
+                    const float4 w = DEC4(OFF_W0 + f * HIDDEN + j);
+                    a = fmaf(h[j], w.x, a); a = fmaf(h[j + 1], w.y, a);
+                    a = fmaf(h[j + 2], w.z, a); a = fmaf(h[j + 3], w.w, a);
+                }
                 gvec[f] = a;
             }
             gather_gradient(p, rows_k, cell, u0, u1, u2, gvec, g);
