@@ -148,6 +148,11 @@ def time_frames(marcher: CudaMarcher, field, cams, lod: int, mode: str = "rgb", 
     return [s.elapsed_time(e) for s, e in events]
 
 
+# Kernel tunings timed over every LOD and size (the others only at full LOD, first size).
+SWEEP_TUNINGS = {"default": MarchTuning(), "rolled": MarchTuning(mlp_rolled=True),
+                 "rolled16x8": MarchTuning(mlp_rolled=True, block=(16, 8))}
+
+
 def cuda_image(marcher: CudaMarcher, field, cam, lod: int, mode: str, tuning=None) -> torch.Tensor:
     target = DeviceBufferTarget(cam.width, cam.height)
     target.poison_(mode, marcher.device)
@@ -331,17 +336,12 @@ def main(argv=None) -> int:
             for w, h in sizes:
                 cams = [orbit_camera(center, radius, 360.0 * i / args.frames, elevation, fov, w, h)
                         for i in range(args.frames)]
-                t0 = time.perf_counter()
-                ms = time_frames(marcher, field, cams, lod)
-                compile_s = time.perf_counter() - t0
                 samples_img = [cuda_image(marcher, field, cam, lod, "samples") for cam in cams[:: max(1, len(cams) // 8)]]
                 samples = statistics.mean(float(s.sum()) for s in samples_img)
-                med = statistics.median(ms)
                 ref_size = (w, h) if lod == field.max_lod and (w, h) == sizes[0] else (400, 400)
                 ref_cam = orbit_camera(center, radius, 0.0, elevation, fov, *ref_size)
                 ref_ms = None
                 if (w, h) == sizes[0]:
-                    got = cuda_image(marcher, field, ref_cam, lod, "rgb")
                     times = []
                     repeats = args.reference_repeats if ref_size == sizes[0] else 1
                     for _ in range(repeats):
@@ -350,26 +350,32 @@ def main(argv=None) -> int:
                         ref = march_rays_torch(gpu_field, ref_cam, lod, "rgb", (1.0, 1.0, 1.0))
                         torch.cuda.synchronize()
                         times.append((time.perf_counter() - t1) * 1e3)
-                    quality = psnr(got, ref)
                     ref_ms = statistics.median(times)
-                    psnr_cache = (quality, ref_size)
-                quality, psnr_size = psnr_cache
+                    psnr_cache = {tname: (psnr(cuda_image(marcher, field, ref_cam, lod, "rgb", tuning), ref), ref_size)
+                                  for tname, tuning in SWEEP_TUNINGS.items()}
                 fl = flops_per_sample(field.feature_dim, lod + 1)
                 by = bytes_per_sample(field, lod)
                 floor_ms = max(samples * fl / ceilings["fp32_flops_per_s"],
                                samples * by / ceilings["copy_bytes_per_s"]) * 1e3
-                rec = record(renderer="cuda", width=w, height=h, lod=lod, grid=grid, bits=bits, ms_median=med,
-                             fps=1e3 / med, psnr_vs_reference=quality, device=name, date=date, model=label,
-                             psnr_size=f"{psnr_size[0]}x{psnr_size[1]}", ms_min=min(ms), ms_max=max(ms),
-                             samples_per_frame=samples, samples_per_s=samples / (med / 1e3),
-                             flops_per_sample=fl, bytes_per_sample=by, floor_ms=floor_ms,
-                             fp32_flops_per_s=ceilings["fp32_flops_per_s"],
-                             copy_bytes_per_s=ceilings["copy_bytes_per_s"], first_call_s=compile_s,
-                             camera={"radius": radius, "elevation": elevation, "fov_y": fov, "frames": args.frames})
-                records.append(rec)
-                print(f"  cuda  lod {lod} {w}x{h}: {med:.3f} ms ({1e3 / med:.0f} fps), "
-                      f"{samples / 1e6:.2f} M samples/frame, {samples / med / 1e6:.2f} G samples/s, floor "
-                      f"{floor_ms:.3f} ms, PSNR {quality:.1f} dB @ {psnr_size[0]}x{psnr_size[1]}", flush=True)
+                for tname, tuning in SWEEP_TUNINGS.items():
+                    t0 = time.perf_counter()
+                    ms = time_frames(marcher, field, cams, lod, tuning=tuning)
+                    compile_s = time.perf_counter() - t0
+                    med = statistics.median(ms)
+                    quality, psnr_size = psnr_cache[tname]
+                    rec = record(renderer="cuda", tuning=tname, width=w, height=h, lod=lod, grid=grid, bits=bits,
+                                 ms_median=med, fps=1e3 / med, psnr_vs_reference=quality, device=name, date=date,
+                                 model=label, psnr_size=f"{psnr_size[0]}x{psnr_size[1]}", ms_min=min(ms),
+                                 ms_max=max(ms), samples_per_frame=samples, samples_per_s=samples / (med / 1e3),
+                                 flops_per_sample=fl, bytes_per_sample=by, floor_ms=floor_ms,
+                                 fp32_flops_per_s=ceilings["fp32_flops_per_s"],
+                                 copy_bytes_per_s=ceilings["copy_bytes_per_s"], first_call_s=compile_s,
+                                 camera={"radius": radius, "elevation": elevation, "fov_y": fov,
+                                         "frames": args.frames})
+                    records.append(rec)
+                    print(f"  cuda[{tname}] lod {lod} {w}x{h}: {med:.3f} ms ({1e3 / med:.0f} fps), "
+                          f"{samples / 1e6:.2f} M samples/frame, {samples / med / 1e6:.2f} G samples/s, floor "
+                          f"{floor_ms:.3f} ms, PSNR {quality:.1f} dB @ {psnr_size[0]}x{psnr_size[1]}", flush=True)
                 if ref_ms is not None and ref_size == sizes[0]:
                     records.append(record(renderer="torch", width=w, height=h, lod=lod, grid=grid, bits=bits,
                                           ms_median=ref_ms, fps=1e3 / ref_ms, psnr_vs_reference=float("inf"),
@@ -383,9 +389,8 @@ def main(argv=None) -> int:
                 for i in range(args.frames)]
         for vname, tuning in (("cb_global", MarchTuning(cb_shared=False)),
                               ("no_path_cache", MarchTuning(path_cache=False)),
-                              ("no_rgb_skip", MarchTuning(rgb_min_weight=0.0)),
                               ("persistent", MarchTuning(persistent=True)),
-                              ("block16x8", MarchTuning(block=(16, 8)))):
+                              ("rolled_persistent", MarchTuning(mlp_rolled=True, persistent=True))):
             if vname == "cb_global" and grid == "dense":
                 continue
             med = statistics.median(time_frames(marcher, field, cams, lod, tuning=tuning))
@@ -393,10 +398,12 @@ def main(argv=None) -> int:
                                   ms_median=med, fps=1e3 / med, device=name, date=date, model=label))
             print(f"  variant {vname}: {med:.3f} ms", flush=True)
         for mode in ("depth", "normal", "samples", "level"):
-            med = statistics.median(time_frames(marcher, field, cams[:10], lod, mode=mode))
-            records.append(record(renderer=f"cuda[{mode}]", width=w, height=h, lod=lod, grid=grid, bits=bits,
-                                  ms_median=med, fps=1e3 / med, device=name, date=date, model=label))
-            print(f"  mode {mode}: {med:.3f} ms", flush=True)
+            for tname, tuning in SWEEP_TUNINGS.items():
+                med = statistics.median(time_frames(marcher, field, cams[:10], lod, mode=mode, tuning=tuning))
+                records.append(record(renderer=f"cuda[{mode}]", tuning=tname, width=w, height=h, lod=lod,
+                                      grid=grid, bits=bits, ms_median=med, fps=1e3 / med, device=name, date=date,
+                                      model=label))
+                print(f"  mode {mode} [{tname}]: {med:.3f} ms", flush=True)
         if not args.no_interop:
             io = interop_overhead(marcher, field, cams[0], lod)
             records.append(record(renderer="cuda+interop", width=w, height=h, lod=lod, grid=grid, bits=bits,
@@ -417,16 +424,16 @@ def markdown(name: str, ceilings: dict, records: list[dict]) -> str:
     lines = [f"# Render speed on {name}", "",
              f"Measured ceilings: copy {ceilings['copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write), FP32 SGEMM "
              f"{ceilings['fp32_flops_per_s'] / 1e12:.1f} TFLOP/s. Written by bench/render.py.", "",
-             "| renderer | model | grid | bits | LOD | size | ms (median) | fps | M samples/frame | G samples/s "
-             "| floor ms | PSNR vs torch (dB) | interop ms |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| renderer | tuning | model | grid | bits | LOD | size | ms (median) | fps | M samples/frame "
+             "| G samples/s | floor ms | PSNR vs torch (dB) | interop ms |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def f(v, fmt):
         return "" if v is None else (fmt.format(v) if not (isinstance(v, float) and math.isinf(v)) else "ref")
 
     for r in records:
         lines.append(" | ".join([
-            "", r["renderer"], str(r.get("model", "")), str(r["grid"]), str(r["bits"] or ""), str(r["lod"]),
+            "", r["renderer"], str(r.get("tuning", "")), str(r.get("model", "")), str(r["grid"]), str(r["bits"] or ""), str(r["lod"]),
             f"{r['width']}x{r['height']}", f(r["ms_median"], "{:.3f}"), f(r["fps"], "{:.0f}"),
             f(r.get("samples_per_frame") and r["samples_per_frame"] / 1e6, "{:.2f}"),
             f(r.get("samples_per_s") and r["samples_per_s"] / 1e9, "{:.2f}"), f(r.get("floor_ms"), "{:.3f}"),

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from render import orbit_camera, parse_kinds, shell_field  # noqa: E402
 
-from engine.cuda.marcher import CudaMarcher  # noqa: E402
+from engine.cuda.marcher import CudaMarcher, MarchTuning  # noqa: E402
 from engine.render import RENDER_MODES  # noqa: E402
 from engine.render_target import DeviceBufferTarget  # noqa: E402
 
@@ -29,8 +29,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", default="vq4,dense")
     ap.add_argument("--size", type=int, default=800)
     ap.add_argument("--interop", action="store_true")
+    ap.add_argument("--rolled", action="store_true", help="MarchTuning(mlp_rolled=True)")
     args = ap.parse_args(argv)
-    marcher = CudaMarcher()
+    marcher = CudaMarcher(tuning=MarchTuning(mlp_rolled=args.rolled))
     bad = 0
     for kind, bits in parse_kinds(args.kinds):
         field = shell_field(kind, bits)

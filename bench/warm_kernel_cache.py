@@ -24,25 +24,28 @@ from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to
 from engine.render import RENDER_MODES  # noqa: E402
 
 
+BENCH_MODE_TUNINGS = (MarchTuning(), MarchTuning(mlp_rolled=True), MarchTuning(mlp_rolled=True, block=(16, 8)))
 BENCH_TUNINGS = (MarchTuning(cb_shared=False), MarchTuning(path_cache=False), MarchTuning(persistent=True),
-                 MarchTuning(block=(16, 8)))
+                 MarchTuning(mlp_rolled=True, persistent=True))
 
 
 def variants(model: str | None) -> list[KernelOptions]:
-    """Every mode with the default tuning for each field; the rgb tunings that the tests and bench time."""
+    """Every mode with the default tuning for each field; the tunings that the tests and bench time."""
     from render import shell_field
     from test_march_rays import KINDS, TEST_TUNINGS, make_field
-    plan = [(make_field(kind, base_level=2, n_lods=5), ()) for kind in KINDS if kind != "vq"]
-    plan += [(make_field("vq", base_level=2, n_lods=5), TEST_TUNINGS), (make_field("vq", n_lods=4), ())]
-    plan += [(shell_field("vq", 4), BENCH_TUNINGS), (shell_field("dense", None), BENCH_TUNINGS)]
+    plan = [(make_field(kind, base_level=2, n_lods=5), (), ()) for kind in KINDS if kind != "vq"]
+    plan += [(make_field("vq", base_level=2, n_lods=5), TEST_TUNINGS, ()), (make_field("vq", n_lods=4), (), ())]
+    plan += [(shell_field("vq", 4), BENCH_TUNINGS, BENCH_MODE_TUNINGS),
+             (shell_field("dense", None), BENCH_TUNINGS, BENCH_MODE_TUNINGS)]
     if model:
         from engine.fileformat import load_model
-        plan.append((load_model(model), BENCH_TUNINGS))
+        plan.append((load_model(model), BENCH_TUNINGS, BENCH_MODE_TUNINGS))
     out = set()
-    for field, tunings in plan:
+    for field, rgb_tunings, mode_tunings in plan:
         gpu = GpuField.from_field(field, "cpu")
-        out.update(gpu.kernel_options(mode, MarchTuning()) for mode in RENDER_MODES)
-        out.update(gpu.kernel_options("rgb", t) for t in tunings)
+        for tuning in (MarchTuning(), *mode_tunings):
+            out.update(gpu.kernel_options(mode, tuning) for mode in RENDER_MODES)
+        out.update(gpu.kernel_options("rgb", t) for t in rgb_tunings)
     return sorted(out, key=lambda o: (o.mode != 0, str(o)))
 
 

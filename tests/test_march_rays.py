@@ -38,7 +38,7 @@ from engine.render_target import DeviceBufferTarget
 KINDS = ("dense", "vq", "random", "kmeans")
 PSNR_MIN = 45.0
 TEST_TUNINGS = (MarchTuning(w_shared=False), MarchTuning(cb_shared=False), MarchTuning(path_cache=False),
-                MarchTuning(persistent=True))
+                MarchTuning(persistent=True), MarchTuning(mlp_rolled=True), MarchTuning(mlp_rolled=True, block=(16, 8)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,14 +203,18 @@ def test_host_build_matches_reference(kind, host_dir):
 
 @needs_cxx
 def test_host_build_variants_agree(host_dir):
-    """Path caching on/off and a 2^10-row codebook (16-bit codes) give the reference image too."""
+    """Path caching on/off, rolled MLP loops and a 2^10-row codebook (16-bit codes) give the reference image too."""
     field = make_field("kmeans", n_lods=3, bits=10, seed=3)
     cam = random_camera(torch.Generator().manual_seed(5), 40, 32)
     ref = march_rays_torch(field, cam, 2, "rgb", (1.0, 1.0, 1.0))
-    for path_cache in (True, False):
-        got = host_march(field, cam, 2, "rgb", (1.0, 1.0, 1.0), host_dir,
-                         MarchTuning(path_cache=path_cache, rgb_min_weight=0.0))
-        assert psnr(got, ref) >= PSNR_MIN
+    for tuning in (MarchTuning(path_cache=True, rgb_min_weight=0.0), MarchTuning(path_cache=False, rgb_min_weight=0.0),
+                   MarchTuning(mlp_rolled=True, rgb_min_weight=0.0)):
+        got = host_march(field, cam, 2, "rgb", (1.0, 1.0, 1.0), host_dir, tuning)
+        assert psnr(got, ref) >= PSNR_MIN, tuning
+    for mode in ("normal", "depth"):
+        a = host_march(field, cam, 2, mode, (1.0, 1.0, 1.0), host_dir, MarchTuning(mlp_rolled=True))
+        b = march_rays_torch(field, cam, 2, mode)
+        assert compare_mode(mode, a, b)["ok"], mode
 
 
 @needs_cxx

@@ -164,13 +164,14 @@ class KernelOptions:
     path_cache: bool = True
     block: tuple[int, int] = (8, 8)  # threads per block (x, y); persistent: 1-D blocks of x * y threads
     persistent: bool = False
+    mlp_rolled: bool = False
 
     def defines(self) -> list[str]:
         return [f"-DFEAT={self.feat}", f"-DBASE_LEVEL={self.base_level}", f"-DN_LODS={self.n_lods}",
                 f"-DMODE={self.mode}", f"-DCODES={self.codes}", f"-DCB_ROWS={self.cb_rows}",
                 f"-DCB_SHARED={int(self.cb_shared)}", f"-DW_SHARED={int(self.w_shared)}",
                 f"-DPATH_CACHE={int(self.path_cache)}", f"-DBLOCK_X={self.block[0]}", f"-DBLOCK_Y={self.block[1]}",
-                f"-DPERSISTENT={int(self.persistent)}"]
+                f"-DPERSISTENT={int(self.persistent)}", f"-DMLP_ROLLED={int(self.mlp_rolled)}"]
 
     def ptxas_options(self) -> list[str]:
         """Extra ptxas flags per variant (none now: the normal-mode gradient pass is written so -O3 does not spill;
@@ -178,11 +179,14 @@ class KernelOptions:
         return []
 
     def shared_bytes(self) -> int:
+        """Dynamic shared memory: [decoder][codebooks][MLP scratch], as SCR_BASE etc. in march_rays.cu."""
         n = 0
         if self.w_shared:
             n += (decoder_size(self.feat) + 3) // 4 * 4 * 4
         if self.cb_shared and self.codes:
             n += self.n_lods * self.cb_rows * self.feat * 4
+        if self.mlp_rolled:
+            n += max(HIDDEN, self.feat, GEO_DIM + DIR_DIM) * self.block[0] * self.block[1] * 4
         return n
 
 
@@ -469,7 +473,7 @@ class GpuField:
                                           else cb_bytes <= SHARED_CODEBOOK_BYTES)
         return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_INDEX[mode], self.codes,
                              self.cb_rows if self.codes else 0, cb_shared, tuning.w_shared, tuning.path_cache,
-                             tuning.block, tuning.persistent)
+                             tuning.block, tuning.persistent, tuning.mlp_rolled)
 
 
 def field_signature(field: InferenceField) -> tuple:
@@ -565,6 +569,7 @@ class MarchTuning:
     block: tuple[int, int] = (8, 8)  # threads per block (x, y); the persistent kernel uses x * y in 1-D
     persistent: bool = False        # persistent threads refilling idle lanes from a pixel counter (slower on an
                                     # H100 so far: docs/cuda_notes.md)
+    mlp_rolled: bool = False        # MLP input loops rolled, inputs staged in shared memory (5x less code)
 
 
 def default_display_scale(mode: str, camera: PinholeCamera, gpu: GpuField) -> float:
