@@ -1,0 +1,24 @@
+"""The bundled default model opens, is small, and its coarse LODs really are coarser."""
+from pathlib import Path
+
+import torch
+
+from engine.cameras import image_rays, orbit_camera
+from engine.fileformat import load_model, model_layout
+from engine.render import render_image
+
+DEFAULT = Path(__file__).resolve().parents[1] / "assets" / "default.vbnf"
+
+
+def test_default_model_is_small_and_every_lod_renders_differently():
+    layout = model_layout(DEFAULT)
+    assert layout.total_bytes < 100_000 and len(layout.lod_prefix_bytes) >= 4
+    field = load_model(DEFAULT)
+    cams = orbit_camera(field.scene_center, 4.0, 45.0, 25.0, 40.0, 40, 40)
+    origins, dirs = image_rays(cams, 0)
+    coarse = render_image(field, origins, dirs, 40, 40, lod=0)
+    fine = render_image(field, origins, dirs, 40, 40, lod=field.max_lod)
+    assert (fine < 0.9).any()  # the object is in view
+    assert torch.mean((coarse - fine) ** 2) > 1e-4
+    stored = field.metadata["metrics"]["test_per_lod"]
+    assert stored[-1]["psnr"] > stored[0]["psnr"]
