@@ -149,8 +149,8 @@ def time_frames(marcher: CudaMarcher, field, cams, lod: int, mode: str = "rgb", 
 
 
 # Kernel tunings timed over every LOD and size (the others only at full LOD, first size).
-SWEEP_TUNINGS = {"default": MarchTuning(), "rolled": MarchTuning(mlp_rolled=True),
-                 "rolled16x8": MarchTuning(mlp_rolled=True, block=(16, 8))}
+SWEEP_TUNINGS = {"rolled16x8": MarchTuning(), "rolled8x8": MarchTuning(block=(8, 8)),
+                 "unrolled8x8": MarchTuning(mlp_rolled=False, block=(8, 8))}  # first: the default
 
 
 def cuda_image(marcher: CudaMarcher, field, cam, lod: int, mode: str, tuning=None) -> torch.Tensor:
@@ -389,8 +389,9 @@ def main(argv=None) -> int:
                 for i in range(args.frames)]
         for vname, tuning in (("cb_global", MarchTuning(cb_shared=False)),
                               ("no_path_cache", MarchTuning(path_cache=False)),
+                              ("no_rgb_skip", MarchTuning(rgb_min_weight=0.0)),
                               ("persistent", MarchTuning(persistent=True)),
-                              ("rolled_persistent", MarchTuning(mlp_rolled=True, persistent=True))):
+                              ("const_weights", MarchTuning(w_shared=False))):
             if vname == "cb_global" and grid == "dense":
                 continue
             med = statistics.median(time_frames(marcher, field, cams, lod, tuning=tuning))

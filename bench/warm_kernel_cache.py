@@ -24,9 +24,9 @@ from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to
 from engine.render import RENDER_MODES  # noqa: E402
 
 
-BENCH_MODE_TUNINGS = (MarchTuning(), MarchTuning(mlp_rolled=True), MarchTuning(mlp_rolled=True, block=(16, 8)))
+BENCH_MODE_TUNINGS = (MarchTuning(block=(8, 8)), MarchTuning(mlp_rolled=False, block=(8, 8)))
 BENCH_TUNINGS = (MarchTuning(cb_shared=False), MarchTuning(path_cache=False), MarchTuning(persistent=True),
-                 MarchTuning(mlp_rolled=True, persistent=True))
+                 MarchTuning(w_shared=False))
 
 
 def variants(model: str | None) -> list[KernelOptions]:

@@ -18,7 +18,7 @@
 //   PATH_CACHE  1: a sample's descent starts at the deepest level it shares with the previous sample
 //   PERSISTENT  1: persistent threads taking pixels from a global counter (1-D blocks, grid sized to the GPU);
 //               0: one thread per pixel of a 2-D grid of BLOCK_X x BLOCK_Y blocks
-//   BLOCK_X, BLOCK_Y  threads per block (one pixel each), 8 x 8 by default
+//   BLOCK_X, BLOCK_Y  threads per block (one pixel each), 16 x 8 by default
 //   MLP_ROLLED  1: the MLP's loops over a layer's inputs stay rolled (inputs staged in shared memory per thread)
 // The same file also compiles as plain C++ on the host (no __CUDACC__): tests/test_march_rays.py builds it with the
 // system compiler and checks it against the torch reference on the CPU, so the arithmetic is tested without a GPU.
@@ -51,10 +51,10 @@
 #define PATH_CACHE 1
 #endif
 #ifndef MLP_ROLLED
-#define MLP_ROLLED 0
+#define MLP_ROLLED 1
 #endif
 #ifndef BLOCK_X
-#define BLOCK_X 8
+#define BLOCK_X 16
 #endif
 #ifndef BLOCK_Y
 #define BLOCK_Y 8
