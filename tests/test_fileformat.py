@@ -118,7 +118,7 @@ def _meta_chunk(data: bytes):
 def rewrite_metadata(data: bytes, edit) -> bytes:
     """The file with its metadata JSON passed through `edit(doc)` (valid CRC, so only validation can object)."""
     chunk = _meta_chunk(data)
-    doc = json.loads(data[chunk.offset + 16:chunk.offset + 16 + chunk.length])
+    doc = json.loads(fileformat.decode_metadata_payload(data[chunk.offset + 16:chunk.offset + 16 + chunk.length]))
     edit(doc)
     return rewrite_chunk(data, 0, json.dumps(doc).encode())
 

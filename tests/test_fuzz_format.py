@@ -23,7 +23,7 @@ import torch
 
 from engine.errors import FormatError
 from engine.field import NeuralField
-from engine.fileformat import TruncatedModelWarning, load_model_bytes, model_layout, save_model_bytes
+from engine.fileformat import TruncatedModelWarning, load_model_bytes, model_layout, save_model_bytes, decode_metadata_payload
 from engine.octree import morton_encode, octree_from_finest_cells
 from engine.render import render_field_rays
 
@@ -135,8 +135,10 @@ def mutated_bytes(data: bytes, mutation: str, rng: random.Random) -> bytes:
         return data[:offset + 8] + struct.pack("<Q", value) + data[offset + 16:]
     if mutation == "json_with_crc":
         offset, end = chunks[0]
-        doc = _mutate_json(json.loads(data[offset + 16:end - 4]), rng)
+        doc = _mutate_json(json.loads(decode_metadata_payload(data[offset + 16:end - 4])), rng)
         payload = json.dumps(doc).encode() if rng.random() < 0.9 else json.dumps(doc)[: rng.randrange(50)].encode()
+        if rng.random() < 0.5:  # vbnf writes it compressed; readers also take plain JSON
+            payload = zlib.compress(payload)
         return _with_chunk(data, offset, end, data[offset:offset + 8] + struct.pack("<Q", len(payload)), payload)
     if mutation == "payload_with_crc":
         offset, end = rng.choice([c for c in chunks[1:] if c[1] - c[0] > 20])
