@@ -84,6 +84,10 @@ def main() -> int:
     text = "\n".join(lines) + (f"\n\nModel {Path(args.model).name}; the camera orbits 1 degree per frame, so every "
                                f"frame is a new render; frame = FieldView.update + fullscreen pass + glFinish. "
                                f"Path chosen: {backend.name} ({backend.reason}). {rows[0]['date']}.\n")
+    if backend.name == "cpu":
+        text += ("\nOn the CPU path a frame never waits for the field: the torch renderer runs in a thread and its "
+                 "image arrives later (at a resolution the scheduler lowers while the camera moves), so this is the "
+                 "UI thread's frame time, not the field's render time.\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
