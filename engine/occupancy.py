@@ -8,7 +8,7 @@ import torch
 
 from engine.cameras import Cameras
 from engine.field import NeuralField
-from engine.octree import (Octree, cell_coords, cell_corners, dense_octree, descend, morton_decode, morton_encode,
+from engine.octree import (Octree, cell_coords, cell_corners, dense_octree, descend, morton_decode,
                            octree_from_finest_cells)
 
 DENSE_LIMIT_LEVEL = 7  # a dense octree above this level would hold > 2M finest cells
@@ -150,9 +150,3 @@ def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:
         for name, value in field.decoder.items():
             new.decoder[name].copy_(value)
     return new
-
-
-def finest_codes_from_points(points: torch.Tensor, level: int) -> torch.Tensor:
-    """Unit-cube points [M,3] -> Morton codes [M] of their cells at `level` (helper for tests and tools)."""
-    r = 1 << level
-    return morton_encode((points * r).floor().long().clamp(0, r - 1))

@@ -86,11 +86,12 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     want_normal = "normal" in extras
     if want_normal:
         pts = pts.detach().requires_grad_(True)
-    with torch.set_grad_enabled(torch.is_grad_enabled() or want_normal):
+    training = torch.is_grad_enabled()
+    with torch.set_grad_enabled(training or want_normal):
         sigma, rgb = field_fn(pts, cell_index, dirs[ray_k])
         normal = None
         if want_normal:
-            (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=torch.is_grad_enabled())
+            (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
             normal = -torch.nn.functional.normalize(grad, dim=1, eps=1e-12)
 
     dense_sigma = torch.zeros(t.shape, device=device, dtype=sigma.dtype)
