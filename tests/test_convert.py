@@ -13,20 +13,13 @@ from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.fileformat import load_model, load_model_bytes, model_layout, save_model, save_model_bytes
 from engine.grids import LevelRows
-from engine.octree import dense_octree, morton_encode, octree_from_finest_cells
+from engine.octree import dense_octree
 from engine.render import render_field_rays
-
-
-def sphere_octree(level: int, radius: float = 0.3):
-    r = 1 << level
-    ax = torch.arange(r)
-    xyz = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-    dist = ((xyz.float() + 0.5) / r - 0.5).norm(dim=1)
-    return octree_from_finest_cells(morton_encode(xyz[(dist - radius).abs() < 1.0 / r]), level)
+from fields import sphere_shell_octree
 
 
 def make_field(kind: str, bits: int | None = 8, seed: int = 0) -> InferenceField:
-    nf = NeuralField(sphere_octree(5), 2, kind, feature_dim=8, bits=bits, seed=seed)
+    nf = NeuralField(sphere_shell_octree(5), 2, kind, feature_dim=8, bits=bits, seed=seed)
     with torch.no_grad():
         for p in nf.grid.grid_parameters():
             p.mul_(30.0)

@@ -18,8 +18,9 @@ from engine.fileformat import (
     save_model, save_model_bytes, theoretical_bytes,
 )
 from engine.grids import LevelRows, kmeans_grid_from_dense
-from engine.octree import cell_corners, morton_encode, octree_from_child_masks, octree_from_finest_cells
+from engine.octree import cell_corners, octree_from_child_masks
 from engine.render import render_field_rays
+from fields import sphere_shell_octree
 
 KINDS = ["dense", "vq", "random", "kmeans"]
 
@@ -28,19 +29,10 @@ KINDS = ["dense", "vq", "random", "kmeans"]
 # Helpers
 
 
-def sphere_octree(level: int, radius: float = 0.3):
-    """Cells of `level` within one cell of a sphere's surface (a sparse, shell-like octree)."""
-    r = 1 << level
-    ax = torch.arange(r)
-    xyz = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-    dist = ((xyz.float() + 0.5) / r - 0.5).norm(dim=1)
-    return octree_from_finest_cells(morton_encode(xyz[(dist - radius).abs() < 1.0 / r]), level)
-
-
 def make_field(kind: str = "vq", bits: int = 4, level: int = 5, base: int = 2, feature_dim: int = 8,
                seed: int = 0) -> InferenceField:
     train_kind = "dense" if kind == "kmeans" else kind
-    nf = NeuralField(sphere_octree(level), base, train_kind, feature_dim=feature_dim,
+    nf = NeuralField(sphere_shell_octree(level), base, train_kind, feature_dim=feature_dim,
                      bits=None if train_kind == "dense" else bits, scene_center=torch.tensor([0.1, -0.2, 0.3]),
                      scene_half_size=1.25, seed=seed)
     with torch.no_grad():  # features big enough that the LODs differ visibly
