@@ -32,8 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.cuda.marcher import (CudaMarcher, MarchTuning, PinholeCamera, decoder_size,  # noqa: E402
-                                 mode_channels)
+from engine.cuda.marcher import (CudaMarcher, MarchTuning, PinholeCamera)
 from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN  # noqa: E402
 from engine.field import InferenceField, NeuralField  # noqa: E402
 from engine.gpu_render import march_rays_torch  # noqa: E402

@@ -1,7 +1,6 @@
 """`vbnf render MODEL --out img.png`: one image without a window (CUDA marcher when available, else torch)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
