@@ -1,7 +1,8 @@
-"""Compile the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
+"""Compile the training feature kernel and the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
 with NVRTC alone (no GPU needed), so a GPU run spends no device time compiling.
 
-    VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf]
+    VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf ...]
+        [--models-only]
 
 The cache file name hashes the source, target, NVRTC version and options (engine.cuda.marcher.kernel_cache_file),
 so the GPU machine finds these files only if its NVRTC has the same major.minor version; otherwise it compiles.
@@ -20,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from engine.cuda.features import SOURCE_PATH as FEATURES_SOURCE  # noqa: E402
+from engine.cuda.features import FeatureKernelOptions  # noqa: E402
 from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to_cache  # noqa: E402
 from engine.render import RENDER_MODES  # noqa: E402
 
@@ -29,7 +32,17 @@ BENCH_TUNINGS = (MarchTuning(cb_shared=False), MarchTuning(path_cache=False), Ma
                  MarchTuning(w_shared=False))
 
 
-def variants(model: str | None) -> list[KernelOptions]:
+def model_variants(models: list[str]) -> list[KernelOptions]:
+    """Every mode with the default tuning, for each model file (what the viewer and `bench/render.py --quick` use)."""
+    from engine.fileformat import load_model
+    out = set()
+    for path in models:
+        gpu = GpuField.from_field(load_model(path), "cpu")
+        out.update(gpu.kernel_options(mode, MarchTuning()) for mode in RENDER_MODES)
+    return sorted(out, key=lambda o: (o.mode != 0, str(o)))
+
+
+def variants(models: list[str]) -> list[KernelOptions]:
     """Every mode with the default tuning for each field; the tunings that the tests and bench time."""
     from render import shell_field
     from test_march_rays import KINDS, TEST_TUNINGS, make_field
@@ -37,7 +50,7 @@ def variants(model: str | None) -> list[KernelOptions]:
     plan += [(make_field("vq", base_level=2, n_lods=5), TEST_TUNINGS, ()), (make_field("vq", n_lods=4), (), ())]
     plan += [(shell_field("vq", 4), BENCH_TUNINGS, BENCH_MODE_TUNINGS),
              (shell_field("dense", None), BENCH_TUNINGS, BENCH_MODE_TUNINGS)]
-    if model:
+    for model in models:
         from engine.fileformat import load_model
         plan.append((load_model(model), BENCH_TUNINGS, BENCH_MODE_TUNINGS))
     out = set()
@@ -52,7 +65,10 @@ def variants(model: str | None) -> list[KernelOptions]:
 def _compile(args) -> str:
     options, arch = args
     t0 = time.perf_counter()
-    _, origin = compile_to_cache(options, arch)
+    if isinstance(options, FeatureKernelOptions):
+        _, origin = compile_to_cache(options, arch, source_path=FEATURES_SOURCE)
+    else:
+        _, origin = compile_to_cache(options, arch)
     return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {' '.join(options.defines())}"
 
 
@@ -60,9 +76,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--model")
+    ap.add_argument("--model", action="append", default=[], help="also the variants this model needs (repeatable)")
+    ap.add_argument("--models-only", action="store_true",
+                    help="only the training kernel and the default tuning of every mode for each --model")
     args = ap.parse_args(argv)
-    todo = variants(args.model)
+    todo = [FeatureKernelOptions(), *(model_variants(args.model) if args.models_only else variants(args.model))]
     print(f"{len(todo)} variants for {args.arch}", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
         for line in pool.map(_compile, [(o, args.arch) for o in todo]):

@@ -225,11 +225,13 @@ def nvrtc_target(compute_capability: tuple[int, int]) -> tuple[str, bool]:
 
 
 def compile_source(options: KernelOptions, arch: str, cubin: bool, source: str | None = None,
-                   extra: tuple[str, ...] = ()) -> tuple[bytes, str]:
-    """NVRTC: march_rays.cu with `options` -> (cubin or PTX bytes, compiler log). Raises CudaError with the log."""
+                   extra: tuple[str, ...] = (), source_path: Path = SOURCE_PATH) -> tuple[bytes, str]:
+    """NVRTC: the .cu file (march_rays.cu by default) with `options` -> (cubin or PTX bytes, compiler log).
+    `options` is anything with defines() and ptxas_options(). Raises CudaError with the log."""
     from cuda.bindings import nvrtc
-    source = SOURCE_PATH.read_text() if source is None else source
-    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), b"march_rays.cu", 0, [], []), "nvrtcCreateProgram")
+    source = source_path.read_text() if source is None else source
+    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), source_path.name.encode(), 0, [], []),
+                  "nvrtcCreateProgram")
     opts = [f"--gpu-architecture={arch}", "--std=c++17", "-lineinfo", *options.defines(),
             *options.ptxas_options(), *extra]
     try:
@@ -239,7 +241,7 @@ def compile_source(options: KernelOptions, arch: str, cubin: bool, source: str |
         nvrtc.nvrtcGetProgramLog(prog, buf)
         compile_log = buf.decode(errors="replace").rstrip("\x00").strip()
         if int(status) != 0:
-            raise CudaError(f"NVRTC could not compile march_rays.cu ({' '.join(opts)}): {compile_log}")
+            raise CudaError(f"NVRTC could not compile {source_path.name} ({' '.join(opts)}): {compile_log}")
         if cubin:
             size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
             image = b" " * size
@@ -284,7 +286,8 @@ def get_kernel(device: torch.device, options: KernelOptions) -> Kernel:
         return kernel
 
 
-def kernel_cache_file(options: KernelOptions, arch: str, cubin: bool, source: str) -> Path | None:
+def kernel_cache_file(options: KernelOptions, arch: str, cubin: bool, source: str, stem: str = "march_rays"
+                      ) -> Path | None:
     """Where the disk cache keeps a variant: named by a hash of the source, target, NVRTC version and options."""
     from cuda.bindings import nvrtc
     cache_dir = kernel_cache_dir()
@@ -293,18 +296,19 @@ def kernel_cache_file(options: KernelOptions, arch: str, cubin: bool, source: st
     version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
     digest = hashlib.sha256("\n".join([source, arch, str(tuple(version)), *options.defines(),
                                        *options.ptxas_options()]).encode()).hexdigest()[:32]
-    return cache_dir / f"march_rays-{digest}.{'cubin' if cubin else 'ptx'}"
+    return cache_dir / f"{stem}-{digest}.{'cubin' if cubin else 'ptx'}"
 
 
-def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True) -> tuple[bytes, str]:
+def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True, source_path: Path = SOURCE_PATH
+                     ) -> tuple[bytes, str]:
     """The variant's cubin/PTX from the disk cache, else compiled by NVRTC and stored there (no GPU needed).
 
     Returns (image, "disk cache" or "compiled")."""
-    source = SOURCE_PATH.read_text()
-    path = kernel_cache_file(options, arch, cubin, source)
+    source = source_path.read_text()
+    path = kernel_cache_file(options, arch, cubin, source, source_path.stem)
     if path is not None and path.is_file():
         return path.read_bytes(), "disk cache"
-    image, compile_log = compile_source(options, arch, cubin, source)
+    image, compile_log = compile_source(options, arch, cubin, source, source_path=source_path)
     if compile_log:
         log.debug("NVRTC log for %s: %s", options, compile_log)
     if path is not None:

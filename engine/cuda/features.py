@@ -1,0 +1,187 @@
+"""The fused training-time feature lookup (grid_features.cu): octree descent + trilinear gather of every LOD's corner
+features, forward and backward, one thread per point. A drop-in for `descend` + `feature_from_cells` when training on
+CUDA: same values (up to float summation order), far fewer kernel launches and no [M, 8, F] intermediates.
+
+    grid_features(points [M,3], octree, corners, tables, base_level, lod) -> float [M,F]   (autograd: tables only)
+
+The torch pair stays the reference (tests/test_grid_features.py compares both, on the host build and on a GPU).
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.cuda.marcher import (MAX_LEVELS, _check, compile_to_cache, cuda_device, make_current, nvrtc_target,
+                                 require_cuda)
+from engine.octree import Octree
+
+SOURCE_PATH = Path(__file__).with_name("grid_features.cu")
+THREADS = 128
+
+
+@dataclass(frozen=True)
+class FeatureKernelOptions:
+    """One compiled variant of grid_features.cu."""
+
+    feat: int = 16
+
+    def defines(self) -> list[str]:
+        return [f"-DFEAT={self.feat}"]
+
+    def ptxas_options(self) -> list[str]:
+        return []
+
+
+class FeatureParams(ctypes.Structure):
+    """ctypes twin of `struct FeatureParams` in grid_features.cu (the host build checks the layout)."""
+
+    _fields_ = [
+        ("points", ctypes.c_void_p),
+        ("child_mask", ctypes.c_void_p * MAX_LEVELS),
+        ("child_start", ctypes.c_void_p * MAX_LEVELS),
+        ("corners", ctypes.c_void_p * MAX_LEVELS),
+        ("tables", ctypes.c_void_p * MAX_LEVELS),
+        ("grad_tables", ctypes.c_void_p * MAX_LEVELS),
+        ("out", ctypes.c_void_p),
+        ("grad_out", ctypes.c_void_p),
+        ("n", ctypes.c_longlong),
+        ("base_level", ctypes.c_int),
+        ("lod", ctypes.c_int),
+        ("root_present", ctypes.c_int),
+        ("pad_", ctypes.c_int),
+    ]
+    LAYOUT_FIELDS = ("points", "child_mask", "child_start", "corners", "tables", "grad_tables", "out", "grad_out",
+                     "n", "base_level", "lod", "root_present")
+
+
+def feature_params(points: torch.Tensor, octree: Octree, corners: list[torch.Tensor], base_level: int, lod: int
+                   ) -> FeatureParams:
+    """The launch parameters for `points` (tables, outputs and gradients are filled in by the caller).
+
+    points: float32 [M,3] contiguous; octree: must hold level base_level + lod (uint8 child masks, int32 child
+    starts); corners: per LOD int32 [n_cells, 8] contiguous. The tensors must stay alive until the launch is done.
+    """
+    level = base_level + lod
+    bad = [t.dtype for t in (*octree.child_mask[:level], *octree.child_start[:level], *corners[: lod + 1])
+           if t.dtype not in (torch.uint8, torch.int32)]
+    if bad or points.dtype != torch.float32:
+        raise ValueError(f"grid_features: unexpected dtypes {bad or points.dtype}")
+    if level >= MAX_LEVELS or level > octree.max_level:
+        raise ValueError(f"grid_features: level {level} is beyond the octree ({octree.max_level}) or the kernel")
+    p = FeatureParams()
+    p.points = points.data_ptr()
+    for l in range(level):
+        p.child_mask[l] = octree.child_mask[l].data_ptr()
+        p.child_start[l] = octree.child_start[l].data_ptr()
+    for k in range(lod + 1):
+        p.corners[k] = corners[k].data_ptr()
+    p.n = points.shape[0]
+    p.base_level, p.lod = base_level, lod
+    p.root_present = int(octree.cells[0].numel() > 0)
+    return p
+
+
+@dataclass
+class _Module:
+    module: object
+    forward: object
+    backward: object
+
+
+_MODULES: dict[tuple[int, FeatureKernelOptions], _Module] = {}
+_LOCK = threading.Lock()
+
+
+def _module(device: torch.device, options: FeatureKernelOptions) -> _Module:
+    from cuda.bindings import driver
+    key = (device.index, options)
+    with _LOCK:
+        if key not in _MODULES:
+            make_current(device)
+            arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
+            image, _ = compile_to_cache(options, arch, cubin, source_path=SOURCE_PATH)
+            module = _check(driver.cuModuleLoadData(image), "cuModuleLoadData(grid_features)")
+            fwd = _check(driver.cuModuleGetFunction(module, b"grid_features_forward"), "cuModuleGetFunction")
+            bwd = _check(driver.cuModuleGetFunction(module, b"grid_features_backward"), "cuModuleGetFunction")
+            _MODULES[key] = _Module(module, fwd, bwd)
+        return _MODULES[key]
+
+
+def _launch(function, params: FeatureParams, device: torch.device) -> None:
+    from cuda.bindings import driver
+    if params.n == 0:
+        return
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+    blocks = (params.n + THREADS - 1) // THREADS
+    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+    _check(driver.cuLaunchKernel(function, blocks, 1, 1, THREADS, 1, 1, 0, stream, ctypes.addressof(args), 0),
+           "cuLaunchKernel(grid_features)")
+
+
+class _GridFeatures(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, octree, corners, base_level, lod, *tables):
+        device = points.device
+        module = _module(device, FeatureKernelOptions(tables[0].shape[1]))
+        params = feature_params(points, octree, corners, base_level, lod)
+        tables = [t.contiguous() for t in tables]
+        for k, t in enumerate(tables):
+            params.tables[k] = t.data_ptr()
+        out = torch.empty(points.shape[0], tables[0].shape[1], device=device, dtype=torch.float32)
+        params.out = out.data_ptr()
+        _launch(module.forward, params, device)
+        ctx.save_for_backward(points)
+        ctx.octree, ctx.corners, ctx.base_level, ctx.lod = octree, corners, base_level, lod
+        ctx.table_shapes = [t.shape for t in tables]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (points,) = ctx.saved_tensors
+        device = points.device
+        grads = [torch.zeros(shape, device=device, dtype=torch.float32) if ctx.needs_input_grad[5 + k] else None
+                 for k, shape in enumerate(ctx.table_shapes)]
+        if any(g is not None for g in grads):
+            module = _module(device, FeatureKernelOptions(ctx.table_shapes[0][1]))
+            params = feature_params(points, ctx.octree, ctx.corners, ctx.base_level, ctx.lod)
+            scratch = [g if g is not None else torch.zeros(shape, device=device)
+                       for g, shape in zip(grads, ctx.table_shapes)]
+            for k, g in enumerate(scratch):
+                params.grad_tables[k] = g.data_ptr()
+            grad_out = grad_out.contiguous().float()
+            params.grad_out = grad_out.data_ptr()
+            _launch(module.backward, params, device)
+        return (None, None, None, None, None, *grads)
+
+
+def fused_features_reason(device: torch.device | str) -> str | None:
+    """None when the fused lookup runs on `device`, else one line saying why not (the trainer then uses torch)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"the fused feature lookup needs a CUDA device, not {device}"
+    try:
+        require_cuda()
+        _module(cuda_device(device), FeatureKernelOptions())
+    except Exception as e:  # NVRTC missing, driver error: fall back to the torch lookup
+        return f"the fused feature lookup is unavailable ({str(e).splitlines()[0]})"
+    return None
+
+
+def grid_features(points: torch.Tensor, octree: Octree, corners: list[torch.Tensor], tables: list[torch.Tensor],
+                  base_level: int, lod: int) -> torch.Tensor:
+    """Sum over LOD 0..lod of the trilinear interpolation of each LOD's corner features, on CUDA.
+
+    points: float32 [M,3] unit cube (no gradient); octree, corners: as in NeuralField; tables: per LOD float32
+    [n_corners, F] (gradients flow to these). Returns float32 [M,F]. Equals
+    `feature_from_cells(tables, corners, base_level, lod, points, descend(octree, points, base_level + lod)[0])`.
+    """
+    require_cuda()
+    cuda_device(points.device)
+    if points.requires_grad:
+        raise ValueError("grid_features: no gradient with respect to the points (use feature_from_cells)")
+    return _GridFeatures.apply(points.contiguous().float(), octree, corners, base_level, lod,
+                               *[t.float() for t in tables[: lod + 1]])

@@ -1,0 +1,113 @@
+"""The fused training lookup (engine/cuda/grid_features.cu) against its torch reference, `descend` +
+`feature_from_cells`: values and table gradients. The .cu file is built as C++ on the CPU (runs in CI) and through
+NVRTC on a GPU (skipped without one)."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from engine.cuda.features import SOURCE_PATH, FeatureParams, feature_params
+from engine.cuda.marcher import cuda_unavailable_reason
+from engine.field import feature_from_cells
+from engine.octree import cell_corners, descend
+from tests.fields import sphere_shell_octree
+
+BASE, MAX_LEVEL, FEAT = 2, 5, 16
+
+
+def _cxx() -> str | None:
+    return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory) -> ctypes.CDLL:
+    if _cxx() is None:
+        pytest.skip("no C++ compiler for the host build of grid_features.cu")
+    source = SOURCE_PATH.read_text()
+    lib = tmp_path_factory.mktemp("grid_features") / f"gf_{hashlib.sha256(source.encode()).hexdigest()[:12]}.so"
+    subprocess.run([_cxx(), "-O1", "-shared", "-fPIC", "-std=c++17", "-x", "c++", f"-DFEAT={FEAT}", "-o", str(lib),
+                    str(SOURCE_PATH)], check=True, capture_output=True)
+    return ctypes.CDLL(str(lib))
+
+
+def problem(seed: int, n_points: int = 3000, device: str = "cpu"):
+    """A shell octree, its corner tables, random features, and points of which most lie in occupied cells."""
+    gen = torch.Generator().manual_seed(seed)
+    octree = sphere_shell_octree(MAX_LEVEL)
+    corners = [cell_corners(octree, BASE + k)[1] for k in range(MAX_LEVEL - BASE + 1)]
+    tables = [torch.randn(int(c.max()) + 1, FEAT, generator=gen) for c in corners]
+    # points near the shell (occupied) plus uniform ones (some in empty cells: cell 0 is used there, as in descend)
+    d = torch.nn.functional.normalize(torch.randn(n_points, 3, generator=gen), dim=1)
+    shell = 0.5 + d * (0.3 + 0.02 * torch.randn(n_points, 1, generator=gen))
+    points = torch.cat([shell, torch.rand(n_points // 4, 3, generator=gen)]).clamp(0, 1)
+    points[0] = torch.tensor([1.0, 1.0, 1.0])  # the clamp at the cube's far faces
+    to = (lambda t: t.to(device))
+    return octree.to(device), [to(c) for c in corners], [to(t) for t in tables], to(points)
+
+
+def reference(octree, corners, tables, points, lod, grad_out=None):
+    tables = [t.clone().requires_grad_(True) for t in tables]
+    cells = descend(octree, points, BASE + lod)[0]
+    out = feature_from_cells(tables, corners, BASE, lod, points, cells)
+    grads = None
+    if grad_out is not None:
+        out.backward(grad_out)
+        grads = [t.grad for t in tables[: lod + 1]]
+    return out.detach(), grads
+
+
+def test_params_layout_matches_the_kernel_struct(host_lib):
+    offsets = (ctypes.c_longlong * 32)()
+    n = host_lib.feature_params_layout(offsets)
+    names = FeatureParams.LAYOUT_FIELDS
+    assert n == len(names) + 1
+    for i, name in enumerate(names):
+        assert offsets[i] == getattr(FeatureParams, name).offset, name
+    assert offsets[len(names)] == ctypes.sizeof(FeatureParams)
+
+
+@pytest.mark.parametrize("lod", [0, 1, 3])
+def test_host_build_equals_the_torch_lookup_and_its_gradient(host_lib, lod):
+    octree, corners, tables, points = problem(seed=lod)
+    grad_out = torch.randn(points.shape[0], FEAT)
+    want, want_grads = reference(octree, corners, tables, points, lod, grad_out)
+
+    params = feature_params(points, octree, corners, BASE, lod)
+    for k in range(lod + 1):
+        params.tables[k] = tables[k].data_ptr()
+    out = torch.full((points.shape[0], FEAT), float("nan"))
+    params.out = out.data_ptr()
+    host_lib.grid_features_forward_host(ctypes.byref(params))
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+
+    grads = [torch.zeros_like(t) for t in tables[: lod + 1]]
+    for k, g in enumerate(grads):
+        params.grad_tables[k] = g.data_ptr()
+    params.grad_out = grad_out.data_ptr()
+    host_lib.grid_features_backward_host(ctypes.byref(params))
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+
+
+needs_cuda = pytest.mark.skipif(cuda_unavailable_reason() is not None, reason=f"{cuda_unavailable_reason()}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("lod", [0, 3])
+def test_cuda_kernel_equals_the_torch_lookup_and_its_gradient(lod):
+    from engine.cuda.features import grid_features
+    octree, corners, tables, points = problem(seed=10 + lod, n_points=20000, device="cuda")
+    grad_out = torch.randn(points.shape[0], FEAT, device="cuda")
+    want, want_grads = reference(octree, corners, tables, points, lod, grad_out)
+    leaves = [t.clone().requires_grad_(True) for t in tables]
+    out = grid_features(points, octree, corners, leaves, BASE, lod)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    out.backward(grad_out)
+    for k in range(lod + 1):
+        torch.testing.assert_close(leaves[k].grad, want_grads[k], atol=1e-4, rtol=1e-4)
+    assert all(t.grad is None for t in leaves[lod + 1:])
