@@ -20,6 +20,8 @@ from engine.grids import FeatureGrid, GridKind, LevelRows
 from engine.octree import Octree, cell_corners, trilinear_weights
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(unit points [M,3], cell indices [levels, M] from `descend`, unit dirs [M,3]) -> (sigma [M], rgb [M,3]).
+A function with the attribute `needs_cells = False` finds the cells itself and is passed None instead."""
 
 
 @dataclass
@@ -148,9 +150,20 @@ class NeuralField(nn.Module):
     def kind(self) -> GridKind:
         return self.grid.kind
 
-    def field_fn(self, lod: int) -> FieldFn:
-        tables = [self.grid.corner_features(k) for k in range(lod + 1)]
-        return make_field_fn(tables, self.corners, dict(self.decoder), self.base_level, lod)
+    def field_fn(self, lod: int, fused: bool = False, soft: bool = False) -> FieldFn:
+        """The field at `lod` for `render_rays`. fused: look features up with the CUDA kernel of
+        engine/cuda/features.py (training on a GPU; the function then ignores cell indices, has `needs_cells`
+        False, and gives no gradient with respect to the points). soft: see FeatureGrid.corner_features."""
+        tables = [self.grid.corner_features(k, soft) for k in range(lod + 1)]
+        if not fused:
+            return make_field_fn(tables, self.corners, dict(self.decoder), self.base_level, lod)
+        from engine.cuda.features import grid_features
+        decoder, octree, corners, base_level = dict(self.decoder), self.octree, self.corners, self.base_level
+
+        def field_fn(points: torch.Tensor, cell_index: torch.Tensor | None, dirs: torch.Tensor):
+            return decode(decoder, grid_features(points, octree, corners, tables, base_level, lod), dirs)
+        field_fn.needs_cells = False
+        return field_fn
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         """The inference form now: argmax indices instead of logits, detached copies."""

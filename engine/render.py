@@ -24,6 +24,7 @@ RenderMode = Literal["rgb", "depth", "normal", "samples", "level"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
 EARLY_STOP = 1e-4
 STEPS_PER_CELL = 2.0
+SKIP_CHUNK = 1 << 20  # samples per chunk of the no-gradient pass of skip_hidden
 
 
 def default_step(scene_half_size: float, finest_level: int) -> float:
@@ -55,12 +56,16 @@ def to_unit(points: torch.Tensor, center: torch.Tensor, half_size: float) -> tor
 
 def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Tensor, half_size: float,
                 step: float, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
-                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False
+                ) -> dict[str, torch.Tensor]:
     """Volume-renders rays through the occupied cells of `level`.
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
     background: float [3]; offsets: float [R] in [0,1) (None: 0.5, the inference sampling);
     extras: any of "depth", "normal", "samples", "level".
+    skip_hidden: first evaluate every sample without gradients, then evaluate (with gradients) only those whose
+    transmittance is still >= EARLY_STOP, as the marcher does (training: samples behind opaque surfaces cost
+    nothing; the image changes by less than EARLY_STOP).
     Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
     "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
     "level" [R] (deepest occupied octree level met before termination, -1 if none).
@@ -82,7 +87,16 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     keep = lookup_occupied(octree, cand, level).nonzero().squeeze(1)  # cheap cull, then descend survivors only
     ray_k, sample_k = ray_id[keep], sample_id[keep]
     pts = cand[keep]
-    cell_index, _, _ = descend(octree, pts, level)
+    cell_index = descend(octree, pts, level)[0] if getattr(field_fn, "needs_cells", True) else None
+    if skip_hidden and pts.shape[0]:
+        with torch.no_grad():  # in chunks: this pass sees every sample, so its temporaries would set the peak
+            sigma = torch.cat([field_fn(pts[i:i + SKIP_CHUNK], None if cell_index is None else
+                                        cell_index[:, i:i + SKIP_CHUNK], dirs[ray_k[i:i + SKIP_CHUNK]])[0]
+                               for i in range(0, pts.shape[0], SKIP_CHUNK)])
+            visible = _transmittance(sigma, t.shape, ray_k, sample_k, step)
+            visible = (visible[ray_k, sample_k] >= EARLY_STOP).nonzero().squeeze(1)
+        ray_k, sample_k, pts = ray_k[visible], sample_k[visible], pts[visible]
+        cell_index = None if cell_index is None else cell_index[:, visible]
     want_normal = "normal" in extras
     if want_normal:
         pts = pts.detach().requires_grad_(True)
@@ -94,10 +108,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
             normal = -torch.nn.functional.normalize(grad, dim=1, eps=1e-12)
 
-    dense_sigma = torch.zeros(t.shape, device=device, dtype=sigma.dtype)
-    dense_sigma = dense_sigma.index_put((ray_k, sample_k), sigma)
-    alpha = 1.0 - torch.exp(-dense_sigma * step)
-    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
+    transmittance, alpha = _transmittance(sigma, t.shape, ray_k, sample_k, step, with_alpha=True)
     weights = transmittance * alpha  # [R,K]
     w = weights[ray_k, sample_k]
     color = torch.zeros(r, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)
@@ -117,6 +128,16 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         lvl = torch.full((r,), -1, dtype=torch.int64, device=device)
         out["level"] = lvl.scatter_reduce(0, ray_id[reached], depth[reached], reduce="amax").float()
     return out
+
+
+def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, sample_k: torch.Tensor, step: float,
+                   with_alpha: bool = False):
+    """Packed densities sigma [M] at (ray_k, sample_k) -> transmittance before each sample, [R,K] (and alpha [R,K]);
+    samples not listed have zero density."""
+    dense_sigma = torch.zeros(shape, device=sigma.device, dtype=sigma.dtype).index_put((ray_k, sample_k), sigma)
+    alpha = 1.0 - torch.exp(-dense_sigma * step)
+    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
+    return (transmittance, alpha) if with_alpha else transmittance
 
 
 def render_field_rays(field: InferenceField, lod: int, origins: torch.Tensor, dirs: torch.Tensor,
