@@ -62,12 +62,16 @@ class _VQLookup(torch.autograd.Function):
         logits, codebook, index = ctx.saved_tensors
         v_logits = v_codebook = None
         if ctx.needs_input_grad[0]:
-            # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T.
+            # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T, in chunks of rows so
+            # that the temporaries stay small next to the logits (b = 8 at 256^3: logits are GBs).
             rows = (v_features != 0).any(dim=1).nonzero().squeeze(1)
-            p = torch.softmax(logits[rows], dim=1)
-            s = v_features[rows] @ codebook.T
             v_logits = torch.zeros_like(logits)
-            v_logits[rows] = p * (s - (p * s).sum(dim=1, keepdim=True))
+            chunk = max(1, (1 << 24) // logits.shape[1])
+            for i in range(0, rows.numel(), chunk):
+                r = rows[i:i + chunk]
+                p = torch.softmax(logits[r], dim=1)
+                s = v_features[r] @ codebook.T
+                v_logits[r] = p * (s - (p * s).sum(dim=1, keepdim=True))
         if ctx.needs_input_grad[1]:
             v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
         return v_logits, v_codebook
@@ -129,10 +133,13 @@ class FeatureGrid(nn.Module):
             return self.logits[k].argmax(dim=1)
         return getattr(self, f"indices_{k}").long()
 
-    def corner_features(self, k: int) -> torch.Tensor:
+    def corner_features(self, k: int, soft: bool = False) -> torch.Tensor:
+        """float [n_corners_k, F]. soft (vq only): softmax(logits) @ codebook, the relaxation used early in training."""
         if self.kind == "dense":
             return self.features[k]
         if self.kind == "vq":
+            if soft:
+                return torch.softmax(self.logits[k], dim=1) @ self.codebooks[k]
             return vq_lookup(self.logits[k], self.codebooks[k])
         return torch.index_select(self.codebooks[k], 0, self.indices(k))
 

@@ -5,6 +5,7 @@ and the viewer's live training drive in bounded chunks (`Trainer.step(n)`).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -18,8 +19,11 @@ from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import GridKind
 from engine.occupancy import initial_octree, prune_field
-from engine.octree import octree_from_cells
+from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, render_rays
+
+
+log = logging.getLogger("vbnf.train")
 
 
 class TrainingDiverged(VbnfError):
@@ -37,7 +41,12 @@ class TrainSettings:
     lr: float = 5e-3
     """Decoder learning rate."""
     grid_lr: float = 3e-2
-    """Feature, codebook and logit learning rate (grids want a larger one)."""
+    """Feature and logit learning rate (grids want a larger one)."""
+    codebook_lr: float | None = None
+    """Codebook learning rate (vq, random); None: grid_lr. A codebook row is shared by many corners."""
+    soft_fraction: float = 0.0
+    """vq: for this first fraction of the run the forward pass uses softmax(logits) @ codebook (a relaxation) before
+    switching to the straight-through argmax."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
     lr_final_ratio: float = 0.1
     """Learning rates decay exponentially to this fraction at the last step."""
@@ -48,15 +57,21 @@ class TrainSettings:
     prune_alpha: float = 0.005
     """A finest cell is pruned when its largest alpha over one ray step is below this."""
     seed: int = 0
+    skip_hidden: bool = True
+    """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
+    without gradients (engine.render.render_rays)."""
 
 
 def new_field(dataset: Dataset, kind: GridKind, bits: int | None, max_level: int, base_level: int,
-              feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu") -> NeuralField:
-    """An untrained field whose octree is carved from the data set's alpha masks (dense without them)."""
+              feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu",
+              octree: Octree | None = None) -> NeuralField:
+    """An untrained field whose octree is carved from the data set's alpha masks (dense without them), or is
+    `octree` (one carved earlier for the same data set and max_level)."""
     if not 1 <= base_level <= max_level:
         raise VbnfError(f"--base-level {base_level} must be between 1 and --max-level {max_level}")
-    octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
-                            max_level, device)
+    if octree is None:
+        octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
+                                max_level, device)
     if octree.cells[-1].numel() == 0:
         raise VbnfError(f"{dataset.root}: carving with the alpha masks left no occupied cell; "
                         "check that the images have an alpha channel with the object opaque")
@@ -92,6 +107,10 @@ def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin:
     return out
 
 
+DEFAULT_GRID_LR = {"dense": 3e-2, "vq": 0.1, "random": 3e-2}
+"""Grid learning rate per kind (bench/train_quality.py's defaults; the vq logits want the larger one)."""
+
+
 def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
     w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
     return (w / w.sum()).float()
@@ -120,15 +139,29 @@ class Trainer:
         self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
         self.train_seconds = 0.0
         self.optimizer = self._make_optimizer()
+        self._prunes_done = sum(1 for d in self._prune_steps() if d < step)
+        self.fused = False
+        """Features come from the fused CUDA lookup (engine/cuda/features.py), not the torch one."""
+        if self.device.type == "cuda":
+            from engine.cuda.features import fused_features_reason
+            why = fused_features_reason(self.device)
+            self.fused = why is None
+            if why:
+                log.warning("%s; training with the torch feature lookup", why)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
-        groups = [{"params": self.field.grid.grid_parameters(), "lr": s.grid_lr},
+        grid = self.field.grid
+        codebook_lr = s.grid_lr if s.codebook_lr is None else s.codebook_lr
+        groups = [{"params": [*grid.features, *grid.logits], "lr": s.grid_lr},
+                  {"params": list(grid.codebooks), "lr": codebook_lr},
                   {"params": list(self.field.decoder.values()), "lr": s.lr}]
+        groups = [g for g in groups if g["params"]]
         for g in groups:
             g["initial_lr"] = g["lr"]
         if s.optimizer == "adam":
-            return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+            # fused: one kernel per step and no temporaries the size of the parameters (vq logits are large)
+            return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=self.device.type == "cuda")
         if s.optimizer == "rmsprop":
             return torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)
         raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
@@ -163,9 +196,11 @@ class Trainer:
             lod = int(torch.multinomial(self.lod_p, 1, generator=self.generator))
             origins, dirs, target = self.sample_batch()
             offsets = torch.rand(origins.shape[0], generator=self.generator).to(self.device)
-            out = render_rays(self.field.field_fn(lod), self.field.octree, self.field.base_level + lod,
-                              self.field.scene_center, self.field.scene_half_size, self.ray_step, origins, dirs,
-                              self.background, offsets=offsets)
+            soft = self.step_count < self.settings.soft_fraction * self.settings.steps
+            out = render_rays(self.field.field_fn(lod, fused=self.fused, soft=soft), self.field.octree,
+                              self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
+                              self.ray_step, origins, dirs, self.background, offsets=offsets,
+                              skip_hidden=self.settings.skip_hidden)
             loss = torch.mean((out["rgb"] - target) ** 2)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"training diverged at step {self.step_count} (loss is {loss.item()}); "
@@ -181,11 +216,17 @@ class Trainer:
             stats.append(record)
         return stats
 
+    def _prune_steps(self) -> list[int]:
+        return sorted(max(1, int(f * self.settings.steps)) for f in self.settings.prune_at)
+
     def _maybe_prune(self) -> None:
-        s = self.settings
-        due = {max(1, int(f * s.steps)) for f in s.prune_at}
-        if self.step_count not in due:
+        # Counting done prunes (not testing step == due) keeps every prune when settings.steps is re-estimated
+        # during a run (bench/train_quality.py --seconds).
+        due = self._prune_steps()
+        if self._prunes_done >= len(due) or self.step_count < due[self._prunes_done]:
             return
+        self._prunes_done += 1
+        s = self.settings
         field, removed = prune_field(self.field, self.ray_step, s.prune_alpha)
         if removed:
             self.field = field

@@ -16,10 +16,11 @@ import torch
 from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
-from engine.train import TrainSettings, Trainer, new_field, trainer_from_checkpoint
+from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field, trainer_from_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.vbnf"
+CUDA_BATCH = 16384  # rays per step on a GPU: the training benchmark's setting (docs/results/train_speed.md)
 
 
 def add_arguments(parser) -> None:
@@ -27,13 +28,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<data name>_<grid>[_b<bits>])")
     parser.add_argument("--grid", default="vq", choices=["dense", "vq", "random"])
     parser.add_argument("--bits", type=int, default=6, help="codebook bitwidth b for vq/random (1..16)")
-    parser.add_argument("--max-level", type=int, default=7, help="finest octree level (7: 128^3 cells)")
+    parser.add_argument("--max-level", type=int, default=8, help="finest octree level (8: 256^3 cells)")
     parser.add_argument("--base-level", type=int, default=2, help="octree level of LOD 0")
     parser.add_argument("--feature-dim", type=int, default=16)
     parser.add_argument("--steps", type=int, default=TrainSettings.steps)
-    parser.add_argument("--batch", type=int, default=TrainSettings.batch_rays, help="rays per step")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"rays per step (default {CUDA_BATCH} on CUDA, {TrainSettings.batch_rays} on CPU)")
     parser.add_argument("--lr", type=float, default=TrainSettings.lr, help="decoder learning rate")
-    parser.add_argument("--grid-lr", type=float, default=TrainSettings.grid_lr, help="grid learning rate")
+    parser.add_argument("--grid-lr", type=float, default=None,
+                        help="feature/logit learning rate (default per grid: " +
+                             ", ".join(f"{k} {v}" for k, v in DEFAULT_GRID_LR.items()) + ")")
+    parser.add_argument("--codebook-lr", type=float, default=None, help="codebook learning rate (default: grid lr)")
     parser.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop"])
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
     parser.add_argument("--downscale", type=int, default=1, help="shrink training images by this factor")
@@ -68,8 +73,10 @@ def run(args) -> int:
     ckpt_path, model_path = out / CHECKPOINT, out / MODEL
     device = pick_device(args.device)
     dataset = load_dataset(args.data, "train", downscale=args.downscale)
-    settings = TrainSettings(steps=args.steps, batch_rays=args.batch, lr=args.lr, grid_lr=args.grid_lr,
-                             optimizer=args.optimizer, seed=args.seed)
+    batch = args.batch or (CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays)
+    grid_lr = args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[args.grid]
+    settings = TrainSettings(steps=args.steps, batch_rays=batch, lr=args.lr, grid_lr=grid_lr,
+                             codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
     if ckpt_path.exists() and not args.resume:
         raise VbnfError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if args.resume:
