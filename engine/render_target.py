@@ -131,7 +131,8 @@ class GLTextureTarget(RenderTarget):
     display_scale: grey level per unit for scalar modes in RGBA8 (None: the renderer's default per mode).
     """
 
-    def __init__(self, ctx, texture, flip_y: bool = False, display_scale: float | None = None):
+    def __init__(self, ctx, texture, flip_y: bool = False, display_scale: float | None = None,
+                 write_discard: bool = True, interop: str = "image"):
         if texture.components != 4 or texture.dtype not in ("f1", "f4"):
             raise ValueError(f"GLTextureTarget needs an RGBA8 or RGBA32F texture, got {texture.components} "
                              f"components of dtype {texture.dtype}")
@@ -149,6 +150,15 @@ class GLTextureTarget(RenderTarget):
         self._device: torch.device | None = None
         self._upload: torch.Tensor | None = None
         self._mode = "rgb"
+        if interop not in ("image", "buffer"):
+            raise ValueError(f"interop must be 'image' or 'buffer', got {interop!r}")
+        self.interop = interop
+        """'image': the texture itself is registered and written with surface stores; 'buffer': a GL pixel buffer
+        is registered, the kernel writes it as linear memory, and GL copies it into the texture on the GPU."""
+        self._pbo = None             # the pixel buffer of interop 'buffer'
+        self.write_discard = write_discard
+        """Map with CU_GRAPHICS_MAP_RESOURCE_FLAGS_WRITE_DISCARD: every CUDA frame writes every pixel, so the driver
+        need not keep the texture's old contents for CUDA (bench/render.py measures the difference)."""
 
     # -- size and lifetime ---------------------------------------------------------------------------------------
 
@@ -206,6 +216,8 @@ class GLTextureTarget(RenderTarget):
 
         from engine.cuda.marcher import _check
         make_current(device)
+        if self.interop == "buffer":
+            return self._begin_buffer_interop(device, stream)
         if self._resource is None or self._device != device:
             self._unregister()
             self._resource = _check(driver.cuGraphicsGLRegisterImage(
@@ -213,6 +225,10 @@ class GLTextureTarget(RenderTarget):
                 int(driver.CUgraphicsRegisterFlags.CU_GRAPHICS_REGISTER_FLAGS_SURFACE_LDST)),
                 "cuGraphicsGLRegisterImage")
             self._device = device
+            if self.write_discard:
+                _check(driver.cuGraphicsResourceSetMapFlags(
+                    self._resource, int(driver.CUgraphicsMapResourceFlags.CU_GRAPHICS_MAP_RESOURCE_FLAGS_WRITE_DISCARD)),
+                    "cuGraphicsResourceSetMapFlags")
         s = driver.CUstream(stream)
         _check(driver.cuGraphicsMapResources(1, self._resource, s), "cuGraphicsMapResources")
         self._mapped = True
@@ -227,6 +243,25 @@ class GLTextureTarget(RenderTarget):
             self._surface_array = array
         return CudaOutput(self.encoding, surface=self._surface, flip_y=self.flip_y)
 
+    def _begin_buffer_interop(self, device: torch.device, stream: int) -> CudaOutput:
+        from cuda.bindings import driver
+
+        from engine.cuda.marcher import _check
+        esize = 1 if self.encoding == ENC_RGBA8 else 4
+        pitch = self.width * 4 * esize
+        if self._resource is None or self._device != device:
+            self._unregister()
+            self._pbo = self.ctx.buffer(reserve=pitch * self.height)
+            self._resource = _check(driver.cuGraphicsGLRegisterBuffer(
+                self._pbo.glo, int(driver.CUgraphicsRegisterFlags.CU_GRAPHICS_REGISTER_FLAGS_WRITE_DISCARD)),
+                "cuGraphicsGLRegisterBuffer")
+            self._device = device
+        _check(driver.cuGraphicsMapResources(1, self._resource, driver.CUstream(stream)), "cuGraphicsMapResources")
+        self._mapped = True
+        ptr, _ = _check(driver.cuGraphicsResourceGetMappedPointer(self._resource),
+                        "cuGraphicsResourceGetMappedPointer")
+        return CudaOutput(self.encoding, ptr=int(ptr), pitch=pitch, flip_y=self.flip_y)
+
     def _unmap(self, stream: int) -> None:
         from cuda.bindings import driver
 
@@ -234,6 +269,8 @@ class GLTextureTarget(RenderTarget):
         self._mapped = False
         _check(driver.cuGraphicsUnmapResources(1, self._resource, driver.CUstream(stream)),
                "cuGraphicsUnmapResources")
+        if self._pbo is not None:
+            self.texture.write(self._pbo)  # GPU copy, ordered after the unmap by the driver
 
     def _destroy_surface(self, stream: int) -> None:
         """Destroys the surface object once the work that may use it is done (destroying it earlier is undefined)."""
@@ -256,6 +293,9 @@ class GLTextureTarget(RenderTarget):
         self._destroy_surface(0)
         driver.cuGraphicsUnregisterResource(self._resource)
         self._resource = None
+        if self._pbo is not None:
+            self._pbo.release()
+            self._pbo = None
 
     def interop_active(self) -> bool:
         """True once a frame went through interop (registered and not given up)."""

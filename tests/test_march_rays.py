@@ -417,11 +417,11 @@ def test_interop_texture_matches_device_buffer(egl, dtype, mode):
     enc = ENC_RGBA8 if dtype == "f1" else ENC_RGBA32F
     import numpy as np
     np_dtype = np.uint8 if dtype == "f1" else np.float32
-    for renderer in (interop, upload):
+    for renderer, kind in ((interop, "image"), (interop, "buffer"), (upload, "image")):
         tex = egl.texture((cam.width, cam.height), 4, dtype=dtype)
         tex.write(np.full((cam.height, cam.width, 4), 255, dtype=np.uint8).tobytes() if dtype == "f1"
                   else np.full((cam.height, cam.width, 4), np.nan, dtype=np.float32).tobytes())  # poison
-        target = GLTextureTarget(egl, tex, display_scale=0.25)
+        target = GLTextureTarget(egl, tex, display_scale=0.25, interop=kind)
         for _ in range(2):  # second frame: registration reused
             renderer.render(field, cam, 3, mode, (0.1, 0.2, 0.3), target)
         torch.cuda.synchronize()
