@@ -28,6 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -192,6 +193,49 @@ def bytes_per_sample(field: InferenceField, lod: int) -> int:
     return total
 
 
+def interop_call_costs(ctx, marcher: CudaMarcher, cam, stream: int, frames: int) -> dict:
+    """Per-frame cost of the interop steps alone (no kernel), pipelined (one synchronisation at the end), for the
+    texture registered as an image (default map flags / write-discard) and for a registered pixel buffer copied
+    into the texture by GL. Also the wall time spent in each driver call of the image variant."""
+    from cuda.bindings import driver
+
+    from engine.render_target import GLTextureTarget
+    out = {}
+    for tag, interop, discard in (("image", "image", False), ("image_discard", "image", True),
+                                  ("buffer", "buffer", True)):
+        target = GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), write_discard=discard,
+                                 interop=interop)
+        for _ in range(3):
+            target.begin_cuda("rgb", marcher.device, stream)
+            target.end_cuda(stream)
+        ctx.finish()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            target.begin_cuda("rgb", marcher.device, stream)
+            target.end_cuda(stream)
+        ctx.finish()
+        torch.cuda.synchronize()
+        out[f"interop_ms_{tag}"] = (time.perf_counter() - t0) * 1e3 / frames
+        if tag == "image":
+            res, s = target._resource, driver.CUstream(stream)
+            spent = {"map": 0.0, "array": 0.0, "unmap": 0.0}
+            for _ in range(frames):
+                t0 = time.perf_counter()
+                driver.cuGraphicsMapResources(1, res, s)
+                t1 = time.perf_counter()
+                driver.cuGraphicsSubResourceGetMappedArray(res, 0, 0)
+                t2 = time.perf_counter()
+                driver.cuGraphicsUnmapResources(1, res, s)
+                spent["map"] += t1 - t0
+                spent["array"] += t2 - t1
+                spent["unmap"] += time.perf_counter() - t2
+            torch.cuda.synchronize()
+            out.update({f"{k}_call_ms": v * 1e3 / frames for k, v in spent.items()})
+        target.release()
+    return out
+
+
 def interop_overhead(marcher: CudaMarcher, field, cam, lod: int, frames: int = 200) -> dict:
     """Per-frame cost of the interop steps alone (map, mapped array, surface, unmap), and full frames through
     interop, through the upload fallback and into a device buffer; needs an EGL context on the GPU."""
@@ -205,9 +249,10 @@ def interop_overhead(marcher: CudaMarcher, field, cam, lod: int, frames: int = 2
         if why is not None:
             return {"error": why}
         result = {"gl_renderer": ctx.info.get("GL_RENDERER", "?")}
+        stream = marcher.stream()
+        result.update(interop_call_costs(ctx, marcher, cam, stream, frames))
         tex = ctx.texture((cam.width, cam.height), 4, dtype="f1")
         target = GLTextureTarget(ctx, tex)
-        stream = marcher.stream()
         for _ in range(3):
             target.begin_cuda("rgb", marcher.device, stream)
             target.end_cuda(stream)
@@ -249,6 +294,23 @@ def interop_overhead(marcher: CudaMarcher, field, cam, lod: int, frames: int = 2
                 if i >= 3:
                     walls.append((time.perf_counter() - t0) * 1e3)
             result[name] = statistics.median(walls)
+        pbo_target = GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), interop="buffer")
+        renderer = Renderer(RenderChoice("cuda+interop", "bench"))
+        renderer.marcher = marcher
+        walls = []
+        for i in range(23):
+            t0 = time.perf_counter()
+            renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), pbo_target)
+            ctx.finish()
+            torch.cuda.synchronize()
+            if i >= 3:
+                walls.append((time.perf_counter() - t0) * 1e3)
+        result["frame_ms_interop_buffer"] = statistics.median(walls)
+        same = np.frombuffer(pbo_target.texture.read(), np.uint8)
+        renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), target)
+        ctx.finish()
+        result["buffer_equals_image_interop"] = bool((same == np.frombuffer(target.texture.read(), np.uint8)).all())
+        pbo_target.release()
         buffer = DeviceBufferTarget(cam.width, cam.height)
         walls = []
         for i in range(23):
@@ -300,7 +362,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="docs/results/render.json")
     ap.add_argument("--md", default="docs/results/render.md")
     ap.add_argument("--no-interop", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="the default tuning only (no tuning sweep, no variants): for trained models")
     args = ap.parse_args(argv)
+    sweep = {"rolled16x8": SWEEP_TUNINGS["rolled16x8"]} if args.quick else SWEEP_TUNINGS
 
     if not torch.cuda.is_available():
         print("bench/render.py needs a CUDA GPU", file=sys.stderr)
@@ -351,12 +416,12 @@ def main(argv=None) -> int:
                         times.append((time.perf_counter() - t1) * 1e3)
                     ref_ms = statistics.median(times)
                     psnr_cache = {tname: (psnr(cuda_image(marcher, field, ref_cam, lod, "rgb", tuning), ref), ref_size)
-                                  for tname, tuning in SWEEP_TUNINGS.items()}
+                                  for tname, tuning in sweep.items()}
                 fl = flops_per_sample(field.feature_dim, lod + 1)
                 by = bytes_per_sample(field, lod)
                 floor_ms = max(samples * fl / ceilings["fp32_flops_per_s"],
                                samples * by / ceilings["copy_bytes_per_s"]) * 1e3
-                for tname, tuning in SWEEP_TUNINGS.items():
+                for tname, tuning in sweep.items():
                     t0 = time.perf_counter()
                     ms = time_frames(marcher, field, cams, lod, tuning=tuning)
                     compile_s = time.perf_counter() - t0
@@ -386,11 +451,12 @@ def main(argv=None) -> int:
         w, h = sizes[0]
         cams = [orbit_camera(center, radius, 360.0 * i / args.frames, elevation, fov, w, h)
                 for i in range(args.frames)]
-        for vname, tuning in (("cb_global", MarchTuning(cb_shared=False)),
-                              ("no_path_cache", MarchTuning(path_cache=False)),
-                              ("no_rgb_skip", MarchTuning(rgb_min_weight=0.0)),
-                              ("persistent", MarchTuning(persistent=True)),
-                              ("const_weights", MarchTuning(w_shared=False))):
+        variants = () if args.quick else (("cb_global", MarchTuning(cb_shared=False)),
+                                          ("no_path_cache", MarchTuning(path_cache=False)),
+                                          ("no_rgb_skip", MarchTuning(rgb_min_weight=0.0)),
+                                          ("persistent", MarchTuning(persistent=True)),
+                                          ("const_weights", MarchTuning(w_shared=False)))
+        for vname, tuning in variants:
             if vname == "cb_global" and grid == "dense":
                 continue
             med = statistics.median(time_frames(marcher, field, cams, lod, tuning=tuning))
@@ -398,7 +464,7 @@ def main(argv=None) -> int:
                                   ms_median=med, fps=1e3 / med, device=name, date=date, model=label))
             print(f"  variant {vname}: {med:.3f} ms", flush=True)
         for mode in ("depth", "normal", "samples", "level"):
-            for tname, tuning in SWEEP_TUNINGS.items():
+            for tname, tuning in sweep.items():
                 med = statistics.median(time_frames(marcher, field, cams[:10], lod, mode=mode, tuning=tuning))
                 records.append(record(renderer=f"cuda[{mode}]", tuning=tname, width=w, height=h, lod=lod,
                                       grid=grid, bits=bits, ms_median=med, fps=1e3 / med, device=name, date=date,

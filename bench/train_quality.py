@@ -25,6 +25,7 @@ from engine.data import load_dataset  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.field import InferenceField  # noqa: E402
 from engine.grids import kmeans_grid_from_dense  # noqa: E402
+from engine.occupancy import initial_octree  # noqa: E402
 from engine.train import TrainSettings, Trainer, new_field  # noqa: E402
 
 
@@ -69,6 +70,9 @@ def main() -> int:
     ap.add_argument("--max-level", type=int, default=7)
     ap.add_argument("--base-level", type=int, default=2)
     ap.add_argument("--grid-lr", default="dense=0.03,vq=0.1,random=0.03")
+    ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
+    ap.add_argument("--soft-fraction", type=float, default=0.0, help="vq: relaxed forward for this run fraction")
+    ap.add_argument("--tag", default="", help="appended to each config's name in the records and model files")
     ap.add_argument("--eval-images", type=int, default=None, help="first N test images (default: all)")
     ap.add_argument("--eval-lods", default="all")
     ap.add_argument("--out-dir", default="runs/bench")
@@ -79,6 +83,7 @@ def main() -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     grid_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.grid_lr.split(","))}
+    codebook_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.codebook_lr.split(",") if kv)}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene = args.scene or Path(args.data).resolve().name
@@ -86,6 +91,7 @@ def main() -> int:
     test = load_dataset(args.data, "test", max_images=args.eval_images)
     lods = None if args.eval_lods == "all" else [int(v) for v in args.eval_lods.split(",")]
     records, trained = [], {}
+    octree = None  # carved once, shared by every run (carving is not part of a run's training time)
     today = datetime.date.today().isoformat()
     for name in args.configs.split(","):
         kind, bits = parse_config(name)
@@ -103,8 +109,14 @@ def main() -> int:
             steps = 0
         else:
             torch.manual_seed(0)
-            f = new_field(train, kind, bits, args.max_level, args.base_level, device=device)
-            settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind])
+            if octree is None:
+                t_carve = time.perf_counter()
+                octree = initial_octree(train.cameras, train.alphas, train.scene_center, train.scene_half_size,
+                                        args.max_level, device)
+                print(f"  octree carved in {time.perf_counter() - t_carve:.0f} s", flush=True)
+            f = new_field(train, kind, bits, args.max_level, args.base_level, device=device, octree=octree)
+            settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind],
+                                     codebook_lr=codebook_lr.get(kind), soft_fraction=args.soft_fraction)
             trainer = Trainer(f, train, settings, device)
             if args.profile and not records:
                 profile(trainer)
@@ -118,8 +130,13 @@ def main() -> int:
                 print(f"  {name}: {rate:.1f} steps/s -> {settings.steps} steps", flush=True)
             while trainer.step_count < settings.steps:
                 stats = trainer.step(min(500, settings.steps - trainer.step_count))
-                print(f"  {name} step {trainer.step_count} psnr {stats[-1]['psnr']:.2f} "
-                      f"{time.perf_counter() - t1:.0f}s", flush=True)
+                elapsed = time.perf_counter() - t1
+                if args.seconds:  # re-estimate the step count from the speed so far (steps speed up as it learns)
+                    rate = trainer.step_count / elapsed
+                    settings.steps = max(trainer.step_count,
+                                         int(trainer.step_count + rate * (args.seconds - elapsed)))
+                print(f"  {name} step {trainer.step_count}/{settings.steps} psnr {stats[-1]['psnr']:.2f} "
+                      f"{elapsed:.0f}s", flush=True)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_s = time.perf_counter() - t1
@@ -127,7 +144,7 @@ def main() -> int:
             field = trainer.freeze({"scene": scene})
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
         trained[name if kind != "dense" else "dense"] = field
-        file_bytes = save(field, out_dir / f"{name}.vbnf")
+        file_bytes = save(field, out_dir / f"{name}{args.tag}.vbnf")
         kb = grid_bytes(field) / 1000
         t2 = time.perf_counter()
         rows = evaluate(field, test, lods, str(device))
@@ -136,6 +153,9 @@ def main() -> int:
             records.append({"scene": scene, "grid": kind, "bits": bits, "lod": r["lod"], "psnr": round(r["psnr"], 3),
                             "ssim": round(r["ssim"], 4), "grid_kb": round(kb, 1),
                             "file_bytes": file_bytes, "train_s": round(train_s, 1), "steps": steps,
+                            "config": name + args.tag, "max_level": args.max_level, "batch_rays": args.batch,
+                            "grid_lr": grid_lr.get(kind), "codebook_lr": codebook_lr.get(kind),
+                            "soft_fraction": args.soft_fraction if kind == "vq" else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
                             "device": gpu, "date": today})
         finest = rows[-1]
