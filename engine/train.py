@@ -227,6 +227,7 @@ class Trainer:
             return
         self._prunes_done += 1
         s = self.settings
+        self.optimizer.zero_grad(set_to_none=True)  # the old gradients need not coexist with the reshaped field
         field, removed = prune_field(self.field, self.ray_step, s.prune_alpha)
         if removed:
             self.field = field

@@ -115,6 +115,7 @@ def _launch(function, params: FeatureParams, device: torch.device) -> None:
     from cuda.bindings import driver
     if params.n == 0:
         return
+    make_current(device)  # autograd runs backward on its own thread; the driver launch needs the context there
     args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
     blocks = (params.n + THREADS - 1) // THREADS
     stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
