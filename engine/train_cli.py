@@ -21,6 +21,7 @@ from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field, tra
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.vbnf"
 CUDA_BATCH = 16384  # rays per step on a GPU: the training benchmark's setting (docs/results/train_speed.md)
+CUDA_MAX_LEVEL, CPU_MAX_LEVEL = 8, 6  # 256^3 passes 30 dB on lego in a minute on an H100; the CPU is for small runs
 
 
 def add_arguments(parser) -> None:
@@ -28,7 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<data name>_<grid>[_b<bits>])")
     parser.add_argument("--grid", default="vq", choices=["dense", "vq", "random"])
     parser.add_argument("--bits", type=int, default=6, help="codebook bitwidth b for vq/random (1..16)")
-    parser.add_argument("--max-level", type=int, default=8, help="finest octree level (8: 256^3 cells)")
+    parser.add_argument("--max-level", type=int, default=None,
+                        help=f"finest octree level (default {CUDA_MAX_LEVEL}: 256^3 cells on CUDA, "
+                             f"{CPU_MAX_LEVEL}: 64^3 on the CPU)")
     parser.add_argument("--base-level", type=int, default=2, help="octree level of LOD 0")
     parser.add_argument("--feature-dim", type=int, default=16)
     parser.add_argument("--steps", type=int, default=TrainSettings.steps)
@@ -87,7 +90,8 @@ def run(args) -> int:
         print(f"resuming {out} at step {trainer.step_count}")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        field = new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, args.max_level,
+        max_level = args.max_level or (CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL)
+        field = new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, max_level,
                           args.base_level, args.feature_dim, args.seed, device)
         trainer = Trainer(field, dataset, settings, device)
     print(f"training {trainer.field.kind}{'' if trainer.field.kind == 'dense' else f' b={trainer.field.grid.bits}'}"
