@@ -115,9 +115,9 @@ def markdown(records: list[dict], ci_cases: int, finest: dict) -> str:
         f"{finest['load_s_median'] * 1e3:.1f} ms (median of {finest['load_runs']} loads, "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"torch threads: {torch.get_num_threads()}).",
-        f"Theoretical bytes: b-bit indices + fp16 codebooks (or fp16 dense features) + fp16 decoder + one child-mask "
-        f"byte per occupied non-finest node; container bytes: header, metadata JSON, 20 bytes per chunk "
-        f"(docs/FORMAT.md).",
+        "Theoretical bytes: b-bit indices + fp16 codebooks (or fp16 dense features) + fp16 decoder + one child-mask "
+        "byte per occupied non-finest node; container bytes: header, metadata JSON, 20 bytes per chunk "
+        "(docs/FORMAT.md).",
         f"Fuzz cases here were run on each file by this script; CI runs {ci_cases:,} cases on two small models "
         f"(tests/test_fuzz_format.py). Every case either loaded or raised FormatError.",
     ]
