@@ -3,6 +3,7 @@
     train_quality.json / .md        bench/train_quality.py (one budget for all grid kinds)
     probes/*.json                   bench/train_quality.py short runs that chose the settings
     train_speed.json / .md          bench/train_speed.py
+    vq_gap_cpu.json / .md           bench/vq_gap_cpu.py (CPU, our procedural scene)
     format.json / .md               bench/format.py
     render.json / .md               bench/render.py (lego models)
     viewer.json / .md               bench/viewer_frame.py
@@ -176,6 +177,9 @@ def main() -> None:
         "so they are indicative only; none beat the default settings.",
         "",
         probe_table(),
+        "### Closing the vq gap: architecture and schedule variants on the CPU (bench/vq_gap_cpu.py)",
+        "",
+        section("vq_gap_cpu.md"),
         "### Earlier runs: 128^3 octree, torch lookup, 8,192 rays per step (first session)",
         "",
         "About 30 s per run, all kinds:",
