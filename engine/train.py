@@ -69,6 +69,8 @@ def new_field(dataset: Dataset, kind: GridKind, bits: int | None, max_level: int
     `octree` (one carved earlier for the same data set and max_level)."""
     if not 1 <= base_level <= max_level:
         raise VbnfError(f"--base-level {base_level} must be between 1 and --max-level {max_level}")
+    if kind != "dense" and not (bits and 1 <= bits <= 16):
+        raise VbnfError(f"--bits must be between 1 and 16 for a {kind} grid, got {bits}")
     if octree is None:
         octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
                                 max_level, device)

@@ -143,3 +143,9 @@ def test_skipping_hidden_samples_leaves_image_and_gradients_nearly_unchanged(tra
         grads.append(t.field.decoder["w0"].grad.clone())
     assert (outs[0] - outs[1]).abs().max() < 1e-3
     assert float((grads[0] - grads[1]).norm() / grads[0].norm()) < 0.02
+
+
+def test_cli_rejects_an_impossible_bitwidth_in_one_line(toy_scene, tmp_path, capsys):
+    code = main(["train", str(toy_scene), "--bits", "0", "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--bits must be between 1 and 16" in err
