@@ -26,7 +26,7 @@ from engine.evaluate import evaluate  # noqa: E402
 from engine.field import InferenceField  # noqa: E402
 from engine.grids import kmeans_grid_from_dense  # noqa: E402
 from engine.occupancy import initial_octree  # noqa: E402
-from engine.train import TrainSettings, Trainer, new_field  # noqa: E402
+from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 
 
 def parse_config(name: str) -> tuple[str, int | None]:
@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--max-level", type=int, default=7)
     ap.add_argument("--base-level", type=int, default=2)
-    ap.add_argument("--grid-lr", default="dense=0.03,vq=0.1,random=0.03")
+    ap.add_argument("--grid-lr", default=",".join(f"{k}={v}" for k, v in DEFAULT_GRID_LR.items()))
     ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
     ap.add_argument("--soft-fraction", type=float, default=0.0, help="vq: relaxed forward for this run fraction")
     ap.add_argument("--tag", default="", help="appended to each config's name in the records and model files")

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data import load_dataset  # noqa: E402
-from engine.train import TrainSettings, Trainer, new_field  # noqa: E402
+from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from train_quality import parse_config  # noqa: E402
 
 VARIANTS = [  # (lookup, skip_hidden, batch)
@@ -64,8 +64,8 @@ def main() -> int:
         kind, bits = parse_config(name)
         torch.manual_seed(0)
         field = new_field(train, kind, bits, args.max_level, 2, device=device)
-        warm = Trainer(field, train, TrainSettings(steps=10000, batch_rays=8192,
-                                                   grid_lr=0.1 if kind == "vq" else 0.03), device)
+        warm = Trainer(field, train, TrainSettings(steps=10000, batch_rays=8192, grid_lr=DEFAULT_GRID_LR[kind]),
+                       device)
         t0 = time.perf_counter()
         warm.step(args.warmup_steps)
         print(f"{name}: warm-up {args.warmup_steps} steps in {time.perf_counter() - t0:.1f} s "
