@@ -4,9 +4,6 @@ NVRTC on a GPU (skipped without one)."""
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import shutil
-import subprocess
 
 import pytest
 import torch
@@ -16,23 +13,16 @@ from engine.cuda.marcher import cuda_unavailable_reason
 from engine.field import feature_from_cells
 from engine.octree import cell_corners, descend
 from tests.fields import sphere_shell_octree
+from tests.host_build import assert_layout_matches, cxx, host_library
 
 BASE, MAX_LEVEL, FEAT = 2, 5, 16
 
 
-def _cxx() -> str | None:
-    return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-
-
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory) -> ctypes.CDLL:
-    if _cxx() is None:
+    if cxx() is None:
         pytest.skip("no C++ compiler for the host build of grid_features.cu")
-    source = SOURCE_PATH.read_text()
-    lib = tmp_path_factory.mktemp("grid_features") / f"gf_{hashlib.sha256(source.encode()).hexdigest()[:12]}.so"
-    subprocess.run([_cxx(), "-O1", "-shared", "-fPIC", "-std=c++17", "-x", "c++", f"-DFEAT={FEAT}", "-o", str(lib),
-                    str(SOURCE_PATH)], check=True, capture_output=True)
-    return ctypes.CDLL(str(lib))
+    return host_library(SOURCE_PATH, [f"-DFEAT={FEAT}"], tmp_path_factory.mktemp("grid_features"))
 
 
 def problem(seed: int, n_points: int = 3000, device: str = "cpu"):
@@ -62,13 +52,7 @@ def reference(octree, corners, tables, points, lod, grad_out=None):
 
 
 def test_params_layout_matches_the_kernel_struct(host_lib):
-    offsets = (ctypes.c_longlong * 32)()
-    n = host_lib.feature_params_layout(offsets)
-    names = FeatureParams.LAYOUT_FIELDS
-    assert n == len(names) + 1
-    for i, name in enumerate(names):
-        assert offsets[i] == getattr(FeatureParams, name).offset, name
-    assert offsets[len(names)] == ctypes.sizeof(FeatureParams)
+    assert_layout_matches(host_lib.feature_params_layout, FeatureParams)
 
 
 @pytest.mark.parametrize("lod", [0, 1, 3])

@@ -15,11 +15,8 @@ samples and level equal at 99.5% of pixels (a sample on T = EARLY_STOP or on a c
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from engine.grids import kmeans_grid_from_dense
 from engine.octree import morton_encode, octree_from_finest_cells
 from engine.render import RENDER_MODES
 from engine.render_target import DeviceBufferTarget
+from tests.host_build import assert_layout_matches, host_library, needs_cxx
 
 KINDS = ("dense", "vq", "random", "kmeans")
 PSNR_MIN = 45.0
@@ -141,29 +139,15 @@ def compare_mode(mode: str, got: torch.Tensor, ref: torch.Tensor) -> dict:
 # Host build of the kernel source (C++ on the CPU)
 
 
-def _cxx() -> str | None:
-    return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-
-
-needs_cxx = pytest.mark.skipif(_cxx() is None, reason="no C++ compiler for the host build of march_rays.cu")
-
-
-def host_library(options: KernelOptions, tmp_dir: Path) -> ctypes.CDLL:
-    """march_rays.cu compiled as C++ with `options` (cached per options and source in tmp_dir)."""
-    source = SOURCE_PATH.read_text()
-    digest = hashlib.sha256((source + " ".join(options.defines())).encode()).hexdigest()[:16]
-    lib = tmp_dir / f"march_rays_host_{digest}.so"
-    if not lib.exists():
-        cmd = [_cxx(), "-O1", "-shared", "-fPIC", "-std=c++17", "-x", "c++", *options.defines(), "-o", str(lib),
-               str(SOURCE_PATH)]
-        subprocess.run(cmd, check=True, capture_output=True)
-    return ctypes.CDLL(str(lib))
+def march_host_library(options: KernelOptions, tmp_dir: Path) -> ctypes.CDLL:
+    """march_rays.cu compiled as C++ with `options`."""
+    return host_library(SOURCE_PATH, options.defines(), tmp_dir)
 
 
 def host_march(field, camera: PinholeCamera, lod: int, mode: str, background, tmp_dir: Path,
                tuning: MarchTuning = MarchTuning(rgb_min_weight=0.0)) -> torch.Tensor:
     gpu = GpuField.from_field(field, "cpu")
-    lib = host_library(host_reference_options(gpu, mode, tuning), tmp_dir)
+    lib = march_host_library(host_reference_options(gpu, mode, tuning), tmp_dir)
     c = mode_channels(mode)
     out = torch.full((camera.height, camera.width, c), float("nan"))
     params = fill_params(gpu, camera, lod, mode, background,
@@ -179,14 +163,7 @@ def host_dir(tmp_path_factory) -> Path:
 
 @needs_cxx
 def test_params_layout_matches_the_kernel_struct(host_dir):
-    lib = host_library(KernelOptions(), host_dir)
-    offsets = (ctypes.c_longlong * 64)()
-    n = lib.march_params_layout(offsets)
-    names = MarchParams.LAYOUT_FIELDS
-    assert n == len(names) + 1
-    for i, name in enumerate(names):
-        assert offsets[i] == getattr(MarchParams, name).offset, name
-    assert offsets[len(names)] == ctypes.sizeof(MarchParams)
+    assert_layout_matches(march_host_library(KernelOptions(), host_dir).march_params_layout, MarchParams)
     assert len(MarchParams.nodes.__doc__ or "") >= 0 and MAX_LEVELS == 16
 
 
