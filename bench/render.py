@@ -282,31 +282,27 @@ def interop_overhead(marcher: CudaMarcher, field, cam, lod: int, frames: int = 2
             target._destroy_surface(stream)
             walls.append((time.perf_counter() - t0) * 1e3)
         result["interop_ms_new_surface"] = statistics.median(walls)
-        for name, path in (("frame_ms_interop", "cuda+interop"), ("frame_ms_upload", "cuda+upload")):
+        def frame_ms(path: str, into) -> float:
+            """Median wall time of whole frames (render + GL finish + CUDA sync) through `path` into `into`."""
             renderer = Renderer(RenderChoice(path, "bench"))
             renderer.marcher = marcher
             walls = []
             for i in range(23):
                 t0 = time.perf_counter()
-                renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), target)
+                renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), into)
                 ctx.finish()
                 torch.cuda.synchronize()
                 if i >= 3:
                     walls.append((time.perf_counter() - t0) * 1e3)
-            result[name] = statistics.median(walls)
+            return statistics.median(walls)
+
+        result["frame_ms_interop"] = frame_ms("cuda+interop", target)
+        result["frame_ms_upload"] = frame_ms("cuda+upload", target)
         pbo_target = GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), interop="buffer")
+        result["frame_ms_interop_buffer"] = frame_ms("cuda+interop", pbo_target)
+        same = np.frombuffer(pbo_target.texture.read(), np.uint8)
         renderer = Renderer(RenderChoice("cuda+interop", "bench"))
         renderer.marcher = marcher
-        walls = []
-        for i in range(23):
-            t0 = time.perf_counter()
-            renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), pbo_target)
-            ctx.finish()
-            torch.cuda.synchronize()
-            if i >= 3:
-                walls.append((time.perf_counter() - t0) * 1e3)
-        result["frame_ms_interop_buffer"] = statistics.median(walls)
-        same = np.frombuffer(pbo_target.texture.read(), np.uint8)
         renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), target)
         ctx.finish()
         result["buffer_equals_image_interop"] = bool((same == np.frombuffer(target.texture.read(), np.uint8)).all())
