@@ -93,8 +93,8 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             sigma = torch.cat([field_fn(pts[i:i + SKIP_CHUNK], None if cell_index is None else
                                         cell_index[:, i:i + SKIP_CHUNK], dirs[ray_k[i:i + SKIP_CHUNK]])[0]
                                for i in range(0, pts.shape[0], SKIP_CHUNK)])
-            visible = _transmittance(sigma, t.shape, ray_k, sample_k, step)
-            visible = (visible[ray_k, sample_k] >= EARLY_STOP).nonzero().squeeze(1)
+            transmittance = _transmittance(sigma, t.shape, ray_k, sample_k, step)[0]
+            visible = (transmittance[ray_k, sample_k] >= EARLY_STOP).nonzero().squeeze(1)
         ray_k, sample_k, pts = ray_k[visible], sample_k[visible], pts[visible]
         cell_index = None if cell_index is None else cell_index[:, visible]
     want_normal = "normal" in extras
@@ -108,7 +108,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
             normal = -torch.nn.functional.normalize(grad, dim=1, eps=1e-12)
 
-    transmittance, alpha = _transmittance(sigma, t.shape, ray_k, sample_k, step, with_alpha=True)
+    transmittance, alpha = _transmittance(sigma, t.shape, ray_k, sample_k, step)
     weights = transmittance * alpha  # [R,K]
     w = weights[ray_k, sample_k]
     color = torch.zeros(r, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)
@@ -130,14 +130,14 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     return out
 
 
-def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, sample_k: torch.Tensor, step: float,
-                   with_alpha: bool = False):
-    """Packed densities sigma [M] at (ray_k, sample_k) -> transmittance before each sample, [R,K] (and alpha [R,K]);
+def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, sample_k: torch.Tensor, step: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed densities sigma [M] at (ray_k, sample_k) -> (transmittance before each sample [R,K], alpha [R,K]);
     samples not listed have zero density."""
     dense_sigma = torch.zeros(shape, device=sigma.device, dtype=sigma.dtype).index_put((ray_k, sample_k), sigma)
     alpha = 1.0 - torch.exp(-dense_sigma * step)
     transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
-    return (transmittance, alpha) if with_alpha else transmittance
+    return transmittance, alpha
 
 
 def render_field_rays(field: InferenceField, lod: int, origins: torch.Tensor, dirs: torch.Tensor,
