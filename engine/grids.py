@@ -16,12 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import warnings
+
 import torch
 from torch import nn
 
 from engine.quantize import kmeans
 
 GridKind = Literal["dense", "vq", "random", "kmeans"]
+# The STE builds its sparse gradient with check_invariants=False (its rows are unique and sorted); torch 2.11 still
+# warns once that checks are off.
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+
+CODEBOOK_STD = 0.1
+"""Standard deviation of a new codebook's entries (vq, random); bench/train_quality.py --codebook-std sets it."""
 
 
 @dataclass
@@ -63,15 +71,18 @@ class _VQLookup(torch.autograd.Function):
         v_logits = v_codebook = None
         if ctx.needs_input_grad[0]:
             # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T, in chunks of rows so
-            # that the temporaries stay small next to the logits (b = 8 at 256^3: logits are GBs).
+            # that the temporaries stay small next to the logits (b = 8 at 256^3: logits are GBs). The gradient is
+            # a sparse COO tensor over those rows (engine/optim.py's RowAdam updates them alone).
             rows = (v_features != 0).any(dim=1).nonzero().squeeze(1)
-            v_logits = torch.zeros_like(logits)
+            values = torch.empty(rows.numel(), logits.shape[1], dtype=logits.dtype, device=logits.device)
             chunk = max(1, (1 << 24) // logits.shape[1])
             for i in range(0, rows.numel(), chunk):
                 r = rows[i:i + chunk]
-                p = torch.softmax(logits[r], dim=1)
-                s = v_features[r] @ codebook.T
-                v_logits[r] = p * (s - (p * s).sum(dim=1, keepdim=True))
+                p = torch.softmax(logits.index_select(0, r), dim=1)
+                s = v_features.index_select(0, r) @ codebook.T
+                values[i:i + chunk] = p * (s - (p * s).sum(dim=1, keepdim=True))
+            v_logits = torch.sparse_coo_tensor(rows[None], values, logits.shape, is_coalesced=True,
+                                                check_invariants=False)
         if ctx.needs_input_grad[1]:
             v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
         return v_logits, v_codebook
@@ -80,7 +91,8 @@ class _VQLookup(torch.autograd.Function):
 def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Straight-through estimator: forward codebook[argmax(logits)], backward the softmax gradient.
 
-    logits: float [M, 2^b]; codebook: float [2^b, F] -> float [M, F]. Gradient memory is O(M * 2^b).
+    logits: float [M, 2^b]; codebook: float [2^b, F] -> float [M, F]. The logits' gradient is sparse (the rows that
+    received one), so its memory is O(touched rows * 2^b).
     """
     if logits.ndim != 2 or codebook.ndim != 2 or logits.shape[1] != codebook.shape[0]:
         raise ValueError(f"vq_lookup: logits {tuple(logits.shape)} and codebook {tuple(codebook.shape)} disagree")
@@ -101,13 +113,14 @@ class FeatureGrid(nn.Module):
     """
 
     def __init__(self, kind: GridKind, n_corners: list[int], feature_dim: int, bits: int | None = None,
-                 feature_std: float = 0.01, codebook_std: float = 0.1, logit_std: float = 0.01,
+                 feature_std: float = 0.01, codebook_std: float | None = None, logit_std: float = 0.01,
                  generator: torch.Generator | None = None):
         super().__init__()
         if kind not in ("dense", "vq", "random"):
             raise ValueError(f"grid kind '{kind}' has no training form (use dense, vq or random)")
         if kind != "dense" and not (bits and 1 <= bits <= 16):
             raise ValueError(f"--bits must be between 1 and 16 for a {kind} grid, got {bits}")
+        codebook_std = CODEBOOK_STD if codebook_std is None else codebook_std
         self.kind = kind
         self.feature_dim = feature_dim
         self.bits = bits if kind != "dense" else None

@@ -19,6 +19,7 @@ from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import GridKind
 from engine.occupancy import initial_octree, prune_field
+from engine.optim import RowAdam
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, render_rays
 
@@ -48,6 +49,10 @@ class TrainSettings:
     """vq: for this first fraction of the run the forward pass uses softmax(logits) @ codebook (a relaxation) before
     switching to the straight-through argmax."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
+    """Optimiser of the features, codebooks and decoder. The vq logits always use engine.optim.RowAdam."""
+    logit_beta1: float = 0.0
+    """RowAdam's first-moment decay for the vq logits. 0 (no momentum) keeps one copy of the logits less and
+    measured no worse than 0.9 (docs/ENGINE.md)."""
     lr_final_ratio: float = 0.1
     """Learning rates decay exponentially to this fraction at the last step."""
     lod_bias: float = 2.0
@@ -140,7 +145,7 @@ class Trainer:
         self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias)
         self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
         self.train_seconds = 0.0
-        self.optimizer = self._make_optimizer()
+        self.optimizers = self._make_optimizers()
         self._prunes_done = sum(1 for d in self._prune_steps() if d < step)
         self.fused = False
         """Features come from the fused CUDA lookup (engine/cuda/features.py), not the torch one."""
@@ -151,29 +156,41 @@ class Trainer:
             if why:
                 log.warning("%s; training with the torch feature lookup", why)
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
+    def _make_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[features/codebooks/decoder optimiser] + [RowAdam of the vq logits, when there are logits]."""
         s = self.settings
         grid = self.field.grid
         codebook_lr = s.grid_lr if s.codebook_lr is None else s.codebook_lr
-        groups = [{"params": [*grid.features, *grid.logits], "lr": s.grid_lr},
+        groups = [{"params": list(grid.features), "lr": s.grid_lr},
                   {"params": list(grid.codebooks), "lr": codebook_lr},
                   {"params": list(self.field.decoder.values()), "lr": s.lr}]
         groups = [g for g in groups if g["params"]]
-        for g in groups:
-            g["initial_lr"] = g["lr"]
         if s.optimizer == "adam":
-            # fused: one kernel per step and no temporaries the size of the parameters (vq logits are large)
-            return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=self.device.type == "cuda")
-        if s.optimizer == "rmsprop":
-            return torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)
-        raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
+            # fused: one kernel per step and no temporaries the size of the parameters
+            optimizers = [torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=self.device.type == "cuda")]
+        elif s.optimizer == "rmsprop":
+            optimizers = [torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)]
+        else:
+            raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
+        if len(grid.logits):
+            # Row-sparse gradients (the touched corners only): no dense gradient, no update of untouched rows.
+            optimizers.append(RowAdam(list(grid.logits), lr=s.grid_lr, betas=(s.logit_beta1, 0.99), eps=1e-15))
+        for opt in optimizers:
+            for g in opt.param_groups:
+                g["initial_lr"] = g["lr"]
+        return optimizers
 
     def _set_learning_rate(self) -> None:
         s = self.settings
         frac = min(self.step_count / max(s.steps, 1), 1.0)
         scale = math.exp(frac * math.log(s.lr_final_ratio))
-        for g in self.optimizer.param_groups:
-            g["lr"] = g["initial_lr"] * scale
+        for opt in self.optimizers:
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * scale
+
+    def _zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
 
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3]."""
@@ -207,9 +224,10 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"training diverged at step {self.step_count} (loss is {loss.item()}); "
                                        "the last checkpoint is intact: resume from it with a lower --lr/--grid-lr")
-            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            for opt in self.optimizers:
+                opt.step()
+            self._zero_grad()  # now, not before the next backward: the gradients would sit through its forward
             self.step_count += 1
             mse = loss.item()
             self.train_seconds += time.perf_counter() - t0
@@ -229,11 +247,14 @@ class Trainer:
             return
         self._prunes_done += 1
         s = self.settings
-        self.optimizer.zero_grad(set_to_none=True)  # the old gradients need not coexist with the reshaped field
+        # The old gradients and moments need not coexist with the reshaped field (new optimisers follow anyway):
+        # at b = 8 the logits' moments are GBs.
+        self._zero_grad()
+        for opt in self.optimizers:
+            opt.state.clear()
         field, removed = prune_field(self.field, self.ray_step, s.prune_alpha)
-        if removed:
-            self.field = field
-            self.optimizer = self._make_optimizer()
+        self.field = field
+        self.optimizers = self._make_optimizers()
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),
@@ -249,7 +270,7 @@ class Trainer:
             "kind": f.kind, "bits": f.grid.bits, "feature_dim": f.grid.feature_dim, "base_level": f.base_level,
             "scene_center": f.scene_center.cpu(), "scene_half_size": f.scene_half_size,
             "cells": [c.cpu() for c in f.octree.cells], "field": {k: v.cpu() for k, v in f.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(), "train_seconds": self.train_seconds,
+            "optimizers": [opt.state_dict() for opt in self.optimizers], "train_seconds": self.train_seconds,
             "history": self.history[-2000:],
         }
 
@@ -272,7 +293,15 @@ def trainer_from_checkpoint(ckpt: dict, dataset: Dataset, device: torch.device |
                             settings: TrainSettings | None = None) -> Trainer:
     trainer = Trainer(field_from_checkpoint(ckpt), dataset, settings or settings_from_dict(ckpt["settings"]),
                       device, step=ckpt["step"])
-    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    saved = ckpt.get("optimizers")
+    try:
+        if saved is None or len(saved) != len(trainer.optimizers):
+            raise ValueError("it was saved by another version of vbnf")
+        for opt, state in zip(trainer.optimizers, saved):
+            opt.load_state_dict(state)
+    except ValueError as e:  # the model resumes; only the optimiser's moments restart
+        log.warning("checkpoint's optimiser state not restored (%s); Adam's moments restart from zero", e)
+        trainer.optimizers = trainer._make_optimizers()
     trainer.train_seconds = ckpt.get("train_seconds", 0.0)
     trainer.history = list(ckpt.get("history", []))
     return trainer
