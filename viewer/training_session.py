@@ -142,8 +142,9 @@ class TrainingSession:
     def _loop(self) -> None:
         try:
             dataset = self._datasets.load(self.dataset_path, self._downscale)
-            trainable = trainable_from_inference(self._start_field)
-            self.trainer = Trainer(trainable, dataset, self.settings, torch.device(self._device))
+            # no name for the trainable field here: it would outlive pruning, which replaces trainer.field
+            self.trainer = Trainer(trainable_from_inference(self._start_field), dataset, self.settings,
+                                   torch.device(self._device))
         except VbnfError as e:
             self._fail(str(e))
             return
