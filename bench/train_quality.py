@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.data import load_dataset  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.field import InferenceField  # noqa: E402
+import engine.grids  # noqa: E402
 from engine.grids import kmeans_grid_from_dense  # noqa: E402
 from engine.occupancy import initial_octree  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
@@ -71,6 +72,10 @@ def main() -> int:
     ap.add_argument("--base-level", type=int, default=2)
     ap.add_argument("--grid-lr", default=",".join(f"{k}={v}" for k, v in DEFAULT_GRID_LR.items()))
     ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
+    ap.add_argument("--logit-beta1", type=float, default=TrainSettings.logit_beta1,
+                    help="vq: RowAdam's first-moment decay for the logits (0: no momentum)")
+    ap.add_argument("--codebook-std", type=float, default=None,
+                    help="vq, random: std of the initial codebook entries (default engine.grids.CODEBOOK_STD)")
     ap.add_argument("--soft-fraction", type=float, default=0.0, help="vq: relaxed forward for this run fraction")
     ap.add_argument("--tag", default="", help="appended to each config's name in the records and model files")
     ap.add_argument("--eval-images", type=int, default=None, help="first N test images (default: all)")
@@ -81,6 +86,8 @@ def main() -> int:
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.codebook_std is not None:
+        engine.grids.CODEBOOK_STD = args.codebook_std
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     grid_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.grid_lr.split(","))}
     codebook_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.codebook_lr.split(",") if kv)}
@@ -114,10 +121,12 @@ def main() -> int:
                 octree = initial_octree(train.cameras, train.alphas, train.scene_center, train.scene_half_size,
                                         args.max_level, device)
                 print(f"  octree carved in {time.perf_counter() - t_carve:.0f} s", flush=True)
-            f = new_field(train, kind, bits, args.max_level, args.base_level, device=device, octree=octree)
             settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind],
-                                     codebook_lr=codebook_lr.get(kind), soft_fraction=args.soft_fraction)
-            trainer = Trainer(f, train, settings, device)
+                                     codebook_lr=codebook_lr.get(kind), soft_fraction=args.soft_fraction,
+                                     logit_beta1=args.logit_beta1)
+            # no name for the new field: it would hold the unpruned field's memory all run (pruning replaces it)
+            trainer = Trainer(new_field(train, kind, bits, args.max_level, args.base_level, device=device,
+                                        octree=octree), train, settings, device)
             if args.profile and not records:
                 profile(trainer)
             if device.type == "cuda":
@@ -156,6 +165,8 @@ def main() -> int:
                             "config": name + args.tag, "max_level": args.max_level, "batch_rays": args.batch,
                             "grid_lr": grid_lr.get(kind), "codebook_lr": codebook_lr.get(kind),
                             "soft_fraction": args.soft_fraction if kind == "vq" else None,
+                            "logit_beta1": args.logit_beta1 if kind == "vq" else None,
+                            "codebook_std": engine.grids.CODEBOOK_STD if kind in ("vq", "random") else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
                             "device": gpu, "date": today})
         finest = rows[-1]
@@ -171,14 +182,24 @@ def main() -> int:
 
 
 def profile(trainer: Trainer) -> None:
+    """Prints a torch profile of 10 steps: wall and GPU-busy time per step, then the top ops by GPU time and by CPU
+    time (CPU-side waits, e.g. synchronisations, show in the second table only)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
     trainer.step(5)
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    cuda = torch.cuda.is_available()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    torch.cuda.synchronize() if cuda else None
+    t0 = time.perf_counter()
     with torch_profile(activities=acts) as prof:
         trainer.step(10)
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=40), flush=True)
+        torch.cuda.synchronize() if cuda else None
+    wall = (time.perf_counter() - t0) * 100  # ms per step
+    averages = prof.key_averages()
+    if cuda:
+        busy = sum(e.self_device_time_total for e in averages) / 1e4  # us over 10 steps -> ms per step
+        print(f"profile: {wall:.1f} ms per step (profiled), GPU busy {busy:.1f} ms per step", flush=True)
+        print(averages.table(sort_by="self_cuda_time_total", row_limit=16, max_name_column_width=40), flush=True)
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=16, max_name_column_width=40), flush=True)
     trainer.step_count = 0
 
 
