@@ -195,14 +195,16 @@ def bytes_per_sample(field: InferenceField, lod: int) -> int:
 
 def interop_call_costs(ctx, marcher: CudaMarcher, cam, stream: int, frames: int) -> dict:
     """Per-frame cost of the interop steps alone (no kernel), pipelined (one synchronisation at the end), for the
-    texture registered as an image (default map flags / write-discard) and for a registered pixel buffer copied
-    into the texture by GL. Also the wall time spent in each driver call of the image variant."""
+    texture registered as an image (default map flags / write-discard), for a registered pixel buffer copied
+    into the texture by GL, and for CUDA memory imported into GL once (interop "external": no map, a stream
+    synchronisation, a GL copy and a fence per frame). Also the wall time spent in each driver call of the image
+    variant, and interop_error_<tag> where a variant fell back to the upload path (its time is then not interop's)."""
     from cuda.bindings import driver
 
     from engine.render_target import GLTextureTarget
     out = {}
     for tag, interop, discard in (("image", "image", False), ("image_discard", "image", True),
-                                  ("buffer", "buffer", True)):
+                                  ("buffer", "buffer", True), ("external", "external", True)):
         target = GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), write_discard=discard,
                                  interop=interop)
         for _ in range(3):
@@ -217,6 +219,8 @@ def interop_call_costs(ctx, marcher: CudaMarcher, cam, stream: int, frames: int)
         ctx.finish()
         torch.cuda.synchronize()
         out[f"interop_ms_{tag}"] = (time.perf_counter() - t0) * 1e3 / frames
+        if target.interop_error is not None:
+            out[f"interop_error_{tag}"] = target.interop_error
         if tag == "image":
             res, s = target._resource, driver.CUstream(stream)
             spent = {"map": 0.0, "array": 0.0, "unmap": 0.0}
@@ -298,15 +302,21 @@ def interop_overhead(marcher: CudaMarcher, field, cam, lod: int, frames: int = 2
 
         result["frame_ms_interop"] = frame_ms("cuda+interop", target)
         result["frame_ms_upload"] = frame_ms("cuda+upload", target)
-        pbo_target = GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), interop="buffer")
-        result["frame_ms_interop_buffer"] = frame_ms("cuda+interop", pbo_target)
-        same = np.frombuffer(pbo_target.texture.read(), np.uint8)
+        others = {kind: GLTextureTarget(ctx, ctx.texture((cam.width, cam.height), 4, dtype="f1"), interop=kind)
+                  for kind in ("buffer", "external")}
+        for kind, other in others.items():
+            result[f"frame_ms_interop_{kind}"] = frame_ms("cuda+interop", other)
+            if other.interop_error is not None:
+                result[f"interop_error_{kind}"] = other.interop_error
         renderer = Renderer(RenderChoice("cuda+interop", "bench"))
         renderer.marcher = marcher
         renderer.render(field, cam, lod, "rgb", (1.0, 1.0, 1.0), target)
         ctx.finish()
-        result["buffer_equals_image_interop"] = bool((same == np.frombuffer(target.texture.read(), np.uint8)).all())
-        pbo_target.release()
+        image_pixels = np.frombuffer(target.texture.read(), np.uint8)
+        for kind, other in others.items():
+            same = np.frombuffer(other.texture.read(), np.uint8)
+            result[f"{kind}_equals_image_interop"] = bool((same == image_pixels).all())
+            other.release()
         buffer = DeviceBufferTarget(cam.width, cam.height)
         walls = []
         for i in range(23):

@@ -1,15 +1,25 @@
 """Where a renderer writes a frame: the RenderTarget interface and its two implementations.
 
-Layer: engine. This is the only engine module that touches GL objects, and only through the texture it is handed
-(moderngl is imported lazily, by `egl_context` alone).
+Layer: engine. This is the only engine module that touches GL objects (with engine.gl_ext, which it calls for the
+GL functions moderngl lacks), and only through the texture it is handed (moderngl is imported lazily, by
+`egl_context` alone).
 
 - `DeviceBufferTarget(width, height)`: plain memory. After `Renderer.render`, `image()` is the frame as a float32
   tensor [H,W,3] (rgb, normal) or [H,W] (depth, samples, level), on the GPU for the CUDA paths and on the CPU for
   the torch fallback; `numpy()` copies it to the host. Same layout as engine.render.render_image.
-- `GLTextureTarget(ctx, texture)`: an RGBA8 or RGBA32F GL_TEXTURE_2D (a moderngl Texture). With CUDA-GL interop the
-  texture is registered once per size (cuGraphicsGLRegisterImage, surface load/store), mapped once per frame and
-  written by the kernel with surface stores (no copy). Without interop (e.g. WSL, or GL on another GPU) the kernel
-  writes a device buffer that is copied to the host and uploaded with texture.write. The target owns the texture:
+- `GLTextureTarget(ctx, texture, interop=...)`: an RGBA8 or RGBA32F GL_TEXTURE_2D (a moderngl Texture). CUDA-GL
+  interop comes in three variants, each set up once per size and device:
+  "image": the texture is registered (cuGraphicsGLRegisterImage, surface load/store), mapped once per
+  frame and written by the kernel with surface stores (no copy);
+  "buffer": a GL pixel buffer is registered (cuGraphicsGLRegisterBuffer) and mapped once per frame, the kernel
+  writes it as linear memory and GL copies it into the texture on the GPU;
+  "external": CUDA allocates the frame memory (virtual-memory API) and exports it as a POSIX fd that GL imports as
+  a buffer (GL_EXT_memory_object_fd), so nothing is mapped per frame; `end_cuda` waits on the CPU for the CUDA
+  stream, GL copies the buffer into the texture on the GPU, and a GL fence keeps the next kernel from writing the
+  buffer before that copy is done. The default: 0.09 ms per frame against 0.33 for "image" (H100, docs/CUDA.md);
+  where the GL driver lacks the extensions it falls back to "image".
+  Without interop (e.g. WSL, or GL on another GPU), or once it failed, the kernel writes a device buffer that is
+  copied to the host and uploaded with texture.write. The target owns the texture:
   `resize()` replaces it (a no-op when the size is unchanged; read `.texture` after it) and `release()`
   unregisters and releases it, with the GL context still current.
 Pixel layout in a texture: row 0 of the texture's data is the image's top row (what texture.write of a top-first
@@ -132,7 +142,7 @@ class GLTextureTarget(RenderTarget):
     """
 
     def __init__(self, ctx, texture, flip_y: bool = False, display_scale: float | None = None,
-                 write_discard: bool = True, interop: str = "image"):
+                 write_discard: bool = True, interop: str = "external"):
         if texture.components != 4 or texture.dtype not in ("f1", "f4"):
             raise ValueError(f"GLTextureTarget needs an RGBA8 or RGBA32F texture, got {texture.components} "
                              f"components of dtype {texture.dtype}")
@@ -150,12 +160,16 @@ class GLTextureTarget(RenderTarget):
         self._device: torch.device | None = None
         self._upload: torch.Tensor | None = None
         self._mode = "rgb"
-        if interop not in ("image", "buffer"):
-            raise ValueError(f"interop must be 'image' or 'buffer', got {interop!r}")
+        if interop not in ("image", "buffer", "external"):
+            raise ValueError(f"interop must be 'image', 'buffer' or 'external', got {interop!r}")
         self.interop = interop
         """'image': the texture itself is registered and written with surface stores; 'buffer': a GL pixel buffer
-        is registered, the kernel writes it as linear memory, and GL copies it into the texture on the GPU."""
+        is registered, the kernel writes it as linear memory, and GL copies it into the texture on the GPU;
+        'external': like 'buffer', but the buffer is CUDA memory imported into GL once (GL_EXT_memory_object_fd),
+        so nothing is mapped per frame (the CPU waits for the stream in end_cuda instead; see _ExternalBuffer)."""
         self._pbo = None             # the pixel buffer of interop 'buffer'
+        self._external: _ExternalBuffer | None = None  # the shared buffer of interop 'external'
+        self._external_frame = False  # a frame was begun in it (end_cuda copies it into the texture)
         self.write_discard = write_discard
         """Map with CU_GRAPHICS_MAP_RESOURCE_FLAGS_WRITE_DISCARD: every CUDA frame writes every pixel, so the driver
         need not keep the texture's old contents for CUDA (bench/render.py measures the difference)."""
@@ -188,6 +202,10 @@ class GLTextureTarget(RenderTarget):
                 return self._begin_interop(device, stream)
             except Exception as e:  # give interop up for this target, once, with one log line
                 self._unregister()
+                if self.interop == "external":  # e.g. a driver without GL_EXT_memory_object_fd: map per frame
+                    log.info("CUDA-GL interop 'external' unavailable (%s); using 'image'", str(e).splitlines()[0])
+                    self.interop = "image"
+                    return self.begin_cuda(mode, device, stream, interop)
                 self.interop_error = str(e).splitlines()[0]
                 log.warning("CUDA-GL interop failed (%s); rendering through a device buffer and texture.write",
                             self.interop_error)
@@ -201,6 +219,10 @@ class GLTextureTarget(RenderTarget):
     def end_cuda(self, stream: int) -> None:
         if self._mapped:
             self._unmap(stream)
+            return
+        if self._external_frame:
+            self._external_frame = False
+            self._external.copy_to(self.texture, stream)
             return
         if self._upload is not None:
             self.texture.write(self._upload.cpu().numpy().tobytes())  # .cpu() waits for the frame
@@ -218,6 +240,8 @@ class GLTextureTarget(RenderTarget):
         make_current(device)
         if self.interop == "buffer":
             return self._begin_buffer_interop(device, stream)
+        if self.interop == "external":
+            return self._begin_external_interop(device)
         if self._resource is None or self._device != device:
             self._unregister()
             self._resource = _check(driver.cuGraphicsGLRegisterImage(
@@ -262,6 +286,16 @@ class GLTextureTarget(RenderTarget):
                         "cuGraphicsResourceGetMappedPointer")
         return CudaOutput(self.encoding, ptr=int(ptr), pitch=pitch, flip_y=self.flip_y)
 
+    def _begin_external_interop(self, device: torch.device) -> CudaOutput:
+        pitch = self.width * 4 * (1 if self.encoding == ENC_RGBA8 else 4)
+        if self._external is None or self._device != device:
+            self._unregister()
+            self._external = _ExternalBuffer(self.ctx, device, pitch * self.height)
+            self._device = device
+        self._external.wait_copied()  # the previous frame's GL copy out of the buffer is done
+        self._external_frame = True
+        return CudaOutput(self.encoding, ptr=self._external.ptr, pitch=pitch, flip_y=self.flip_y)
+
     def _unmap(self, stream: int) -> None:
         from cuda.bindings import driver
 
@@ -282,6 +316,11 @@ class GLTextureTarget(RenderTarget):
         self._surface, self._surface_array = 0, None
 
     def _unregister(self) -> None:
+        if self._external is not None:
+            if self._device is not None:
+                make_current(self._device)
+            self._external.release()
+            self._external, self._external_frame = None, False
         if self._resource is None:
             return
         from cuda.bindings import driver
@@ -299,7 +338,110 @@ class GLTextureTarget(RenderTarget):
 
     def interop_active(self) -> bool:
         """True once a frame went through interop (registered and not given up)."""
-        return self._resource is not None and self.interop_error is None
+        return (self._resource is not None or self._external is not None) and self.interop_error is None
+
+
+class _ExternalBuffer:
+    """The frame buffer of interop 'external': nbytes of CUDA memory (virtual-memory API: cuMemCreate, exported as
+    a POSIX fd) imported into GL as a buffer (GL_EXT_memory_object_fd), made once per size and device.
+
+    ptr: its CUDA device address; buffer: the GL buffer (a moderngl Buffer wrapping it). Nothing is mapped per
+    frame, and the two APIs cannot synchronise on the GPU: GL can only import semaphores (GL_EXT_semaphore_fd) and
+    CUDA can only import them as well (cuImportExternalSemaphore), so without a third API that exports one (Vulkan)
+    neither can signal the other. The CPU orders them instead: copy_to waits for the CUDA stream before GL copies the
+    buffer, and wait_copied waits on a GL fence set after that copy before the next kernel may write the buffer.
+    """
+
+    def __init__(self, ctx, device: torch.device, nbytes: int):
+        from engine import gl_ext
+        missing = [e for e in ("GL_EXT_memory_object", "GL_EXT_memory_object_fd") if e not in ctx.extensions]
+        if missing:
+            raise RuntimeError(f"interop 'external' needs {' and '.join(missing)}, which this GL context lacks")
+        self.ctx, self.gl, self.nbytes = ctx, gl_ext.current(), int(nbytes)
+        self.size = 0            # bytes allocated (nbytes rounded up to the allocation granularity)
+        self.handle = None       # CUmemGenericAllocationHandle
+        self._va = None          # CUdeviceptr of the reserved range, mapped when self._mapped
+        self._mapped = False
+        self.ptr = 0
+        self.memory = self._glo = 0  # GL memory object and buffer name
+        self.buffer = None
+        self.fence = 0           # GLsync after the last copy out of the buffer
+        try:
+            fd = self._allocate(device)
+            self.memory, self._glo = self.gl.import_buffer(fd, self.size, self.nbytes)  # consumes fd
+            self.buffer = ctx.external_buffer(self._glo, self.nbytes)
+        except BaseException:
+            self.release()
+            raise
+
+    def _allocate(self, device: torch.device) -> int:
+        """Allocates, maps and exports self.size bytes on `device`; returns the fd (the caller owns it)."""
+        from cuda.bindings import driver
+
+        from engine.cuda.marcher import _check
+        fd_type = driver.CUmemAllocationHandleType.CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR
+        prop = driver.CUmemAllocationProp()
+        prop.type = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
+        prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+        prop.location.id = device.index if device.index is not None else torch.cuda.current_device()
+        prop.requestedHandleTypes = fd_type
+        granularity = _check(driver.cuMemGetAllocationGranularity(
+            prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+            "cuMemGetAllocationGranularity")
+        self.size = -(-self.nbytes // int(granularity)) * int(granularity)
+        self.handle = _check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
+        self._va = _check(driver.cuMemAddressReserve(self.size, 0, 0, 0), "cuMemAddressReserve")
+        _check(driver.cuMemMap(self._va, self.size, 0, self.handle, 0), "cuMemMap")
+        self._mapped = True
+        access = driver.CUmemAccessDesc()
+        access.location.type = prop.location.type
+        access.location.id = prop.location.id
+        access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+        _check(driver.cuMemSetAccess(self._va, self.size, [access], 1), "cuMemSetAccess")
+        self.ptr = int(self._va)
+        return int(_check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0), "cuMemExportToShareableHandle"))
+
+    def wait_copied(self) -> None:
+        """Waits (CPU) until GL's copy out of the buffer is done, so a kernel may write it."""
+        if self.fence:
+            fence, self.fence = self.fence, 0
+            self.gl.finish_fence(fence)
+
+    def copy_to(self, texture, stream: int) -> None:
+        """Waits (CPU) for the frame written on `stream` (a CUstream handle), copies the buffer into `texture` (a
+        moderngl Texture of nbytes) on the GPU, and sets the fence wait_copied waits on."""
+        from cuda.bindings import driver
+
+        from engine.cuda.marcher import _check
+        _check(driver.cuStreamSynchronize(driver.CUstream(stream)), "cuStreamSynchronize")
+        texture.write(self.buffer)
+        self.fence = self.gl.fence_sync()
+
+    def release(self) -> None:
+        """Frees the GL objects (the GL context current), then the CUDA mapping, address range and allocation (the
+        CUDA context of its device current). Statuses are ignored: it also cleans up after a failed __init__."""
+        if self.fence:
+            self.ctx.finish()
+            self.gl.delete_sync(self.fence)
+        if self.buffer is not None:
+            self.buffer.release()  # moderngl leaves an external buffer's GL name alone
+        if self._glo:
+            self.gl.delete_buffer(self._glo)
+        if self.memory:
+            self.gl.delete_memory_object(self.memory)
+        self.fence = self.memory = self._glo = 0
+        self.buffer = None
+        if self._va is not None or self.handle is not None:
+            from cuda.bindings import driver
+            driver.cuCtxSynchronize()
+            if self._mapped:
+                driver.cuMemUnmap(self._va, self.size)
+            if self._va is not None:
+                driver.cuMemAddressFree(self._va, self.size)
+            if self.handle is not None:
+                driver.cuMemRelease(self.handle)
+        self._va = self.handle = None
+        self._mapped, self.ptr = False, 0
 
 
 def egl_context(require: int = 330):

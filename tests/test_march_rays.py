@@ -394,7 +394,7 @@ def test_interop_texture_matches_device_buffer(egl, dtype, mode):
     enc = ENC_RGBA8 if dtype == "f1" else ENC_RGBA32F
     import numpy as np
     np_dtype = np.uint8 if dtype == "f1" else np.float32
-    for renderer, kind in ((interop, "image"), (interop, "buffer"), (upload, "image")):
+    for renderer, kind in ((interop, "image"), (interop, "buffer"), (interop, "external"), (upload, "image")):
         tex = egl.texture((cam.width, cam.height), 4, dtype=dtype)
         tex.write(np.full((cam.height, cam.width, 4), 255, dtype=np.uint8).tobytes() if dtype == "f1"
                   else np.full((cam.height, cam.width, 4), np.nan, dtype=np.float32).tobytes())  # poison
@@ -403,6 +403,7 @@ def test_interop_texture_matches_device_buffer(egl, dtype, mode):
             renderer.render(field, cam, 3, mode, (0.1, 0.2, 0.3), target)
         torch.cuda.synchronize()
         assert target.interop_active() == (renderer is interop), target.interop_error
+        assert target.interop == kind  # no silent fallback from "external" to "image" on a GPU with the extensions
         got = np.frombuffer(target.texture.read(), dtype=np_dtype).reshape(cam.height, cam.width, 4)
         want = encode_rgba(buffer.image(), mode, enc, 0.25, False)
         if dtype == "f1":
