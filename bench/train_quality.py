@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
     ap.add_argument("--logit-beta1", type=float, default=TrainSettings.logit_beta1,
                     help="vq: RowAdam's first-moment decay for the logits (0: no momentum)")
+    ap.add_argument("--estimator", default=None, choices=["ste", "reinmax"],
+                    help="vq: the logits' gradient estimator (default engine.grids.VQ_ESTIMATOR)")
     ap.add_argument("--codebook-std", type=float, default=None,
                     help="vq, random: std of the initial codebook entries (default engine.grids.CODEBOOK_STD)")
     ap.add_argument("--soft-fraction", type=float, default=0.0, help="vq: relaxed forward for this run fraction")
@@ -86,6 +88,8 @@ def main() -> int:
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.estimator is not None:
+        engine.grids.VQ_ESTIMATOR = args.estimator
     if args.codebook_std is not None:
         engine.grids.CODEBOOK_STD = args.codebook_std
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
@@ -167,6 +171,7 @@ def main() -> int:
                             "soft_fraction": args.soft_fraction if kind == "vq" else None,
                             "logit_beta1": args.logit_beta1 if kind == "vq" else None,
                             "codebook_std": engine.grids.CODEBOOK_STD if kind in ("vq", "random") else None,
+                            "estimator": engine.grids.VQ_ESTIMATOR if kind == "vq" else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
                             "device": gpu, "date": today})
         finest = rows[-1]

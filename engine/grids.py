@@ -60,9 +60,10 @@ class _VQLookup(torch.autograd.Function):
     """Straight-through codebook lookup: logits [M,K], codebook [K,F] -> codebook[argmax(logits)] [M,F]."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, codebook: torch.Tensor, reinmax: bool) -> torch.Tensor:
         index = logits.argmax(dim=1)
         ctx.save_for_backward(logits, codebook, index)
+        ctx.reinmax = reinmax
         return torch.index_select(codebook, 0, index)
 
     @staticmethod
@@ -80,15 +81,25 @@ class _VQLookup(torch.autograd.Function):
                 r = rows[i:i + chunk]
                 p = torch.softmax(logits.index_select(0, r), dim=1)
                 s = v_features.index_select(0, r) @ codebook.T
-                values[i:i + chunk] = p * (s - (p * s).sum(dim=1, keepdim=True))
+                g = p * (s - (p * s).sum(dim=1, keepdim=True))
+                if ctx.reinmax:  # 2 J(pi1) s - J(p) s / 2 with pi1 = (onehot + p) / 2, J(q) = diag(q) - q q^T
+                    pi1 = 0.5 * p
+                    pi1.scatter_add_(1, index.index_select(0, r)[:, None], torch.full_like(pi1[:, :1], 0.5))
+                    g = 2.0 * pi1 * (s - (pi1 * s).sum(dim=1, keepdim=True)) - 0.5 * g
+                values[i:i + chunk] = g
             v_logits = torch.sparse_coo_tensor(rows[None], values, logits.shape, is_coalesced=True,
                                                 check_invariants=False)
         if ctx.needs_input_grad[1]:
             v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
-        return v_logits, v_codebook
+        return v_logits, v_codebook, None
 
 
-def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+VQ_ESTIMATOR = "ste"
+"""The logits' gradient estimator: "ste" (straight-through: the softmax's Jacobian) or "reinmax" (Liu et al. 2023,
+second-order accurate). bench/train_quality.py --estimator sets it."""
+
+
+def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor, estimator: str | None = None) -> torch.Tensor:
     """Straight-through estimator: forward codebook[argmax(logits)], backward the softmax gradient.
 
     logits: float [M, 2^b]; codebook: float [2^b, F] -> float [M, F]. The logits' gradient is sparse (the rows that
@@ -96,14 +107,23 @@ def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """
     if logits.ndim != 2 or codebook.ndim != 2 or logits.shape[1] != codebook.shape[0]:
         raise ValueError(f"vq_lookup: logits {tuple(logits.shape)} and codebook {tuple(codebook.shape)} disagree")
-    return _VQLookup.apply(logits.contiguous(), codebook.contiguous())
+    estimator = estimator or VQ_ESTIMATOR
+    if estimator not in ("ste", "reinmax"):
+        raise ValueError(f"vq_lookup: unknown estimator '{estimator}' (ste or reinmax)")
+    return _VQLookup.apply(logits.contiguous(), codebook.contiguous(), estimator == "reinmax")
 
 
-def vq_lookup_explicit(logits: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """The textbook one-hot/softmax form of `vq_lookup` (for tests): (onehot - sg(softmax) + softmax) @ codebook."""
+def vq_lookup_explicit(logits: torch.Tensor, codebook: torch.Tensor, estimator: str = "ste") -> torch.Tensor:
+    """The textbook forms of `vq_lookup` (for tests): (onehot - sg(softmax) + softmax) @ codebook for "ste";
+    ReinMax's pi2 - sg(pi2) + onehot, pi2 = 2 softmax(sg(ln pi1 - logits) + logits) - softmax / 2,
+    pi1 = (onehot + softmax) / 2, for "reinmax"."""
     soft = torch.softmax(logits, dim=1)
     hard = torch.nn.functional.one_hot(logits.argmax(dim=1), logits.shape[1]).to(soft.dtype)
-    return (hard - soft.detach() + soft) @ codebook
+    if estimator == "ste":
+        return (hard - soft.detach() + soft) @ codebook
+    pi1 = torch.softmax((torch.log(0.5 * (hard + soft)) - logits).detach() + logits, dim=1)
+    pi2 = 2.0 * pi1 - 0.5 * soft
+    return (pi2 - pi2.detach() + hard) @ codebook
 
 
 class FeatureGrid(nn.Module):

@@ -22,6 +22,17 @@ def test_ste_gradient_equals_explicit_one_hot_softmax_form():
         assert torch.allclose(g_code, r_code, atol=1e-12)
 
 
+def test_reinmax_gradient_equals_its_explicit_form():
+    logits = torch.randn(40, 16, dtype=torch.float64, requires_grad=True)
+    codebook = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(40, 8, dtype=torch.float64)
+    upstream[::5] = 0
+    g = torch.autograd.grad((vq_lookup(logits, codebook, "reinmax") * upstream).sum(), (logits, codebook))
+    r = torch.autograd.grad((vq_lookup_explicit(logits, codebook, "reinmax") * upstream).sum(), (logits, codebook))
+    assert torch.allclose(g[0].to_dense(), r[0], atol=1e-12)
+    assert torch.allclose(g[1], r[1], atol=1e-12)
+
+
 def test_vq_forward_uses_the_argmax_row():
     grid = FeatureGrid("vq", [30, 40], feature_dim=4, bits=3)
     feats = grid.corner_features(1)
