@@ -2,7 +2,8 @@
 # One call on the GPU machine (the device tool): run the stages named in STAGES, write results under $OUT/r.tgz
 # (re-packed after every stage, so a call cut short still returns what finished) and logs on stdout.
 #
-#   STAGES="tests speed train render viewer" bash bench/gpu_session.sh
+#   STAGES="tests speed memory train render viewer" bash bench/gpu_session.sh
+#   STAGES=probe CONFIGS=vq6 TAG=_b09 PROBE_ARGS="--logit-beta1 0.9" DATA=.data/lego25 bash bench/gpu_session.sh
 #
 # Carry (ignored folders of the checkout): .whl (moderngl, glcontext, glfw, imgui-bundle wheels for Python 3.12),
 # headless-gl (cp -a ../shared/headless-gl), .data/lego (train + test splits), and optionally a kernel cache
@@ -33,8 +34,13 @@ for s in ${STAGES:-tests}; do
   stage "$s"
   case $s in
   tests)  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_grid_features.py tests/test_march_rays.py \
-            tests/test_viewer_gpu.py 2>&1 | tail -5 ;;
+            tests/test_viewer_gpu.py tests/test_optim.py tests/test_gl_ext.py 2>&1 | tail -5 ;;
   speed)  timeout 200 python3 bench/train_speed.py "$DATA" --json $R/train_speed.json 2>&1 | grep -v "^|" ;;
+  memory) timeout 200 python3 bench/train_memory.py "$DATA" --configs dense,vq6,vq8 --logit-beta1 0.9,0 \
+            --json $R/train_memory.json 2>&1 | grep -v "^{" ;;
+  probe)  timeout ${T_PROBE:-120} python3 bench/train_quality.py "$DATA" --configs "${CONFIGS:-dense,vq6}" --seconds 60 \
+            --batch 16384 --max-level 8 --eval-lods 6 --eval-images 25 --out-dir /tmp/models \
+            --json $R/probe${TAG}.json --tag "${TAG}" ${PROBE_ARGS} 2>&1 | grep -Ev " step [0-9]+/|^\||^$" ;;
   train)  timeout ${T_TRAIN:-500} python3 bench/train_quality.py "$DATA" --configs "${CONFIGS:-dense,vq6}" \
             --seconds "${SECONDS_PER_RUN:-75}" --batch "${BATCH:-16384}" --max-level "${MAX_LEVEL:-8}" \
             --json $R/train_quality.json --out-dir /tmp/models 2>&1 | grep -Ev " step [0-9]+/" ;;

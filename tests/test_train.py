@@ -149,3 +149,19 @@ def test_cli_rejects_an_impossible_bitwidth_in_one_line(toy_scene, tmp_path, cap
     code = main(["train", str(toy_scene), "--bits", "0", "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--bits must be between 1 and 16" in err
+
+
+def test_resume_keeps_the_logits_moments_and_survives_an_older_checkpoint(trained_vq, caplog):
+    from engine.train import trainer_from_checkpoint
+    ckpt = trained_vq.checkpoint()
+    resumed = trainer_from_checkpoint(ckpt, trained_vq.dataset, "cpu")
+    logits = resumed.field.grid.logits[-1]
+    saved = trained_vq.optimizers[-1].state[trained_vq.field.grid.logits[-1]]["exp_avg_sq"]
+    assert torch.equal(resumed.optimizers[-1].state[logits]["exp_avg_sq"], saved)
+    old = dict(ckpt)
+    old["optimizer"] = old.pop("optimizers")[0]  # the single-optimiser layout of earlier versions
+    with caplog.at_level("WARNING", logger="vbnf.train"):
+        again = trainer_from_checkpoint(old, trained_vq.dataset, "cpu")
+    assert "moments restart" in caplog.text
+    assert again.step_count == trained_vq.step_count
+    again.step(2)  # and it trains on
