@@ -153,6 +153,7 @@ class GLTextureTarget(RenderTarget):
         self.width, self.height = texture.size
         self.encoding = ENC_RGBA8 if texture.dtype == "f1" else ENC_RGBA32F
         self.interop_error: str | None = None  # why interop was given up, once it was
+        self.external_error: str | None = None  # why "external" gave way to "image", once it did
         self._resource = None        # CUgraphicsResource while registered
         self._mapped = False
         self._surface = 0            # CUsurfObject of the mapped array
@@ -203,7 +204,8 @@ class GLTextureTarget(RenderTarget):
             except Exception as e:  # give interop up for this target, once, with one log line
                 self._unregister()
                 if self.interop == "external":  # e.g. a driver without GL_EXT_memory_object_fd: map per frame
-                    log.info("CUDA-GL interop 'external' unavailable (%s); using 'image'", str(e).splitlines()[0])
+                    self.external_error = str(e).splitlines()[0]
+                    log.info("CUDA-GL interop 'external' unavailable (%s); using 'image'", self.external_error)
                     self.interop = "image"
                     return self.begin_cuda(mode, device, stream, interop)
                 self.interop_error = str(e).splitlines()[0]
@@ -335,6 +337,15 @@ class GLTextureTarget(RenderTarget):
         if self._pbo is not None:
             self._pbo.release()
             self._pbo = None
+
+    def describe(self) -> str:
+        """One line for a stats panel: how frames reach the texture now (and why not a faster way)."""
+        if self.interop_error is not None:
+            return f"frames uploaded (interop failed: {self.interop_error})"
+        if not self.interop_active():
+            return "no CUDA frame yet"
+        why = f" ('external' unavailable: {self.external_error})" if self.external_error else ""
+        return f"CUDA-GL interop '{self.interop}'{why}"
 
     def interop_active(self) -> bool:
         """True once a frame went through interop (registered and not given up)."""

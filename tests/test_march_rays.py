@@ -256,6 +256,25 @@ def test_device_buffer_resize_is_a_noop_when_unchanged():
         target.image()
 
 
+def test_gl_target_falls_back_from_external_to_image_to_upload_and_says_so(tmp_path):
+    """Without CUDA every interop setup fails: "external" gives way to "image", then to the upload path, each once,
+    and describe() names what runs and why (the viewer's stats line)."""
+    if cuda_unavailable_reason() is None:
+        pytest.skip("CUDA is available here: interop would not fail")
+    from engine.render_target import GLTextureTarget, egl_context
+    ctx, why = egl_context()
+    if ctx is None:
+        pytest.skip(why)
+    target = GLTextureTarget(ctx, ctx.texture((8, 6), 4, dtype="f1"))
+    assert target.interop == "external" and target.describe() == "no CUDA frame yet"
+    out = target.begin_cuda("rgb", torch.device("cpu"), 0)  # the upload path's buffer, here on the CPU
+    assert out.ptr and target.interop == "image"
+    assert target.external_error and target.interop_error
+    assert target.describe().startswith("frames uploaded (interop failed: ")
+    target.release()
+    ctx.release()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # GPU
 

@@ -116,3 +116,17 @@ class _Sink:
 
     def write(self, values, mode):
         self.shapes.append(values.shape)
+
+
+def test_direct_backend_reports_how_frames_reach_the_texture():
+    from viewer.render_paths import DirectBackend, EngineTextureRenderer
+
+    class Target:
+        def describe(self):
+            return "CUDA-GL interop 'external'"
+
+    renderer = EngineTextureRenderer(None, None)
+    backend = DirectBackend(renderer, "cuda+interop", "test")
+    assert backend.detail() is None  # nothing rendered yet
+    renderer._targets[1] = Target()
+    assert backend.detail() == "CUDA-GL interop 'external'"

@@ -102,6 +102,8 @@ class App:
             st.fps = 1.0 / dt if st.fps == 0 else 0.9 * st.fps + 0.1 / dt
         if st.render_path.startswith("cuda") and self.frames % 30 == 1:
             st.gpu_memory = gpu_memory_text()
+            detail = getattr(self.view.scheduler.backend, "detail", None)
+            st.render_path_detail = (detail() if detail is not None else None) or ""
         spp = self.view.scheduler.resolution.seconds_per_pixel
         shown = self.view.scheduler.shown.get("a")
         if spp is not None and shown is not None:

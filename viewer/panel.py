@@ -300,6 +300,8 @@ def section_stats(state: AppState) -> None:
     imgui.text(f"render path: {s.render_path}")
     if s.render_path_reason:
         _note(s.render_path_reason)
+    if s.render_path_detail:
+        _note(s.render_path_detail)
     if s.gpu_memory:
         imgui.text(f"GPU memory: {s.gpu_memory}")
 

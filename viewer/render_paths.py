@@ -202,6 +202,11 @@ class DirectBackend:
         self.reason = reason
         self._pending: dict[str, RenderJob] = {}
 
+    def detail(self) -> str | None:
+        """One line on how frames reach the screen now (the renderer's describe()), or None."""
+        describe = getattr(self.renderer, "describe", None)
+        return describe() if describe is not None else None
+
     def submit(self, job: RenderJob) -> None:
         self._pending[job.slot] = job
 
@@ -229,7 +234,8 @@ class DirectBackend:
 
 class EngineTextureRenderer:
     """TextureRenderer over engine.gpu_render.Renderer: the CUDA marcher writes a FieldTexture's GL texture through an
-    engine.render_target.GLTextureTarget (interop: surface stores, no copy; otherwise a device copy + upload).
+    engine.render_target.GLTextureTarget (interop: CUDA memory imported by GL, or the texture mapped for surface
+    stores; otherwise a device copy + upload).
 
     The target owns the texture while registered and may replace it on a resize, so after each render the
     FieldTexture is pointed at the target's texture. `close()` unregisters everything (GL context current)."""
@@ -250,6 +256,12 @@ class EngineTextureRenderer:
         self.renderer.render(job.field, job.cameras, job.lod, job.mode, job.background, target)
         texture.texture = target.texture
         texture.set_filter(job.mode)
+
+    def describe(self) -> str | None:
+        """How the last-used target gets its frames (engine.render_target.GLTextureTarget.describe), or None."""
+        for target in reversed(list(self._targets.values())):
+            return target.describe()
+        return None
 
     def close(self) -> None:
         for target in self._targets.values():

@@ -79,6 +79,8 @@ class Stats:
     """Active render path: cuda+interop, cuda+upload or cpu."""
     render_path_reason: str = ""
     """Why that path was chosen (one line)."""
+    render_path_detail: str = ""
+    """How frames reach the screen on that path now, e.g. which CUDA-GL interop (one line; "" on the CPU path)."""
     gpu_memory: str = ""
     """GPU memory in use when rendering on CUDA ("" otherwise)."""
     refining: bool = False
