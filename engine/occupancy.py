@@ -116,16 +116,18 @@ def finest_cell_density(field: NeuralField, samples_per_cell: int = 8, chunk: in
     return out
 
 
-def prune_field(field: NeuralField, step: float, alpha_threshold: float = 0.005) -> tuple[NeuralField, int]:
-    """Removes finest cells whose largest alpha over a ray step (1 - exp(-sigma * step)) stays below the threshold,
-    keeping every parameter of the surviving corners. Returns (new field on the same device, cells removed)."""
+def cells_to_keep(field: NeuralField, step: float, alpha_threshold: float = 0.005) -> torch.Tensor:
+    """bool [n_finest_cells]: the finest cells whose largest alpha over a ray step (1 - exp(-sigma * step)) reaches
+    the threshold; pruning removes the others."""
     sigma = finest_cell_density(field)
-    keep = (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
-    removed = int((~keep).sum())
-    if removed == 0 or int(keep.sum()) == 0:
-        return field, 0
+    return (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
+
+
+def prune_field(field: NeuralField, keep: torch.Tensor) -> NeuralField:
+    """A new field (same device) on the finest cells where `keep` (from cells_to_keep) is True, every surviving
+    corner keeping its parameters."""
     octree = octree_from_finest_cells(field.octree.cells[-1][keep].cpu(), field.octree.max_level)
-    return reshaped_field(field, octree), removed
+    return reshaped_field(field, octree)
 
 
 def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:

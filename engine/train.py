@@ -18,7 +18,7 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import GridKind
-from engine.occupancy import initial_octree, prune_field
+from engine.occupancy import cells_to_keep, initial_octree, prune_field
 from engine.optim import RowAdam
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, render_rays
@@ -246,14 +246,15 @@ class Trainer:
         if self._prunes_done >= len(due) or self.step_count < due[self._prunes_done]:
             return
         self._prunes_done += 1
-        s = self.settings
-        # The old gradients and moments need not coexist with the reshaped field (new optimisers follow anyway):
-        # at b = 8 the logits' moments are GBs.
+        keep = cells_to_keep(self.field, self.ray_step, self.settings.prune_alpha)
+        if bool(keep.all()) or not bool(keep.any()):  # nothing to remove (or everything: keep the field then)
+            return
+        # The old gradients and moments need not coexist with the reshaped field, which gets new optimisers: at
+        # b = 8 the logits' moments are GBs.
         self._zero_grad()
         for opt in self.optimizers:
             opt.state.clear()
-        field, removed = prune_field(self.field, self.ray_step, s.prune_alpha)
-        self.field = field
+        self.field = prune_field(self.field, keep)
         self.optimizers = self._make_optimizers()
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:

@@ -165,3 +165,36 @@ def test_resume_keeps_the_logits_moments_and_survives_an_older_checkpoint(traine
     assert "moments restart" in caplog.text
     assert again.step_count == trained_vq.step_count
     again.step(2)  # and it trains on
+
+
+def test_pruning_removes_empty_cells_and_keeps_the_image(trained_vq):
+    import copy
+
+    from engine.cameras import rays_from_pixels
+    from engine.occupancy import cells_to_keep, prune_field
+    from engine.render import render_field_rays
+    field = copy.deepcopy(trained_vq.field)
+    keep = cells_to_keep(field, trained_vq.ray_step, 0.005)
+    assert 0 < int(keep.sum()) < keep.numel()  # the carved octree still holds empty cells after training
+    pruned = prune_field(field, keep)
+    assert pruned.octree.cells[-1].numel() == int(keep.sum())
+    cams = trained_vq.dataset.cameras
+    h, w = trained_vq.images.shape[1:3]
+    iy, ix = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    origins, dirs = rays_from_pixels(cams, torch.zeros(h * w, dtype=torch.long), ix.reshape(-1) + 0.5,
+                                     iy.reshape(-1) + 0.5)
+    bg = torch.ones(3)
+    before = render_field_rays(field.freeze(), field.n_lods - 1, origins, dirs, bg)["rgb"]
+    after = render_field_rays(pruned.freeze(), field.n_lods - 1, origins, dirs, bg)["rgb"]
+    assert torch.mean((before - after) ** 2) < 1e-4  # > 40 dB: only what was invisible went
+
+
+def test_a_prune_that_removes_nothing_keeps_the_optimisers_moments(toy_scene):
+    train = load_dataset(toy_scene, "train")
+    settings = TrainSettings(steps=10, batch_rays=256, grid_lr=0.1, prune_at=(0.5,), prune_alpha=0.0)
+    trainer = Trainer(new_field(train, "vq", 3, max_level=4, base_level=2), train, settings)
+    trainer.step(5)
+    logit_optimizer = trainer.optimizers[-1]
+    trainer.step(1)  # prunes first: alpha >= 0 keeps every cell
+    assert trainer.optimizers[-1] is logit_optimizer and len(logit_optimizer.state) > 0
+
