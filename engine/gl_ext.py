@@ -17,7 +17,6 @@ import warnings
 from ctypes import POINTER, c_int, c_ssize_t, c_uint, c_uint64, c_void_p
 
 GL_COPY_WRITE_BUFFER = 0x8F37
-GL_DEDICATED_MEMORY_OBJECT_EXT = 0x9581
 GL_HANDLE_TYPE_OPAQUE_FD_EXT = 0x9586
 GL_SYNC_GPU_COMMANDS_COMPLETE = 0x9117
 GL_SYNC_FLUSH_COMMANDS_BIT = 0x1
@@ -32,7 +31,6 @@ _PROTOTYPES = {
     "glGetError": (c_uint, ()),
     "glCreateMemoryObjectsEXT": (None, (c_int, POINTER(c_uint))),
     "glDeleteMemoryObjectsEXT": (None, (c_int, POINTER(c_uint))),
-    "glMemoryObjectParameterivEXT": (None, (c_uint, c_uint, POINTER(c_int))),
     "glImportMemoryFdEXT": (None, (c_uint, c_uint64, c_uint, c_int)),
     "glGenBuffers": (None, (c_int, POINTER(c_uint))),
     "glBindBuffer": (None, (c_uint, c_uint)),
@@ -105,13 +103,10 @@ class GLExt:
     def delete_buffer(self, buffer: int) -> None:
         self.fn("glDeleteBuffers")(1, ctypes.byref(c_uint(buffer)))
 
-    def import_memory_fd(self, memory: int, size: int, fd: int, dedicated: bool = False) -> None:
+    def import_memory_fd(self, memory: int, size: int, fd: int) -> None:
         """Imports `fd` (an opaque fd of `size` bytes) into `memory`. The fd is consumed either way: GL owns it after
         a successful import, and it is closed here when the import fails."""
         try:
-            if dedicated:
-                self.fn("glMemoryObjectParameterivEXT")(memory, GL_DEDICATED_MEMORY_OBJECT_EXT,
-                                                        ctypes.byref(c_int(1)))
             self.clear_errors()
             self.fn("glImportMemoryFdEXT")(memory, size, GL_HANDLE_TYPE_OPAQUE_FD_EXT, fd)
             self.check("glImportMemoryFdEXT")
