@@ -276,6 +276,26 @@ class Trainer:
         }
 
 
+CHECKPOINT_KEYS = ("format", "step", "settings", "kind", "bits", "feature_dim", "base_level", "scene_center",
+                   "scene_half_size", "cells", "field")
+
+
+def load_checkpoint(path) -> dict:
+    """The checkpoint at `path` (plain tensors and values), or a one-line VbnfError when it is unreadable, truncated
+    or not a vbnf checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise VbnfError(f"{path}: cannot read the checkpoint ({why}); it is truncated or not a vbnf checkpoint: "
+                        "start a new run with another --out") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing or ckpt.get("format") != "vbnf-checkpoint-1":
+        raise VbnfError(f"{path}: not a vbnf checkpoint (missing {', '.join(missing) or 'its format tag'}); "
+                        "start a new run with another --out")
+    return ckpt
+
+
 def field_from_checkpoint(ckpt: dict) -> NeuralField:
     octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
     field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], ckpt["bits"],

@@ -16,7 +16,8 @@ import torch
 from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
-from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field, trainer_from_checkpoint
+from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
+                          trainer_from_checkpoint)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.vbnf"
@@ -85,8 +86,7 @@ def run(args) -> int:
     if args.resume:
         if not ckpt_path.exists():
             raise VbnfError(f"{ckpt_path} does not exist: nothing to resume; drop --resume to start a new run")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
+        trainer = trainer_from_checkpoint(load_checkpoint(ckpt_path), dataset, device, settings)
         print(f"resuming {out} at step {trainer.step_count}")
     else:
         out.mkdir(parents=True, exist_ok=True)

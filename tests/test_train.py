@@ -198,3 +198,22 @@ def test_a_prune_that_removes_nothing_keeps_the_optimisers_moments(toy_scene):
     trainer.step(1)  # prunes first: alpha >= 0 keeps every cell
     assert trainer.optimizers[-1] is logit_optimizer and len(logit_optimizer.state) > 0
 
+
+def test_a_broken_checkpoint_is_one_line_and_the_model_survives(toy_scene, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", str(toy_scene), "--grid", "vq", "--bits", "3", "--max-level", "4", "--steps", "20",
+            "--batch", "256", "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    model = (out / "model.vbnf").read_bytes()
+    ckpt = out / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    for broken in (good[: len(good) // 3], b"not a checkpoint", None):
+        if broken is None:
+            torch.save({"step": 3}, ckpt)  # a torch file, but not ours
+        else:
+            ckpt.write_bytes(broken)
+        capsys.readouterr()
+        assert main(args + ["--resume"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"vbnf train: error: {ckpt}") and "\n" not in err and "Traceback" not in err
+    assert (out / "model.vbnf").read_bytes() == model
