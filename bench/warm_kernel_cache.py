@@ -1,4 +1,4 @@
-"""Compile the training feature kernel and the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
+"""Compile the training kernels (feature lookup, vq logits step) and the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
 with NVRTC alone (no GPU needed), so a GPU run spends no device time compiling.
 
     VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf ...]
@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from engine.cuda.features import SOURCE_PATH as FEATURES_SOURCE  # noqa: E402
 from engine.cuda.features import FeatureKernelOptions  # noqa: E402
 from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to_cache  # noqa: E402
+from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE  # noqa: E402
+from engine.cuda.vq_adam import VQAdamOptions  # noqa: E402
 from engine.render import RENDER_MODES  # noqa: E402
 
 
@@ -67,6 +69,8 @@ def _compile(args) -> str:
     t0 = time.perf_counter()
     if isinstance(options, FeatureKernelOptions):
         _, origin = compile_to_cache(options, arch, source_path=FEATURES_SOURCE)
+    elif isinstance(options, VQAdamOptions):
+        _, origin = compile_to_cache(options, arch, source_path=VQ_ADAM_SOURCE)
     else:
         _, origin = compile_to_cache(options, arch)
     return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {' '.join(options.defines())}"
@@ -80,7 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models-only", action="store_true",
                     help="only the training kernel and the default tuning of every mode for each --model")
     args = ap.parse_args(argv)
-    todo = [FeatureKernelOptions(), *(model_variants(args.model) if args.models_only else variants(args.model))]
+    todo = [FeatureKernelOptions(), VQAdamOptions(), *(model_variants(args.model) if args.models_only else variants(args.model))]
     print(f"{len(todo)} variants for {args.arch}", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
         for line in pool.map(_compile, [(o, args.arch) for o in todo]):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from engine.decoder import decode, decoder_shapes, init_decoder
-from engine.grids import FeatureGrid, GridKind, LevelRows
+from engine.grids import Bits, FeatureGrid, GridKind, LevelRows
 from engine.octree import Octree, cell_corners, trilinear_weights
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -61,7 +61,14 @@ class InferenceField:
 
     @property
     def bits(self) -> int | None:
-        return self.levels[0].bits if self.levels else None
+        """The codebook bitwidth of the finest level held (None for dense features). Levels may have bits of their
+        own (`level_bits`); the finest, which holds most corners, names the model."""
+        return self.levels[-1].bits if self.levels else None
+
+    @property
+    def level_bits(self) -> list[int | None]:
+        """Per held level, its codebook bitwidth (None for dense features)."""
+        return [r.bits for r in self.levels]
 
     @property
     def device(self) -> torch.device:
@@ -123,7 +130,7 @@ class NeuralField(nn.Module):
     """
 
     def __init__(self, octree: Octree, base_level: int, kind: GridKind, feature_dim: int = 16,
-                 bits: int | None = None, scene_center: torch.Tensor | None = None, scene_half_size: float = 1.5,
+                 bits: Bits | None = None, scene_center: torch.Tensor | None = None, scene_half_size: float = 1.5,
                  seed: int = 0):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
@@ -150,11 +157,17 @@ class NeuralField(nn.Module):
     def kind(self) -> GridKind:
         return self.grid.kind
 
-    def field_fn(self, lod: int, fused: bool = False, soft: bool = False) -> FieldFn:
+    def corner_tables(self, lod: int, soft: bool = False) -> list[torch.Tensor]:
+        """Per LOD 0..lod, float [n_corners_k, F]: every corner's feature (FeatureGrid.corner_features)."""
+        return [self.grid.corner_features(k, soft) for k in range(lod + 1)]
+
+    def field_fn(self, lod: int, fused: bool = False, soft: bool = False,
+                 tables: list[torch.Tensor] | None = None) -> FieldFn:
         """The field at `lod` for `render_rays`. fused: look features up with the CUDA kernel of
         engine/cuda/features.py (training on a GPU; the function then ignores cell indices, has `needs_cells`
-        False, and gives no gradient with respect to the points). soft: see FeatureGrid.corner_features."""
-        tables = [self.grid.corner_features(k, soft) for k in range(lod + 1)]
+        False, and gives no gradient with respect to the points). soft: see FeatureGrid.corner_features.
+        tables: `corner_tables(lod, soft)` made by the caller (the trainer reads their gradients)."""
+        tables = self.corner_tables(lod, soft) if tables is None else tables
         if not fused:
             return make_field_fn(tables, self.corners, dict(self.decoder), self.base_level, lod)
         from engine.cuda.features import grid_features

@@ -6,8 +6,10 @@
 Kinds:
 - dense:  float features per corner (the uncompressed NGLOD-NeRF baseline).
 - vq:     VQAD. A codebook [2^b, F] and 2^b logits per corner; forward uses the codebook row of each corner's argmax,
-          backward the softmax gradient (straight-through estimator), through `vq_lookup` which never forms an
-          [N, 8, 2^b, F] tensor: its memory is [n_corners, 2^b].
+          backward the softmax gradient (straight-through estimator). The logits are not in the autograd graph: the
+          forward is codebook[argmax(logits)], and engine/optim.py's VQLogitsAdam turns the gradient that reached
+          that table into the logits' gradient (`ste_gradient`) and their update, never forming an [N, 8, 2^b, F]
+          tensor.
 - random: fixed random indices into a learned codebook (the hash-like baseline).
 - kmeans: post-hoc k-means of a trained dense grid (see `kmeans_grid_from_dense`); inference-only, no training form.
 """
@@ -16,17 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import warnings
-
 import torch
 from torch import nn
 
 from engine.quantize import kmeans
 
 GridKind = Literal["dense", "vq", "random", "kmeans"]
-# The STE builds its sparse gradient with check_invariants=False (its rows are unique and sorted); torch 2.11 still
-# warns once that checks are off.
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 CODEBOOK_STD = 0.1
 """Standard deviation of a new codebook's entries (vq, random); bench/train_quality.py --codebook-std sets it."""
@@ -56,65 +53,53 @@ class LevelRows:
         return int(self.features.shape[0] if self.features is not None else self.indices.shape[0])
 
 
-class _VQLookup(torch.autograd.Function):
-    """Straight-through codebook lookup: logits [M,K], codebook [K,F] -> codebook[argmax(logits)] [M,F]."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, codebook: torch.Tensor, reinmax: bool) -> torch.Tensor:
-        index = logits.argmax(dim=1)
-        ctx.save_for_backward(logits, codebook, index)
-        ctx.reinmax = reinmax
-        return torch.index_select(codebook, 0, index)
-
-    @staticmethod
-    def backward(ctx, v_features: torch.Tensor):
-        logits, codebook, index = ctx.saved_tensors
-        v_logits = v_codebook = None
-        if ctx.needs_input_grad[0]:
-            # Only corners that received a gradient: p * (s - <p, s>) with s = v @ codebook^T, in chunks of rows so
-            # that the temporaries stay small next to the logits (b = 8 at 256^3: logits are GBs). The gradient is
-            # a sparse COO tensor over those rows (engine/optim.py's RowAdam updates them alone).
-            rows = (v_features != 0).any(dim=1).nonzero().squeeze(1)
-            values = torch.empty(rows.numel(), logits.shape[1], dtype=logits.dtype, device=logits.device)
-            chunk = max(1, (1 << 24) // logits.shape[1])
-            for i in range(0, rows.numel(), chunk):
-                r = rows[i:i + chunk]
-                p = torch.softmax(logits.index_select(0, r), dim=1)
-                s = v_features.index_select(0, r) @ codebook.T
-                g = p * (s - (p * s).sum(dim=1, keepdim=True))
-                if ctx.reinmax:  # 2 J(pi1) s - J(p) s / 2 with pi1 = (onehot + p) / 2, J(q) = diag(q) - q q^T
-                    pi1 = 0.5 * p
-                    pi1.scatter_add_(1, index.index_select(0, r)[:, None], torch.full_like(pi1[:, :1], 0.5))
-                    g = 2.0 * pi1 * (s - (pi1 * s).sum(dim=1, keepdim=True)) - 0.5 * g
-                values[i:i + chunk] = g
-            v_logits = torch.sparse_coo_tensor(rows[None], values, logits.shape, is_coalesced=True,
-                                                check_invariants=False)
-        if ctx.needs_input_grad[1]:
-            v_codebook = torch.zeros_like(codebook).index_add_(0, index, v_features)
-        return v_logits, v_codebook, None
-
-
 VQ_ESTIMATOR = "ste"
 """The logits' gradient estimator: "ste" (straight-through: the softmax's Jacobian) or "reinmax" (Liu et al. 2023,
 second-order accurate). bench/train_quality.py --estimator sets it."""
+ESTIMATORS = ("ste", "reinmax")
 
 
-def vq_lookup(logits: torch.Tensor, codebook: torch.Tensor, estimator: str | None = None) -> torch.Tensor:
-    """Straight-through estimator: forward codebook[argmax(logits)], backward the softmax gradient.
+def ste_gradient(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor,
+                 estimator: str | None = None, chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vq logits' gradient under the straight-through estimator, for the corners that received one.
 
-    logits: float [M, 2^b]; codebook: float [2^b, F] -> float [M, F]. The logits' gradient is sparse (the rows that
-    received one), so its memory is O(touched rows * 2^b).
+    The forward pass uses codebook[argmax(logits)] as each corner's feature; grad_table is the gradient of the loss
+    with respect to those features. For a corner with feature gradient v, s_j = v . codebook[j] (the first-order
+    change of the loss if the corner used row j, up to a constant) and p = softmax(logits):
+    - "ste": p * (s - <p, s>), the softmax's Jacobian: the gradient of (onehot - sg(p) + p) @ codebook;
+    - "reinmax": 2 J(pi1) s - J(p) s / 2 with pi1 = (onehot + p) / 2, J(q) = diag(q) - q q^T.
+    Nothing of size [corners, 2^b, F] is formed; the rows go in chunks of `chunk_elements` logits.
+
+    logits: float [N, K]; codebook: float [K, F]; grad_table: float [N, F].
+    Returns (rows int64 [n], ascending: the corners whose v is not zero; values float [n, K]: their gradients).
     """
-    if logits.ndim != 2 or codebook.ndim != 2 or logits.shape[1] != codebook.shape[0]:
-        raise ValueError(f"vq_lookup: logits {tuple(logits.shape)} and codebook {tuple(codebook.shape)} disagree")
     estimator = estimator or VQ_ESTIMATOR
-    if estimator not in ("ste", "reinmax"):
-        raise ValueError(f"vq_lookup: unknown estimator '{estimator}' (ste or reinmax)")
-    return _VQLookup.apply(logits.contiguous(), codebook.contiguous(), estimator == "reinmax")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown vq estimator '{estimator}' (ste or reinmax)")
+    n, k = logits.shape
+    if codebook.shape[0] != k or grad_table.shape != (n, codebook.shape[1]):
+        raise ValueError(f"ste_gradient: logits {tuple(logits.shape)}, codebook {tuple(codebook.shape)} and "
+                         f"grad_table {tuple(grad_table.shape)} disagree")
+    rows = (grad_table != 0).any(dim=1).nonzero().squeeze(1)
+    values = torch.empty(rows.numel(), logits.shape[1], dtype=logits.dtype, device=logits.device)
+    chunk = max(1, chunk_elements // logits.shape[1])
+    for i in range(0, rows.numel(), chunk):
+        r = rows[i:i + chunk]
+        chosen = logits.index_select(0, r)
+        p = torch.softmax(chosen, dim=1)
+        s = grad_table.index_select(0, r) @ codebook.T
+        g = p * (s - (p * s).sum(dim=1, keepdim=True))
+        if estimator == "reinmax":
+            pi1 = 0.5 * p
+            pi1.scatter_add_(1, chosen.argmax(dim=1, keepdim=True), torch.full_like(pi1[:, :1], 0.5))
+            g = 2.0 * pi1 * (s - (pi1 * s).sum(dim=1, keepdim=True)) - 0.5 * g
+        values[i:i + chunk] = g
+    return rows, values
 
 
 def vq_lookup_explicit(logits: torch.Tensor, codebook: torch.Tensor, estimator: str = "ste") -> torch.Tensor:
-    """The textbook forms of `vq_lookup` (for tests): (onehot - sg(softmax) + softmax) @ codebook for "ste";
+    """The textbook forms of the straight-through lookup, whose logits' gradients `ste_gradient` computes (for tests):
+    (onehot - sg(softmax) + softmax) @ codebook for "ste";
     ReinMax's pi2 - sg(pi2) + onehot, pi2 = 2 softmax(sg(ln pi1 - logits) + logits) - softmax / 2,
     pi1 = (onehot + softmax) / 2, for "reinmax"."""
     soft = torch.softmax(logits, dim=1)
@@ -126,24 +111,48 @@ def vq_lookup_explicit(logits: torch.Tensor, codebook: torch.Tensor, estimator: 
     return (pi2 - pi2.detach() + hard) @ codebook
 
 
+Bits = int | tuple[int, ...]
+"""A codebook bitwidth b for every level, or one b per level (coarse to fine)."""
+
+
+def level_bits(bits: Bits | list[int] | None, n_lods: int) -> tuple[int, ...]:
+    """bits (one b, or one per level) -> one b per level; ValueError (one line) when a b is outside 1..16 or the
+    list does not have one entry per level."""
+    per_level = (bits,) * n_lods if bits is None or isinstance(bits, int) else tuple(int(b) for b in bits)
+    if len(per_level) != n_lods:
+        raise ValueError(f"--bits lists {len(per_level)} bitwidths for a grid of {n_lods} levels")
+    bad = [b for b in per_level if not (b and 1 <= b <= 16)]
+    if bad:
+        raise ValueError(f"--bits must be between 1 and 16, got {bad[0]}")
+    return per_level
+
+
+def normal_bits(per_level: tuple[int, ...]) -> Bits:
+    """The plain int when every level has the same b, else the tuple."""
+    return per_level[0] if len(set(per_level)) == 1 else per_level
+
+
 class FeatureGrid(nn.Module):
     """Trainable features of every feature level (LOD 0..n_lods-1) of one grid kind (dense, vq or random).
 
-    n_corners: corners per LOD; feature_dim: F; bits: b for vq/random (ignored for dense).
+    n_corners: corners per LOD; feature_dim: F; bits: b for vq/random, one for every level or one per level
+    (ignored for dense). Level k of a vq/random grid has a codebook of 2^bits[k] rows.
     """
 
-    def __init__(self, kind: GridKind, n_corners: list[int], feature_dim: int, bits: int | None = None,
+    def __init__(self, kind: GridKind, n_corners: list[int], feature_dim: int, bits: Bits | None = None,
                  feature_std: float = 0.01, codebook_std: float | None = None, logit_std: float = 0.01,
                  generator: torch.Generator | None = None):
         super().__init__()
         if kind not in ("dense", "vq", "random"):
             raise ValueError(f"grid kind '{kind}' has no training form (use dense, vq or random)")
-        if kind != "dense" and not (bits and 1 <= bits <= 16):
-            raise ValueError(f"--bits must be between 1 and 16 for a {kind} grid, got {bits}")
+        per_level = level_bits(bits, len(n_corners)) if kind != "dense" else ()
         codebook_std = CODEBOOK_STD if codebook_std is None else codebook_std
         self.kind = kind
         self.feature_dim = feature_dim
-        self.bits = bits if kind != "dense" else None
+        self.level_bits = per_level
+        """b of each level (empty for dense)."""
+        self.bits = normal_bits(per_level) if kind != "dense" else None
+        """One b for every level (int), or one per level (tuple); None for dense."""
         self.features = nn.ParameterList()
         self.codebooks = nn.ParameterList()
         self.logits = nn.ParameterList()
@@ -151,7 +160,7 @@ class FeatureGrid(nn.Module):
             if kind == "dense":
                 self.features.append(nn.Parameter(torch.randn(n, feature_dim, generator=generator) * feature_std))
                 continue
-            size = 1 << bits
+            size = 1 << per_level[k]
             self.codebooks.append(nn.Parameter(torch.randn(size, feature_dim, generator=generator) * codebook_std))
             if kind == "vq":
                 self.logits.append(nn.Parameter(torch.randn(n, size, generator=generator) * logit_std))
@@ -167,20 +176,20 @@ class FeatureGrid(nn.Module):
         return getattr(self, f"indices_{k}").long()
 
     def corner_features(self, k: int, soft: bool = False) -> torch.Tensor:
-        """float [n_corners_k, F]. soft (vq only): softmax(logits) @ codebook, the relaxation used early in training."""
+        """float [n_corners_k, F]. soft (vq only): softmax(logits) @ codebook, a relaxation that gives the logits a
+        gradient through autograd."""
         if self.kind == "dense":
             return self.features[k]
-        if self.kind == "vq":
-            if soft:
-                return torch.softmax(self.logits[k], dim=1) @ self.codebooks[k]
-            return vq_lookup(self.logits[k], self.codebooks[k])
+        if self.kind == "vq" and soft:
+            return torch.softmax(self.logits[k], dim=1) @ self.codebooks[k]
+        # vq: the logits get no gradient through this (VQLogitsAdam computes theirs from this table's gradient)
         return torch.index_select(self.codebooks[k], 0, self.indices(k))
 
     def export_level(self, k: int) -> LevelRows:
         if self.kind == "dense":
             return LevelRows(features=self.features[k].detach().clone())
         return LevelRows(codebook=self.codebooks[k].detach().clone(), indices=self.indices(k).to(torch.int32),
-                         bits=self.bits)
+                         bits=self.level_bits[k])
 
     def grid_parameters(self) -> list[nn.Parameter]:
         return [*self.features, *self.codebooks, *self.logits]

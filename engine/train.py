@@ -17,9 +17,9 @@ from engine.cameras import rays_from_pixels
 from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
-from engine.grids import GridKind
+from engine.grids import Bits, GridKind, level_bits, normal_bits
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
-from engine.optim import RowAdam
+from engine.optim import VQLogitsAdam
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, render_rays
 
@@ -49,9 +49,9 @@ class TrainSettings:
     """vq: for this first fraction of the run the forward pass uses softmax(logits) @ codebook (a relaxation) before
     switching to the straight-through argmax."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
-    """Optimiser of the features, codebooks and decoder. The vq logits always use engine.optim.RowAdam."""
+    """Optimiser of the features, codebooks and decoder. The vq logits always use engine.optim.VQLogitsAdam."""
     logit_beta1: float = 0.0
-    """RowAdam's first-moment decay for the vq logits. 0 (no momentum) keeps one copy of the logits less and
+    """VQLogitsAdam's first-moment decay for the vq logits. 0 (no momentum) keeps one copy of the logits less and
     measured no worse than 0.9 (docs/ENGINE.md)."""
     lr_final_ratio: float = 0.1
     """Learning rates decay exponentially to this fraction at the last step."""
@@ -67,15 +67,18 @@ class TrainSettings:
     without gradients (engine.render.render_rays)."""
 
 
-def new_field(dataset: Dataset, kind: GridKind, bits: int | None, max_level: int, base_level: int,
+def new_field(dataset: Dataset, kind: GridKind, bits: Bits | None, max_level: int, base_level: int,
               feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu",
               octree: Octree | None = None) -> NeuralField:
     """An untrained field whose octree is carved from the data set's alpha masks (dense without them), or is
     `octree` (one carved earlier for the same data set and max_level)."""
     if not 1 <= base_level <= max_level:
         raise VbnfError(f"--base-level {base_level} must be between 1 and --max-level {max_level}")
-    if kind != "dense" and not (bits and 1 <= bits <= 16):
-        raise VbnfError(f"--bits must be between 1 and 16 for a {kind} grid, got {bits}")
+    if kind != "dense":
+        try:
+            level_bits(bits, max_level - base_level + 1)
+        except ValueError as e:
+            raise VbnfError(f"{e} (a {kind} grid)") from None
     if octree is None:
         octree = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
                                 max_level, device)
@@ -95,7 +98,8 @@ def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin:
     if field.max_lod != field.n_lods - 1:
         raise VbnfError("this model is a partial prefix; load all of it before training")
     kind: GridKind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
-    out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, field.bits,
+    bits = None if kind == "dense" else normal_bits(tuple(r.bits for r in field.levels))
+    out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, bits,
                       field.scene_center.cpu(), field.scene_half_size, seed=seed)
     with torch.no_grad():
         for k, rows in enumerate(field.levels):
@@ -157,7 +161,8 @@ class Trainer:
                 log.warning("%s; training with the torch feature lookup", why)
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[features/codebooks/decoder optimiser] + [RowAdam of the vq logits, when there are logits]."""
+        """[VQLogitsAdam of the vq logits, when there are logits] + [features/codebooks/decoder optimiser]: the
+        logits' step comes first, since their gradient is computed from the codebooks before these move."""
         s = self.settings
         grid = self.field.grid
         codebook_lr = s.grid_lr if s.codebook_lr is None else s.codebook_lr
@@ -173,8 +178,9 @@ class Trainer:
         else:
             raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
         if len(grid.logits):
-            # Row-sparse gradients (the touched corners only): no dense gradient, no update of untouched rows.
-            optimizers.append(RowAdam(list(grid.logits), lr=s.grid_lr, betas=(s.logit_beta1, 0.99), eps=1e-15))
+            # the touched corners only: no gradient of the logits' size, no update of untouched rows
+            optimizers.insert(0, VQLogitsAdam(list(grid.logits), list(grid.codebooks), lr=s.grid_lr,
+                                              betas=(s.logit_beta1, 0.99), eps=1e-15))
         for opt in optimizers:
             for g in opt.param_groups:
                 g["initial_lr"] = g["lr"]
@@ -216,7 +222,11 @@ class Trainer:
             origins, dirs, target = self.sample_batch()
             offsets = torch.rand(origins.shape[0], generator=self.generator).to(self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
-            out = render_rays(self.field.field_fn(lod, fused=self.fused, soft=soft), self.field.octree,
+            tables = self.field.corner_tables(lod, soft)
+            if self.field.kind == "vq" and not soft:
+                for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
+                    t.retain_grad()
+            out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
                               skip_hidden=self.settings.skip_hidden)
@@ -226,7 +236,11 @@ class Trainer:
                                        "the last checkpoint is intact: resume from it with a lower --lr/--grid-lr")
             loss.backward()
             for opt in self.optimizers:
-                opt.step()
+                if isinstance(opt, VQLogitsAdam):
+                    opt.step([t.grad for t in tables])
+                else:
+                    opt.step()
+            del tables  # and their gradients, with the others
             self._zero_grad()  # now, not before the next backward: the gradients would sit through its forward
             self.step_count += 1
             mse = loss.item()
@@ -268,7 +282,8 @@ class Trainer:
         f = self.field
         return {
             "format": "vbnf-checkpoint-1", "step": self.step_count, "settings": asdict(self.settings),
-            "kind": f.kind, "bits": f.grid.bits, "feature_dim": f.grid.feature_dim, "base_level": f.base_level,
+            "kind": f.kind, "bits": list(f.grid.bits) if isinstance(f.grid.bits, tuple) else f.grid.bits,
+            "feature_dim": f.grid.feature_dim, "base_level": f.base_level,
             "scene_center": f.scene_center.cpu(), "scene_half_size": f.scene_half_size,
             "cells": [c.cpu() for c in f.octree.cells], "field": {k: v.cpu() for k, v in f.state_dict().items()},
             "optimizers": [opt.state_dict() for opt in self.optimizers], "train_seconds": self.train_seconds,
@@ -298,7 +313,8 @@ def load_checkpoint(path) -> dict:
 
 def field_from_checkpoint(ckpt: dict) -> NeuralField:
     octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
-    field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], ckpt["bits"],
+    bits = tuple(ckpt["bits"]) if isinstance(ckpt["bits"], list) else ckpt["bits"]
+    field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
                         ckpt["scene_center"], ckpt["scene_half_size"])
     field.load_state_dict(ckpt["field"])
     return field

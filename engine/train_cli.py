@@ -5,6 +5,7 @@ code). Ctrl-C saves both files and says how to resume; a NaN loss stops without 
 """
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -29,7 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("data", help="data set folder (Blender or instant-ngp format) or its transforms JSON")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<data name>_<grid>[_b<bits>])")
     parser.add_argument("--grid", default="vq", choices=["dense", "vq", "random"])
-    parser.add_argument("--bits", type=int, default=6, help="codebook bitwidth b for vq/random (1..16)")
+    parser.add_argument("--bits", type=parse_bits, default=6,
+                        help="codebook bitwidth b for vq/random (1..16), or one per level, coarse to fine "
+                             "(e.g. 10,10,10,10,8,6,6 for 7 LODs)")
     parser.add_argument("--max-level", type=int, default=None,
                         help=f"finest octree level (default {CUDA_MAX_LEVEL}: 256^3 cells on CUDA, "
                              f"{CPU_MAX_LEVEL}: 64^3 on the CPU)")
@@ -52,10 +55,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def parse_bits(text: str) -> int | tuple[int, ...]:
+    """'6' -> 6; '10,10,8,6' -> (10, 10, 8, 6) (checked against the levels where the field is made)."""
+    try:
+        bits = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a bitwidth or a comma-separated list of them: '{text}'") from None
+    return bits[0] if len(bits) == 1 else bits
+
+
 def default_out(args) -> Path:
     name = Path(args.data).resolve()
     name = name.parent.name if name.is_file() else name.name
-    suffix = f"_b{args.bits}" if args.grid != "dense" else ""
+    bits = "-".join(map(str, args.bits)) if isinstance(args.bits, tuple) else args.bits
+    suffix = f"_b{bits}" if args.grid != "dense" else ""
     return Path("runs") / f"{name}_{args.grid}{suffix}"
 
 

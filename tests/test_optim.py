@@ -1,124 +1,150 @@
-"""RowAdam, the optimiser of the vq logits: Adam on the rows a gradient touches, nothing elsewhere; its CUDA kernel
-(engine/cuda/row_adam.cu) against the torch reference, as a host C++ build here and through NVRTC on a GPU."""
+"""VQLogitsAdam, the optimiser of the vq logits: the straight-through gradient from each level's table gradient, then
+Adam on the rows it touches and nothing elsewhere; its CUDA kernel (engine/cuda/vq_adam.cu) against the torch
+reference, as a host C++ build here and through NVRTC on a GPU."""
 import ctypes
 
 import pytest
 import torch
 
 from engine import optim
-from engine.cuda.row_adam import SOURCE_PATH as ROW_ADAM_SOURCE
-from engine.optim import RowAdam
-from tests.host_build import host_library, needs_cxx
+from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE
+from engine.cuda.vq_adam import VQAdamParams, vq_adam_params
+from engine.grids import FeatureGrid, ste_gradient
+from engine.optim import VQLogitsAdam
+from tests.host_build import assert_layout_matches, host_library, needs_cxx
 
 
-def test_dense_gradients_match_torch_adam():
-    torch.manual_seed(0)
-    a = torch.randn(40, 8, dtype=torch.float64, requires_grad=True)
-    b = a.detach().clone().requires_grad_(True)
-    ours, ref = RowAdam([a], lr=0.1, betas=(0.9, 0.99), eps=1e-15), torch.optim.Adam([b], lr=0.1, betas=(0.9, 0.99),
-                                                                                         eps=1e-15)
+def _grid(n=40, bits=3, feature_dim=8, seed=0) -> FeatureGrid:
+    torch.manual_seed(seed)
+    grid = FeatureGrid("vq", [n], feature_dim, bits)
+    with torch.no_grad():
+        grid.logits[0].normal_()
+    return grid
+
+
+def _step(opt: VQLogitsAdam, grid: FeatureGrid, upstream: torch.Tensor) -> None:
+    """A forward and backward through level 0's corner table as the trainer does them, then the logits' step."""
+    table = grid.corner_features(0)
+    table.retain_grad()
+    (table * upstream).sum().backward()
+    opt.step([table.grad])
+    opt.zero_grad()
+
+
+def _optimizer(grid: FeatureGrid, **kw) -> VQLogitsAdam:
+    return VQLogitsAdam(list(grid.logits), list(grid.codebooks), **kw)
+
+
+def test_softmax_relaxed_gradient_is_plain_adam_on_every_row():
+    grid = _grid()
+    ref_param = grid.logits[0].detach().clone().requires_grad_(True)
+    ours = _optimizer(grid, lr=0.1, betas=(0.9, 0.99))
+    ref = torch.optim.Adam([ref_param], lr=0.1, betas=(0.9, 0.99), eps=1e-15)
     for _ in range(5):
-        g = torch.randn(40, 8, dtype=torch.float64)
-        a.grad, b.grad = g.clone(), g.clone()
+        g = torch.randn(40, 8)
+        grid.logits[0].grad, ref_param.grad = g.clone(), g.clone()
         ours.step()
         ref.step()
-    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(grid.logits[0].detach(), ref_param.detach())
 
 
-def test_sparse_gradient_moves_only_its_rows_like_adam_on_those_rows(monkeypatch):
-    monkeypatch.setattr(optim, "CHUNK_ELEMENTS", 16)  # several chunks of two rows
-    torch.manual_seed(1)
-    a = torch.randn(30, 8, dtype=torch.float64, requires_grad=True)
+def test_straight_through_step_moves_only_touched_rows_like_adam_on_their_gradient():
+    grid = _grid()
     rows = torch.tensor([2, 5, 6, 11, 29])
-    sub = a.detach()[rows].clone().requires_grad_(True)
-    ours, ref = RowAdam([a], lr=0.05), torch.optim.Adam([sub], lr=0.05, betas=(0.9, 0.99), eps=1e-15)
-    before = a.detach().clone()
+    sub = grid.logits[0].detach()[rows].clone().requires_grad_(True)
+    ours = _optimizer(grid, lr=0.05)
+    ref = torch.optim.Adam([sub], lr=0.05, betas=(0.0, 0.99), eps=1e-15)
+    before = grid.logits[0].detach().clone()
     for _ in range(3):
-        values = torch.randn(5, 8, dtype=torch.float64)
-        a.grad = torch.sparse_coo_tensor(rows[None], values, a.shape, check_invariants=False)
-        sub.grad = values.clone()
-        ours.step()
+        upstream = torch.zeros(40, 8)
+        upstream[rows] = torch.randn(5, 8)
+        logits, codebook = grid.logits[0].detach().clone(), grid.codebooks[0].detach().clone()
+        _step(ours, grid, upstream)
+        got_rows, values = ste_gradient(logits, codebook, upstream)
+        assert torch.equal(got_rows, rows)
+        sub.grad = values
         ref.step()
-    untouched = torch.ones(30, dtype=torch.bool)
+    untouched = torch.ones(40, dtype=torch.bool)
     untouched[rows] = False
-    assert torch.equal(a.detach()[untouched], before[untouched])
-    torch.testing.assert_close(a.detach()[rows], sub.detach())
+    assert torch.equal(grid.logits[0].detach()[untouched], before[untouched])
+    torch.testing.assert_close(grid.logits[0].detach()[rows], sub.detach())
 
 
 def test_beta1_zero_keeps_no_first_moment():
-    a = torch.zeros(4, 3, requires_grad=True)
-    opt = RowAdam([a], lr=0.1, betas=(0.0, 0.99))
-    a.grad = torch.ones(4, 3)
-    opt.step()
-    assert "exp_avg" not in opt.state[a]
-    torch.testing.assert_close(a.detach(), torch.full((4, 3), -0.1))  # first step: lr * sign(grad)
+    grid = _grid()
+    opt = _optimizer(grid, lr=0.1, betas=(0.0, 0.99))
+    _step(opt, grid, torch.randn(40, 8))
+    assert "exp_avg" not in opt.state[grid.logits[0]] and opt.state[grid.logits[0]]["step"] == 1
 
 
 def test_rejects_bad_betas():
     with pytest.raises(ValueError):
-        RowAdam([torch.zeros(2, 2, requires_grad=True)], lr=0.1, betas=(1.0, 0.99))
+        _optimizer(_grid(), lr=0.1, betas=(1.0, 0.99))
 
 
-def _random_case(seed: int, beta1: float):
+def _random_case(seed: int, k: int, beta1: float, n: int = 120, feat: int = 16):
     gen = torch.Generator().manual_seed(seed)
-    param, v = torch.randn(200, 24, generator=gen), torch.rand(200, 24, generator=gen)
-    m = torch.randn(200, 24, generator=gen) if beta1 > 0 else None
-    rows = torch.randperm(200, generator=gen)[:70]  # unique, unsorted
-    grad = torch.randn(70, 24, generator=gen)
-    return param, rows, grad, v, m
+    logits, sq = torch.randn(n, k, generator=gen) * 2, torch.rand(n, k, generator=gen)
+    m = torch.randn(n, k, generator=gen) if beta1 > 0 else None
+    codebook = torch.randn(k, feat, generator=gen)
+    grad_table = torch.randn(n, feat, generator=gen) * 1e-3
+    grad_table[torch.randperm(n, generator=gen)[: n // 3]] = 0  # corners no sample reached
+    return logits, codebook, grad_table, sq, m
 
 
-def _reference(param, rows, grad, v, m, beta1):
-    param, v, m = param.clone(), v.clone(), None if m is None else m.clone()
-    optim.row_adam_reference(param, rows, grad, v, m, beta1, 0.99, 0.05, 0.3, 1e-8)
-    return param, v, m
+def _reference(case, estimator, beta1):
+    logits, codebook, grad_table, sq, m = [None if t is None else t.clone() for t in case]
+    optim.vq_adam_reference(logits, codebook, grad_table, estimator, sq, m, beta1, 0.99, 0.05, 0.3, 1e-8)
+    return logits, sq, m
+
+
+CASES = [(k, estimator, beta1) for k in (16, 64, 100) for estimator in ("ste", "reinmax") for beta1 in (0.0, 0.9)]
 
 
 @needs_cxx
-@pytest.mark.parametrize("beta1", [0.0, 0.9])
-def test_host_build_of_the_kernel_equals_the_reference(tmp_path, beta1):
-    lib = host_library(ROW_ADAM_SOURCE, [], tmp_path)
-    f = lib.row_adam_host
-    f.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_longlong, ctypes.c_int] + [ctypes.c_float] * 5
-    for with_rows in (True, False):
-        param, rows, grad, v, m = _random_case(3, beta1)
-        if not with_rows:
-            rows, grad = None, torch.randn(200, 24)
-        want = _reference(param, rows, grad, v, m, beta1)
-        f(None if rows is None else rows.data_ptr(), grad.data_ptr(), param.data_ptr(), v.data_ptr(),
-          None if m is None else m.data_ptr(), grad.shape[0], 24, beta1, 0.99, 0.05, 0.3, 1e-8)
-        torch.testing.assert_close(param, want[0])
-        torch.testing.assert_close(v, want[1])
-        if m is not None:
-            torch.testing.assert_close(m, want[2])
+def test_host_build_params_layout_matches_ctypes(tmp_path):
+    lib = host_library(VQ_ADAM_SOURCE, ["-DFEAT=16"], tmp_path)
+    assert_layout_matches(lib.vq_adam_params_layout, VQAdamParams)
+
+
+@needs_cxx
+@pytest.mark.parametrize("k,estimator,beta1", CASES)
+def test_host_build_of_the_kernel_equals_the_reference(tmp_path, k, estimator, beta1):
+    lib = host_library(VQ_ADAM_SOURCE, ["-DFEAT=16"], tmp_path)
+    case = _random_case(3, k, beta1)
+    want = _reference(case, estimator, beta1)
+    logits, codebook, grad_table, sq, m = case
+    params = vq_adam_params(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
+    lib.vq_adam_host(ctypes.byref(params))
+    torch.testing.assert_close(logits, want[0])
+    torch.testing.assert_close(sq, want[1])
+    if m is not None:
+        torch.testing.assert_close(m, want[2])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("beta1", [0.0, 0.9])
-def test_cuda_kernel_equals_the_reference(beta1):
-    from engine.cuda.row_adam import row_adam, row_adam_reason
-    assert row_adam_reason(torch.device("cuda")) is None
-    param, rows, grad, v, m = _random_case(4, beta1)
-    want = _reference(param, rows, grad, v, m, beta1)
-    got = [t.cuda() if t is not None else None for t in (param, rows, grad, v, m)]
-    row_adam(got[0], got[1], got[2], got[3], got[4], beta1, 0.99, 0.05, 0.3, 1e-8)
+@pytest.mark.parametrize("k,estimator,beta1", CASES)
+def test_cuda_kernel_equals_the_reference(k, estimator, beta1):
+    from engine.cuda.vq_adam import vq_adam, vq_adam_reason
+    assert vq_adam_reason(torch.device("cuda")) is None
+    case = _random_case(4, k, beta1, n=3000)
+    want = _reference(case, estimator, beta1)
+    got = [None if t is None else t.cuda() for t in case]
+    vq_adam(got[0], got[1], got[2], got[3], got[4], estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
     torch.testing.assert_close(got[0].cpu(), want[0])
     torch.testing.assert_close(got[3].cpu(), want[1])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_optimizer_equals_cpu_optimizer():
-    torch.manual_seed(2)
-    a = torch.randn(1000, 64)
-    rows = torch.randperm(1000)[:300].sort().values
-    values = torch.randn(300, 64)
     results = []
     for device in ("cpu", "cuda"):
-        p = a.clone().to(device).requires_grad_(True)
-        opt = RowAdam([p], lr=0.1, betas=(0.0, 0.99))
+        grid = _grid(n=1000, bits=6, feature_dim=16, seed=2).to(device)
+        opt = _optimizer(grid, lr=0.1)
+        gen = torch.Generator().manual_seed(5)
         for _ in range(3):
-            p.grad = torch.sparse_coo_tensor(rows[None], values, p.shape, check_invariants=False).to(device)
-            opt.step()
-        results.append(p.detach().cpu())
+            upstream = torch.randn(1000, 16, generator=gen)
+            upstream[torch.randperm(1000, generator=gen)[:400]] = 0
+            _step(opt, grid, upstream.to(device))
+        results.append(grid.logits[0].detach().cpu())
     torch.testing.assert_close(results[0], results[1])
-

@@ -151,13 +151,37 @@ def test_cli_rejects_an_impossible_bitwidth_in_one_line(toy_scene, tmp_path, cap
     assert code == 2 and len(err.splitlines()) == 1 and "--bits must be between 1 and 16" in err
 
 
+def test_cli_trains_with_bits_per_level_and_resumes(toy_scene, tmp_path, capsys):
+    from engine.fileformat import load_model
+    out = tmp_path / "run"
+    args = ["train", str(toy_scene), "--grid", "vq", "--bits", "5,4,3", "--max-level", "4", "--steps", "6",
+            "--batch", "256", "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    field = load_model(out / "model.vbnf")
+    assert field.level_bits == [5, 4, 3] and field.bits == 3  # the finest level names the model
+    assert [r.codebook.shape[0] for r in field.levels] == [32, 16, 8]
+    assert main(["info", str(out / "model.vbnf")]) == 0 and "5/4/3 bits" in capsys.readouterr().out
+    resume = ["train", str(toy_scene), "--grid", "vq", "--steps", "8", "--out", str(out), "--quiet", "--device",
+              "cpu", "--resume"]
+    assert main(resume) == 0  # the checkpoint keeps the list
+    assert load_model(out / "model.vbnf").level_bits == [5, 4, 3]
+    code = main(["train", str(toy_scene), "--bits", "5,4", "--max-level", "4", "--out", str(tmp_path / "r2"),
+                 "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "2 bitwidths for a grid of 3 levels" in err
+
+
 def test_resume_keeps_the_logits_moments_and_survives_an_older_checkpoint(trained_vq, caplog):
+    from engine.optim import VQLogitsAdam
     from engine.train import trainer_from_checkpoint
+
+    def logits_optimizer(trainer):
+        return next(o for o in trainer.optimizers if isinstance(o, VQLogitsAdam))
     ckpt = trained_vq.checkpoint()
     resumed = trainer_from_checkpoint(ckpt, trained_vq.dataset, "cpu")
     logits = resumed.field.grid.logits[-1]
-    saved = trained_vq.optimizers[-1].state[trained_vq.field.grid.logits[-1]]["exp_avg_sq"]
-    assert torch.equal(resumed.optimizers[-1].state[logits]["exp_avg_sq"], saved)
+    saved = logits_optimizer(trained_vq).state[trained_vq.field.grid.logits[-1]]["exp_avg_sq"]
+    assert torch.equal(logits_optimizer(resumed).state[logits]["exp_avg_sq"], saved)
     old = dict(ckpt)
     old["optimizer"] = old.pop("optimizers")[0]  # the single-optimiser layout of earlier versions
     with caplog.at_level("WARNING", logger="vbnf.train"):

@@ -398,7 +398,8 @@ class GpuField:
     nodes:     per octree level l < base_level + n_lods - 1, int32 [n_l, 2] = (child_mask, child_start).
     cell_rows: per LOD, dense: int32 [n_cells, 8] corner-table rows; codebook kinds: uint8 / int16 (read as
                uint16) [n_cells, 8] = indices[corners], the codebook row of each corner of each cell.
-    rows:      per LOD, float32 dense features [n_corners, F] or codebook [2^bits, F].
+    rows:      per LOD, float32 dense features [n_corners, F] or codebook [cb_rows, F] (a level's 2^bits rows, then
+               zero rows up to the largest codebook's size).
     decoder:   float32 [decoder_size(F)] (pack_decoder).
     """
 
@@ -460,6 +461,9 @@ class GpuField:
             if cb_rows > 1 << 16:
                 raise ValueError(f"codebooks of {cb_rows} rows: the CUDA marcher supports at most 2^16")
             codes_bits = 8 if cb_rows <= 256 else 16
+            # levels may have codebooks of their own sizes (bits per level): the kernel copies CB_ROWS rows of
+            # every level to shared memory, so the smaller ones are padded with zero rows
+            rows = [torch.nn.functional.pad(r, (0, 0, 0, cb_rows - r.shape[0])) for r in rows]
             np_type = np.uint8 if codes_bits == 8 else np.uint16
             cell_rows = [torch.from_numpy(np.ascontiguousarray(c.numpy().astype(np_type)).view(
                 np.uint8 if codes_bits == 8 else np.int16)).to(device) for c in cell_rows]

@@ -1,0 +1,158 @@
+// vq_adam: the vq logits' training step in one pass (engine/optim.py's VQLogitsAdam). Twin of engine/optim.py
+// `vq_adam_reference`: the straight-through gradient of the logits (engine/grids.py `ste_gradient`) followed by an
+// Adam step on the rows that have one.
+//
+//   for each corner row r whose feature gradient v = grad_table[r, :] is not all zero:
+//     s_j = v . codebook[j, :]                 (first-order change of the loss if the corner used row j)
+//     p = softmax(logits[r, :])
+//     g_j = p_j (s_j - <p, s>)                  straight-through ("ste")
+//     ReinMax: pi1 = (onehot(argmax) + p) / 2, g_j = 2 pi1_j (s_j - <pi1, s>) - g_j / 2
+//     v2 = beta2 * exp_avg_sq[r, j] + (1 - beta2) g_j^2;  m = beta1 * exp_avg[r, j] + (1 - beta1) g_j (m = g_j
+//     without exp_avg);  logits[r, j] -= step_size * m / (sqrt(v2) / root_correction + eps)
+//   rows whose v is zero (no sample reached the corner this step) are left alone, moments included ("lazy" Adam).
+//
+// One warp per row on the GPU (its lanes stride over the K = 2^b logits), one thread per row on the host. Nothing is
+// materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
+// Compiled at run time by NVRTC (engine/cuda/vq_adam.py) with -DFEAT=F; the same file compiles as plain C++ on the
+// host (tests/test_optim.py compares it with the torch reference).
+
+#ifndef FEAT
+#define FEAT 16
+#endif
+
+#ifdef __CUDACC__
+#define HD __device__ __forceinline__
+#define EXP expf
+#define SQRT sqrtf
+#define FMAX fmaxf
+#define LANES 32
+#else  // host build (tests only)
+#include <cmath>
+#define HD static inline
+#define EXP std::exp
+#define SQRT std::sqrt
+#define FMAX std::fmax
+#define LANES 1
+#define __restrict__
+#endif
+
+struct VQAdamParams {
+    const float* grad_table;  // [n_rows, FEAT]: gradient of the loss w.r.t. each corner's feature row
+    const float* codebook;    // [K, FEAT]
+    float* logits;            // [n_rows, K]
+    float* exp_avg_sq;        // [n_rows, K]
+    float* exp_avg;           // [n_rows, K] or null (no first moment)
+    long long n_rows;
+    int k;                    // codebook rows K = 2^b
+    int reinmax;              // 0: straight-through, 1: ReinMax
+    float beta1, beta2, step_size, root_correction, eps;
+};
+
+HD float lanes_sum(float x) {
+#ifdef __CUDACC__
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+#endif
+    return x;
+}
+
+// The largest value and its first index (ties: the lowest index, as torch.argmax).
+HD void lanes_argmax(float& x, int& i) {
+#ifdef __CUDACC__
+    for (int o = 16; o > 0; o >>= 1) {
+        const float y = __shfl_xor_sync(0xffffffffu, x, o);
+        const int j = __shfl_xor_sync(0xffffffffu, i, o);
+        if (y > x || (y == x && j < i)) { x = y; i = j; }
+    }
+#endif
+}
+
+HD float dot_row(const float* v, const float* __restrict__ row) {
+    float s = 0.0f;
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) s += v[f] * row[f];
+    return s;
+}
+
+// The step of row r, computed by `lanes` lanes of which this is `lane` (every lane of a warp takes part).
+HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
+    float v[FEAT];
+    bool touched = false;
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) {
+        v[f] = p.grad_table[r * FEAT + f];
+        touched |= v[f] != 0.0f;
+    }
+    if (!touched) return;  // the same for every lane: they all read the same v
+    float* logits = p.logits + r * p.k;
+    float* sq = p.exp_avg_sq + r * p.k;
+    float* m1 = p.exp_avg ? p.exp_avg + r * p.k : nullptr;
+
+    float top = -3.4028235e38f;  // -FLT_MAX (logits are finite)
+    int top_j = p.k;
+    for (int j = lane; j < p.k; j += LANES)
+        if (logits[j] > top) { top = logits[j]; top_j = j; }
+    lanes_argmax(top, top_j);
+
+    const float* c_top = p.codebook + (long long)top_j * FEAT;
+
+    float z = 0.0f, zs = 0.0f;
+    for (int j = lane; j < p.k; j += LANES) {
+        const float e = EXP(logits[j] - top);
+        z += e;
+        zs += e * dot_row(v, p.codebook + (long long)j * FEAT);
+    }
+    z = lanes_sum(z);
+    const float mean_s = lanes_sum(zs) / z;  // <p, s>
+    const float s_top = dot_row(v, c_top);
+    const float mean_pi1 = 0.5f * (mean_s + s_top);  // <pi1, s>
+
+    for (int j = lane; j < p.k; j += LANES) {
+        const float prob = EXP(logits[j] - top) / z;
+        const float s = dot_row(v, p.codebook + (long long)j * FEAT);
+        float g = prob * (s - mean_s);
+        if (p.reinmax) {
+            const float pi1 = 0.5f * prob + (j == top_j ? 0.5f : 0.0f);
+            g = 2.0f * pi1 * (s - mean_pi1) - 0.5f * g;
+        }
+        const float v2 = p.beta2 * sq[j] + (1.0f - p.beta2) * g * g;
+        sq[j] = v2;
+        float m = g;
+        if (m1) {
+            m = p.beta1 * m1[j] + (1.0f - p.beta1) * g;
+            m1[j] = m;
+        }
+        logits[j] -= p.step_size * m / (SQRT(v2) / p.root_correction + p.eps);
+    }
+}
+
+#ifdef __CUDACC__
+extern "C" __global__ void vq_adam(const VQAdamParams p) {
+    const long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / LANES;
+    if (r < p.n_rows) vq_adam_row(p, r, threadIdx.x % LANES);
+}
+#else
+extern "C" void vq_adam_host(const VQAdamParams* p) {
+    for (long long r = 0; r < p->n_rows; ++r) vq_adam_row(*p, r, 0);
+}
+
+// Field offsets and size of VQAdamParams (tests check the ctypes twin against them).
+#include <cstddef>
+extern "C" int vq_adam_params_layout(long long* out) {
+    int i = 0;
+    out[i++] = offsetof(VQAdamParams, grad_table);
+    out[i++] = offsetof(VQAdamParams, codebook);
+    out[i++] = offsetof(VQAdamParams, logits);
+    out[i++] = offsetof(VQAdamParams, exp_avg_sq);
+    out[i++] = offsetof(VQAdamParams, exp_avg);
+    out[i++] = offsetof(VQAdamParams, n_rows);
+    out[i++] = offsetof(VQAdamParams, k);
+    out[i++] = offsetof(VQAdamParams, reinmax);
+    out[i++] = offsetof(VQAdamParams, beta1);
+    out[i++] = offsetof(VQAdamParams, beta2);
+    out[i++] = offsetof(VQAdamParams, step_size);
+    out[i++] = offsetof(VQAdamParams, root_correction);
+    out[i++] = offsetof(VQAdamParams, eps);
+    out[i++] = sizeof(VQAdamParams);
+    return i;
+}
+#endif
