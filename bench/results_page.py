@@ -36,7 +36,7 @@ def section(name: str) -> str:
 def finest(records: list[dict]) -> dict[tuple, dict]:
     out: dict[tuple, dict] = {}
     for r in records:
-        key = (r["grid"], r["bits"])
+        key = (r["grid"], tuple(r["bits"]) if isinstance(r["bits"], list) else r["bits"])
         if key not in out or r["lod"] > out[key]["lod"]:
             out[key] = r
     return out
@@ -168,9 +168,11 @@ def main() -> None:
         "lookup, grid learning rate 0.03 (dense, random) / 0.1 (vq). k-means rows quantise the dense run of the same "
         "table after training (no training of their own). Grid KB is the feature grid as stored: b bits per corner + "
         "fp16 codebooks (dense: fp16 features). Peak GB is torch's peak allocation (GiB). The vq logits train with "
-        "RowAdam (engine/optim.py: row-sparse, no first moment). Dense, k-means and vq ran this session (two calls "
-        "of the script on the same kind of card); the random rows are the second session's runs: random grids have "
-        "no logits, so nothing in their code path changed (that session's whole table: "
+        "VQLogitsAdam (engine/optim.py: the straight-through gradient and a lazy Adam step, no first moment, in one "
+        "CUDA kernel per level). Dense, k-means and vq ran this session in one call of the script on an H200; "
+        "`vq10.10.10.10.8.6.6` has 10 bits at LODs 0-3, 8 at LOD 4 and 6 at LODs 5-6 (bits per level). The random "
+        "rows are the third session's runs on an H100: random grids have no logits, so nothing in their code path "
+        "changed (that session's whole table: history/train_quality_l8_75s_session3.md; the second session's: "
         "history/train_quality_l8_75s_session2.md).",
         "",
         section("train_quality.md"),
@@ -192,14 +194,21 @@ def main() -> None:
         "within the call); and Gumbel noise on the logits in the forward pass (scale 1.0 or 0.3 at step 0, decaying "
         "linearly to 0 at half the run; a patch removed after the probe), against s3_l8_default_rerun. None beats "
         "the default settings; the per-row moment and lower learning rates lose 0.6-2.6 dB, ReinMax 0.2 dB, the "
-        "Gumbel noise 0.1-0.7 dB.",
+        "Gumbel noise 0.1-0.7 dB. "
+        "Fourth session (s4_*, bench/probe_parallel.py): equal steps instead of equal time, 2,500 steps each, the runs "
+        "of one file side by side on one H200 (so their train s is not a speed), LODs 3, 5 and 6 on 25 test views: "
+        "s4_equal_steps_rowadam with the third session's optimiser (bits per level, b = 8, lod_bias 1.5), "
+        "s4_equal_steps_vq_adam with the fused step (F = 32, codebook lr 0.3, bits per level). Rows show the finest "
+        "LOD; the others are in the JSON.",
         "",
         probe_table(),
         "### Where training's GPU memory goes (bench/train_memory.py)",
         "",
         "Lego train split, 16,384 rays, 256^3; 60-step runs with the prunes moved to steps 12 and 30. The benchmark's "
-        "peak is the largest phase; vq b=8 peaked at 7.16 GB in the 75 s benchmark above (9.74 GB in the second "
-        "session, with torch's dense Adam, a dense logits gradient, and the unpruned field still referenced).",
+        "peak is the largest phase (third session, H100, with RowAdam's sparse logits gradient, which the fused step "
+        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in this session's 75 s benchmark above (H200), "
+        "7.16 GB in the third session's and 9.74 GB in the second's (torch's dense Adam, a dense logits gradient, and "
+        "the unpruned field still referenced).",
         "",
         section("train_memory.md"),
         "### Closing the vq gap: architecture and schedule variants on the CPU (bench/vq_gap_cpu.py)",
@@ -213,6 +222,10 @@ def main() -> None:
         "at LODs 3-4 instead to 0.57 dB. Neither alone closes it.",
         "",
         section("vq_bits_per_level_cpu.md"),
+        "### Earlier runs: the third session's 75 s benchmark (H100, RowAdam on the logits)",
+        "",
+        section("history/train_quality_l8_75s_session3.md"),
+        quality_checks(load("history/train_quality_l8_75s_session3.json"), "third session, 75 s budget, 256^3"),
         "### Earlier runs: the second session's 75 s benchmark (torch's dense Adam on the logits)",
         "",
         section("history/train_quality_l8_75s_session2.md"),

@@ -30,11 +30,16 @@ from engine.occupancy import initial_octree  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 
 
-def parse_config(name: str) -> tuple[str, int | None]:
+def parse_config(name: str) -> tuple[str, int | tuple[int, ...] | None]:
+    """'vq6' -> ('vq', 6); 'vq10.10.10.10.8.6.6' -> ('vq', (10, 10, 10, 10, 8, 6, 6)): one b per level, coarse to
+    fine; 'dense' -> ('dense', None)."""
     for kind in ("dense", "vq", "random", "kmeans"):
         if name.startswith(kind):
             rest = name[len(kind):]
-            return kind, (int(rest) if rest else None)
+            if not rest:
+                return kind, None
+            bits = tuple(int(b) for b in rest.split("."))
+            return kind, bits[0] if len(bits) == 1 else bits
     raise SystemExit(f"unknown config '{name}'")
 
 
@@ -48,6 +53,11 @@ def grid_bytes(field: InferenceField) -> int:
         else:
             total += math.ceil(rows.indices.numel() * rows.bits / 8) + rows.codebook.numel() * 2
     return total
+
+
+def bits_per_corner(field: InferenceField) -> float:
+    """Index bits per corner, averaged over every level's corners (codebooks not counted)."""
+    return sum(r.n_corners * r.bits for r in field.levels) / max(1, sum(r.n_corners for r in field.levels))
 
 
 def save(field: InferenceField, path: Path) -> int | None:
@@ -73,11 +83,14 @@ def main() -> int:
     ap.add_argument("--grid-lr", default=",".join(f"{k}={v}" for k, v in DEFAULT_GRID_LR.items()))
     ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
     ap.add_argument("--logit-beta1", type=float, default=TrainSettings.logit_beta1,
-                    help="vq: RowAdam's first-moment decay for the logits (0: no momentum)")
-    ap.add_argument("--estimator", default=None, choices=["ste", "reinmax"],
+                    help="vq: VQLogitsAdam's first-moment decay for the logits (0: no momentum)")
+    ap.add_argument("--estimator", default=None, choices=list(engine.grids.ESTIMATORS),
                     help="vq: the logits' gradient estimator (default engine.grids.VQ_ESTIMATOR)")
     ap.add_argument("--codebook-std", type=float, default=None,
                     help="vq, random: std of the initial codebook entries (default engine.grids.CODEBOOK_STD)")
+    ap.add_argument("--feature-dim", type=int, default=16, help="F of the trained grids (dense, vq, random)")
+    ap.add_argument("--lod-bias", type=float, default=TrainSettings.lod_bias,
+                    help="P(LOD k) proportional to lod_bias**k")
     ap.add_argument("--soft-fraction", type=float, default=0.0, help="vq: relaxed forward for this run fraction")
     ap.add_argument("--tag", default="", help="appended to each config's name in the records and model files")
     ap.add_argument("--eval-images", type=int, default=None, help="first N test images (default: all)")
@@ -127,11 +140,11 @@ def main() -> int:
                 print(f"  octree carved in {time.perf_counter() - t_carve:.0f} s", flush=True)
             settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind],
                                      codebook_lr=codebook_lr.get(kind), soft_fraction=args.soft_fraction,
-                                     logit_beta1=args.logit_beta1)
+                                     logit_beta1=args.logit_beta1, lod_bias=args.lod_bias)
             # no name for the new field: it would hold the unpruned field's memory all run (pruning replaces it)
-            trainer = Trainer(new_field(train, kind, bits, args.max_level, args.base_level, device=device,
-                                        octree=octree), train, settings, device)
-            if args.profile and not records:
+            trainer = Trainer(new_field(train, kind, bits, args.max_level, args.base_level, args.feature_dim,
+                                        device=device, octree=octree), train, settings, device)
+            if args.profile:
                 profile(trainer)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -169,7 +182,9 @@ def main() -> int:
                             "config": name + args.tag, "max_level": args.max_level, "batch_rays": args.batch,
                             "grid_lr": grid_lr.get(kind), "codebook_lr": codebook_lr.get(kind),
                             "soft_fraction": args.soft_fraction if kind == "vq" else None,
-                            "logit_beta1": args.logit_beta1 if kind == "vq" else None,
+                            "logit_beta1": args.logit_beta1 if kind == "vq" else None, "lod_bias": args.lod_bias,
+                            "feature_dim": field.feature_dim,
+                            "bits_per_corner": round(bits_per_corner(field), 3) if kind != "dense" else None,
                             "codebook_std": engine.grids.CODEBOOK_STD if kind in ("vq", "random") else None,
                             "estimator": engine.grids.VQ_ESTIMATOR if kind == "vq" else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
@@ -209,19 +224,22 @@ def profile(trainer: Trainer) -> None:
 
 
 def markdown(records: list[dict]) -> str:
-    runs: dict[tuple, list[dict]] = {}
+    runs: dict[str, list[dict]] = {}
     for r in records:
-        runs.setdefault((r["grid"], r["bits"]), []).append(r)
-    n_lods = max(len(v) for v in runs.values())
-    head = "| grid | bits | grid KB | " + " | ".join(f"LOD {k} PSNR/SSIM" for k in range(n_lods)) + \
-        " | train s | peak GB |"
-    lines = [head, "|" + "---|" * (n_lods + 5)]
-    for (grid, bits), rows in runs.items():
-        cells = " | ".join(f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in rows)
-        lines.append(f"| {grid} | {bits or '-'} | {rows[0]['grid_kb']:.1f} | {cells} | {rows[0]['train_s']:.0f} | "
-                     f"{rows[0]['peak_mem_gb']:.2f} |")
+        runs.setdefault(r.get("config", r["grid"]), []).append(r)
+    lods = sorted({r["lod"] for r in records})
+    head = "| config | grid | bits | grid KB | " + " | ".join(f"LOD {k} PSNR/SSIM" for k in lods) + \
+        " | steps | train s | peak GB | device, date |"
+    lines = [head, "|" + "---|" * (len(lods) + 8)]
+    for name, rows in runs.items():
+        by_lod = {r["lod"]: r for r in rows}
+        cells = " | ".join(f"{by_lod[k]['psnr']:.2f} / {by_lod[k]['ssim']:.3f}" if k in by_lod else "" for k in lods)
+        r0 = rows[0]
+        bits = "/".join(map(str, r0["bits"])) if isinstance(r0["bits"], (list, tuple)) else r0["bits"]
+        lines.append(f"| {name} | {r0['grid']} | {bits or '-'} | {r0['grid_kb']:.1f} | {cells} | {r0['steps']} | "
+                     f"{r0['train_s']:.0f} | {r0['peak_mem_gb']:.2f} | {r0['device']}, {r0['date']} |")
     r0 = records[0]
-    lines.append(f"\nScene {r0['scene']}, {r0['eval_images']} test images, device {r0['device']}, {r0['date']}.")
+    lines.append(f"\nScene {r0['scene']}, {r0['eval_images']} test images.")
     return "\n".join(lines) + "\n"
 
 
