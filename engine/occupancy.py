@@ -97,7 +97,6 @@ def initial_octree(cams: Cameras, alphas: torch.Tensor | None, center: torch.Ten
 
 
 @torch.no_grad()
-@torch.no_grad()
 def finest_cell_density(field: NeuralField, samples_per_cell: int = 8, chunk: int = 1 << 18,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """Max density (per world unit) over random points in each finest occupied cell, at full LOD: float [n_cells]."""

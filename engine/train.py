@@ -240,7 +240,7 @@ class Trainer:
                     opt.step([t.grad for t in tables])
                 else:
                     opt.step()
-            del tables  # and their gradients, with the others
+            del tables  # and their gradients: not kept through the next step's forward
             self._zero_grad()  # now, not before the next backward: the gradients would sit through its forward
             self.step_count += 1
             mse = loss.item()
