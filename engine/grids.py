@@ -151,8 +151,6 @@ class FeatureGrid(nn.Module):
         self.feature_dim = feature_dim
         self.level_bits = per_level
         """b of each level (empty for dense)."""
-        self.bits = normal_bits(per_level) if kind != "dense" else None
-        """One b for every level (int), or one per level (tuple); None for dense."""
         self.features = nn.ParameterList()
         self.codebooks = nn.ParameterList()
         self.logits = nn.ParameterList()
@@ -168,6 +166,11 @@ class FeatureGrid(nn.Module):
                 idx = torch.randint(size, (n,), generator=generator, dtype=torch.int64).to(torch.int32)
                 self.register_buffer(f"indices_{k}", idx)
         self.n_lods = len(n_corners)
+
+    @property
+    def bits(self) -> Bits | None:
+        """One b for every level (int), or one per level (tuple); None for dense."""
+        return normal_bits(self.level_bits) if self.level_bits else None
 
     def indices(self, k: int) -> torch.Tensor:
         """int64 [n_corners]: the codebook row each corner uses now (argmax of the logits for vq)."""

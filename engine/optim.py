@@ -2,8 +2,7 @@
 
 The logits are not in the autograd graph (engine/grids.py): a step's backward leaves the gradient of each level's
 corner table, [n_corners, F] (the trainer retains it), and `step(table_gradients)` turns it into the logits'
-straight-through gradient
-(`engine.grids.ste_gradient`) and applies Adam to the rows (corners) that received one. Untouched rows keep their
+straight-through gradient (`engine.grids.ste_gradient`) and applies Adam to the rows (corners) that received one. Untouched rows keep their
 logits and moments ("lazy" Adam, as instant-ngp skips rows with a zero gradient), with bias correction by the
 parameter's own step count. beta1 = 0 drops the first moment and its memory (RMSprop with bias correction). The
 logits are n_corners x 2^b floats (GBs at b = 8 and 256^3), so nothing of their size is formed besides the moments.

@@ -98,7 +98,7 @@ def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin:
     if field.max_lod != field.n_lods - 1:
         raise VbnfError("this model is a partial prefix; load all of it before training")
     kind: GridKind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
-    bits = None if kind == "dense" else normal_bits(tuple(r.bits for r in field.levels))
+    bits = None if kind == "dense" else normal_bits(tuple(field.level_bits))
     out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, bits,
                       field.scene_center.cpu(), field.scene_half_size, seed=seed)
     with torch.no_grad():

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import _check, compile_to_cache, make_current, nvrtc_target, require_cuda
+from engine.cuda.marcher import _check, compile_to_cache, cuda_device, make_current, nvrtc_target, require_cuda
+from engine.grids import ESTIMATORS
 
 SOURCE_PATH = Path(__file__).with_name("vq_adam.cu")
 THREADS = 256  # 8 warps, one corner row each
@@ -61,7 +62,7 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
     """The kernel's parameters. logits, exp_avg_sq, exp_avg: float32 [N, K]; codebook: float32 [K, F];
     grad_table: float32 [N, F]; all contiguous on one device (ValueError otherwise). estimator: "ste" or "reinmax"
     (engine.grids.ste_gradient)."""
-    if estimator not in ("ste", "reinmax"):
+    if estimator not in ESTIMATORS:
         raise ValueError(f"vq_adam: unknown estimator '{estimator}'")
     tensors = [t for t in (logits, codebook, grad_table, exp_avg_sq, exp_avg) if t is not None]
     n, k = logits.shape
@@ -92,17 +93,13 @@ def _function(device: torch.device, options: VQAdamOptions):
         return _FUNCTIONS[key]
 
 
-def _cuda_device(device: torch.device) -> torch.device:
-    return torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
-
-
 def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
     """None when the kernel runs on `device`, else why not (VQLogitsAdam then uses the torch reference)."""
     if device.type != "cuda":
         return "not a CUDA device"
     try:
         require_cuda()
-        _function(_cuda_device(device), VQAdamOptions(feature_dim))
+        _function(cuda_device(device), VQAdamOptions(feature_dim))
     except Exception as e:
         return f"the vq_adam kernel is unavailable ({str(e).splitlines()[0]})"
     return None
@@ -113,7 +110,7 @@ def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tens
             root_correction: float, eps: float) -> None:
     """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`)."""
     from cuda.bindings import driver
-    device = _cuda_device(logits.device)
+    device = cuda_device(logits.device)
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps)
     if params.n_rows == 0:
