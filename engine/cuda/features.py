@@ -9,14 +9,12 @@ The torch pair stays the reference (tests/test_grid_features.py compares both, o
 from __future__ import annotations
 
 import ctypes
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import (MAX_LEVELS, _check, compile_to_cache, cuda_device, make_current, nvrtc_target,
-                                 require_cuda)
+from engine.cuda.marcher import MAX_LEVELS, cuda_device, launch_1d, load_functions, require_cuda
 from engine.octree import Octree
 
 SOURCE_PATH = Path(__file__).with_name("grid_features.cu")
@@ -85,56 +83,30 @@ def feature_params(points: torch.Tensor, octree: Octree, corners: list[torch.Ten
     return p
 
 
-@dataclass
-class _Module:
-    module: object
-    forward: object
-    backward: object
+KERNELS = ("grid_features_forward", "grid_features_backward")
 
 
-_MODULES: dict[tuple[int, FeatureKernelOptions], _Module] = {}
-_LOCK = threading.Lock()
-
-
-def _module(device: torch.device, options: FeatureKernelOptions) -> _Module:
-    from cuda.bindings import driver
-    key = (device.index, options)
-    with _LOCK:
-        if key not in _MODULES:
-            make_current(device)
-            arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
-            image, _ = compile_to_cache(options, arch, cubin, source_path=SOURCE_PATH)
-            module = _check(driver.cuModuleLoadData(image), "cuModuleLoadData(grid_features)")
-            fwd = _check(driver.cuModuleGetFunction(module, b"grid_features_forward"), "cuModuleGetFunction")
-            bwd = _check(driver.cuModuleGetFunction(module, b"grid_features_backward"), "cuModuleGetFunction")
-            _MODULES[key] = _Module(module, fwd, bwd)
-        return _MODULES[key]
+def _functions(device: torch.device, options: FeatureKernelOptions) -> tuple:
+    """(forward, backward) kernels of grid_features.cu for `device`."""
+    return load_functions(device, options, SOURCE_PATH, KERNELS)
 
 
 def _launch(function, params: FeatureParams, device: torch.device) -> None:
-    from cuda.bindings import driver
-    if params.n == 0:
-        return
-    make_current(device)  # autograd runs backward on its own thread; the driver launch needs the context there
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
-    blocks = (params.n + THREADS - 1) // THREADS
-    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-    _check(driver.cuLaunchKernel(function, blocks, 1, 1, THREADS, 1, 1, 0, stream, ctypes.addressof(args), 0),
-           "cuLaunchKernel(grid_features)")
+    launch_1d(function, device, params, params.n, THREADS, "grid_features")
 
 
 class _GridFeatures(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, octree, corners, base_level, lod, *tables):
         device = points.device
-        module = _module(device, FeatureKernelOptions(tables[0].shape[1]))
+        forward, _ = _functions(device, FeatureKernelOptions(tables[0].shape[1]))
         params = feature_params(points, octree, corners, base_level, lod)
         tables = [t.contiguous() for t in tables]
         for k, t in enumerate(tables):
             params.tables[k] = t.data_ptr()
         out = torch.empty(points.shape[0], tables[0].shape[1], device=device, dtype=torch.float32)
         params.out = out.data_ptr()
-        _launch(module.forward, params, device)
+        _launch(forward, params, device)
         ctx.save_for_backward(points)
         ctx.octree, ctx.corners, ctx.base_level, ctx.lod = octree, corners, base_level, lod
         ctx.table_shapes = [t.shape for t in tables]
@@ -147,7 +119,7 @@ class _GridFeatures(torch.autograd.Function):
         grads = [torch.zeros(shape, device=device, dtype=torch.float32) if ctx.needs_input_grad[5 + k] else None
                  for k, shape in enumerate(ctx.table_shapes)]
         if any(g is not None for g in grads):
-            module = _module(device, FeatureKernelOptions(ctx.table_shapes[0][1]))
+            _, backward = _functions(device, FeatureKernelOptions(ctx.table_shapes[0][1]))
             params = feature_params(points, ctx.octree, ctx.corners, ctx.base_level, ctx.lod)
             scratch = [g if g is not None else torch.zeros(shape, device=device)
                        for g, shape in zip(grads, ctx.table_shapes)]
@@ -155,7 +127,7 @@ class _GridFeatures(torch.autograd.Function):
                 params.grad_tables[k] = g.data_ptr()
             grad_out = grad_out.contiguous().float()
             params.grad_out = grad_out.data_ptr()
-            _launch(module.backward, params, device)
+            _launch(backward, params, device)
         return (None, None, None, None, None, *grads)
 
 
@@ -166,7 +138,7 @@ def fused_features_reason(device: torch.device | str) -> str | None:
         return f"the fused feature lookup needs a CUDA device, not {device}"
     try:
         require_cuda()
-        _module(cuda_device(device), FeatureKernelOptions())
+        _functions(cuda_device(device), FeatureKernelOptions())
     except Exception as e:  # NVRTC missing, driver error: fall back to the torch lookup
         return f"the fused feature lookup is unavailable ({str(e).splitlines()[0]})"
     return None

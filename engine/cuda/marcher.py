@@ -6,6 +6,8 @@ targets hand the marcher a `CudaOutput` (a device pointer or a surface object).
 - `cuda_unavailable_reason()`: None, or one line saying why CUDA rendering cannot run here.
 - `KernelOptions` / `get_kernel(device, options)`: a compiled variant, cached per (device, options) in process and as
   a cubin under ~/.cache/vbnf/kernels (VBNF_CACHE_DIR overrides; VBNF_KERNEL_CACHE=0 turns the disk cache off).
+- `load_functions(device, options, source_path, names)` / `launch_1d(...)`: the same compile-and-cache path for the
+  training kernels of engine/cuda (grid_features.cu, vq_adam.cu), and their one-dimensional launch.
 - `GpuField.from_field(field, device)`: the field's arrays in the layout the kernel reads (docs/CUDA.md).
 - `CudaMarcher`: uploads fields once (cached by identity and tensor versions) and launches one frame.
 - `MarchParams`: the kernel's parameter struct (ctypes twin of `struct Params` in march_rays.cu).
@@ -320,6 +322,42 @@ def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True, sour
         except OSError as e:
             log.debug("kernel cache not written (%s)", e)
     return image, "compiled"
+
+
+_FUNCTIONS: dict[tuple, tuple] = {}
+_FUNCTION_LOCK = threading.Lock()
+
+
+def load_functions(device: torch.device, options, source_path: Path, names: tuple[str, ...]) -> tuple:
+    """The kernels `names` of the .cu file `source_path`, compiled with `options` (an object with `defines()` and
+    `ptxas_options()`) for `device`: NVRTC or the disk cache on first use, then kept for the process. For the
+    training kernels (feature lookup, vq logits step); the marcher, with its constant memory, has `get_kernel`."""
+    from cuda.bindings import driver
+    key = (device.index, options, source_path, names)
+    with _FUNCTION_LOCK:
+        if key not in _FUNCTIONS:
+            make_current(device)
+            arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
+            image, _ = compile_to_cache(options, arch, cubin, source_path=source_path)
+            module = _check(driver.cuModuleLoadData(image), f"cuModuleLoadData({source_path.name})")
+            _FUNCTIONS[key] = tuple(_check(driver.cuModuleGetFunction(module, n.encode()), f"cuModuleGetFunction({n})")
+                                    for n in names)
+        return _FUNCTIONS[key]
+
+
+def launch_1d(function, device: torch.device, params: ctypes.Structure, n_threads: int, block: int, name: str
+              ) -> None:
+    """Launch `function(params)` (one struct argument) on `device`'s current torch stream with n_threads threads in
+    blocks of `block`. Makes the device's context current first: autograd runs backward on a thread of its own."""
+    from cuda.bindings import driver
+    if n_threads == 0:
+        return
+    make_current(device)
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
+    blocks = (n_threads + block - 1) // block
+    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+    _check(driver.cuLaunchKernel(function, blocks, 1, 1, block, 1, 1, 0, stream, ctypes.addressof(args), 0),
+           f"cuLaunchKernel({name})")
 
 
 def _load_kernel(device: torch.device, options: KernelOptions) -> Kernel:

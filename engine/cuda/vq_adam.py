@@ -8,13 +8,12 @@ a dozen gathers and element-wise ops over them, a sparse gradient and a separate
 from __future__ import annotations
 
 import ctypes
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import _check, compile_to_cache, cuda_device, make_current, nvrtc_target, require_cuda
+from engine.cuda.marcher import cuda_device, launch_1d, load_functions, require_cuda
 from engine.grids import ESTIMATORS
 
 SOURCE_PATH = Path(__file__).with_name("vq_adam.cu")
@@ -76,30 +75,13 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
                         beta2, step_size, root_correction, eps)
 
 
-_FUNCTIONS: dict[tuple[int, VQAdamOptions], object] = {}
-_LOCK = threading.Lock()
-
-
-def _function(device: torch.device, options: VQAdamOptions):
-    from cuda.bindings import driver
-    key = (device.index, options)
-    with _LOCK:
-        if key not in _FUNCTIONS:
-            make_current(device)
-            arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
-            image, _ = compile_to_cache(options, arch, cubin, source_path=SOURCE_PATH)
-            module = _check(driver.cuModuleLoadData(image), "cuModuleLoadData(vq_adam)")
-            _FUNCTIONS[key] = _check(driver.cuModuleGetFunction(module, b"vq_adam"), "cuModuleGetFunction")
-        return _FUNCTIONS[key]
-
-
 def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
     """None when the kernel runs on `device`, else why not (VQLogitsAdam then uses the torch reference)."""
     if device.type != "cuda":
         return "not a CUDA device"
     try:
         require_cuda()
-        _function(cuda_device(device), VQAdamOptions(feature_dim))
+        load_functions(cuda_device(device), VQAdamOptions(feature_dim), SOURCE_PATH, ("vq_adam",))
     except Exception as e:
         return f"the vq_adam kernel is unavailable ({str(e).splitlines()[0]})"
     return None
@@ -109,16 +91,8 @@ def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tens
             exp_avg: torch.Tensor | None, estimator: str, beta1: float, beta2: float, step_size: float,
             root_correction: float, eps: float) -> None:
     """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`)."""
-    from cuda.bindings import driver
     device = cuda_device(logits.device)
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps)
-    if params.n_rows == 0:
-        return
-    function = _function(device, VQAdamOptions(int(codebook.shape[1])))
-    make_current(device)
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
-    blocks = (params.n_rows * 32 + THREADS - 1) // THREADS
-    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-    _check(driver.cuLaunchKernel(function, blocks, 1, 1, THREADS, 1, 1, 0, stream, ctypes.addressof(args), 0),
-           "cuLaunchKernel(vq_adam)")
+    function, = load_functions(device, VQAdamOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
+    launch_1d(function, device, params, params.n_rows * 32, THREADS, "vq_adam")  # one warp per row
