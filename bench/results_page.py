@@ -174,10 +174,10 @@ def main() -> None:
         "table after training (no training of their own). Grid KB is the feature grid as stored: b bits per corner + "
         "fp16 codebooks (dense: fp16 features). Peak GB is torch's peak allocation (GiB). The vq logits train with "
         "VQLogitsAdam (engine/optim.py: the straight-through gradient and a lazy Adam step, no first moment, in one "
-        "CUDA kernel per level). Dense, k-means and vq ran this session in one call of the script on an H200; "
+        "CUDA kernel per level). Dense, k-means and vq ran in one call of the script on an H200 (fourth session); "
         "`vq10.10.10.10.8.6.6` has 10 bits at LODs 0-3, 8 at LOD 4 and 6 at LODs 5-6 (bits per level). The random "
-        "rows are the third session's runs on an H100: random grids have no logits, so nothing in their code path "
-        "changed (that session's whole table: history/train_quality_l8_75s_session3.md; the second session's: "
+        "rows ran in one call of their own on an H200 (fifth session; the third session's H100 random rows, within "
+        "0.2 dB of these, are in history/train_quality_l8_75s_session3.md, the second session's table in "
         "history/train_quality_l8_75s_session2.md).",
         "",
         section("train_quality.md"),
