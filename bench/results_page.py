@@ -214,7 +214,7 @@ def main() -> None:
         "",
         "Lego train split, 16,384 rays, 256^3; 60-step runs with the prunes moved to steps 12 and 30. The benchmark's "
         "peak is the largest phase (third session, H100, with RowAdam's sparse logits gradient, which the fused step "
-        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in this session's 75 s benchmark above (H200), "
+        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in the fourth session's 75 s benchmark above (H200), "
         "7.16 GB in the third session's and 9.74 GB in the second's (torch's dense Adam, a dense logits gradient, and "
         "the unpruned field still referenced).",
         "",
@@ -269,7 +269,7 @@ def main() -> None:
         render_checks(load("history/render_session5_h200_quick.json")),
         "## Viewer frame time on the GPU (bench/viewer_frame.py)",
         "",
-        "This session, the benchmark's 256^3 vq b=6 model, default interop (\"external\"):",
+        "Third session (H100), that session's 256^3 vq b=6 benchmark model, default interop (\"external\"):",
         "",
         section("viewer.md"),
         "Fifth session, H200, the same path with the 8,000-step vq b=6 model (after the codebook-padding change):",
