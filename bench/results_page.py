@@ -214,9 +214,9 @@ def main() -> None:
         "",
         "Lego train split, 16,384 rays, 256^3; 60-step runs with the prunes moved to steps 12 and 30. The benchmark's "
         "peak is the largest phase (third session, H100, with RowAdam's sparse logits gradient, which the fused step "
-        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in the fourth session's 75 s benchmark above (H200), "
-        "7.16 GB in the third session's and 9.74 GB in the second's (torch's dense Adam, a dense logits gradient, and "
-        "the unpruned field still referenced).",
+        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in the fourth session's 75 s benchmark above "
+        "(H200), 7.16 GB in the third session's and 9.74 GB in the second's (torch's dense Adam, a dense logits "
+        "gradient, and the unpruned field still referenced).",
         "",
         section("train_memory.md"),
         "### Closing the vq gap: architecture and schedule variants on the CPU (bench/vq_gap_cpu.py)",
