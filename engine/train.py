@@ -223,7 +223,8 @@ class Trainer:
             offsets = torch.rand(origins.shape[0], generator=self.generator).to(self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
-            if self.field.kind == "vq" and not soft:
+            straight_through = self.field.kind == "vq" and not soft
+            if straight_through:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
@@ -236,8 +237,8 @@ class Trainer:
                                        "the last checkpoint is intact: resume from it with a lower --lr/--grid-lr")
             loss.backward()
             for opt in self.optimizers:
-                if isinstance(opt, VQLogitsAdam):
-                    opt.step([t.grad for t in tables])
+                if isinstance(opt, VQLogitsAdam):  # the relaxed forward leaves a .grad on the logits instead
+                    opt.step([t.grad for t in tables] if straight_through else None)
                 else:
                     opt.step()
             del tables  # and their gradients: not kept through the next step's forward

@@ -50,6 +50,23 @@ def test_trainable_from_inference_renders_the_same_and_keeps_training(trained_vq
         assert torch.equal(a.indices, b.indices)
 
 
+def test_softmax_relaxed_warm_up_trains_the_logits_then_hands_over(toy_scene):
+    """soft_fraction: the first steps use softmax(logits) @ codebook, the rest the straight-through argmax; both
+    move the logits, and neither reads a gradient that autograd does not keep (no warning per step)."""
+    import warnings
+    train = load_dataset(toy_scene, "train", max_images=4)
+    trainer = Trainer(new_field(train, "vq", 4, 4, 2), train,
+                      TrainSettings(steps=4, batch_rays=256, soft_fraction=0.5, prune_at=()))
+    before = [l.detach().clone() for l in trainer.field.grid.logits]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        trainer.step(2)  # relaxed
+        relaxed = [l.detach().clone() for l in trainer.field.grid.logits]
+        trainer.step(2)  # straight-through
+    assert any(not torch.equal(a, b) for a, b in zip(before, relaxed))
+    assert any(not torch.equal(a, b) for a, b in zip(relaxed, trainer.field.grid.logits))
+
+
 def test_random_and_kmeans_baselines_run(toy_scene):
     train = load_dataset(toy_scene, "train", max_images=8)
     rand = new_field(train, "random", 3, max_level=4, base_level=2)
