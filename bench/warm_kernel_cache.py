@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from engine.cuda.features import SOURCE_PATH as FEATURES_SOURCE  # noqa: E402
-from engine.cuda.features import FeatureKernelOptions  # noqa: E402
-from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning, compile_to_cache  # noqa: E402
+from engine.cuda.marcher import SOURCE_PATH as MARCHER_SOURCE  # noqa: E402
+from engine.cuda.marcher import (FeatureWidthOptions, GpuField, KernelOptions, MarchTuning,  # noqa: E402
+                                 compile_to_cache)
 from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE  # noqa: E402
-from engine.cuda.vq_adam import VQAdamOptions  # noqa: E402
 from engine.render import RENDER_MODES  # noqa: E402
 
 
@@ -65,15 +65,10 @@ def variants(models: list[str]) -> list[KernelOptions]:
 
 
 def _compile(args) -> str:
-    options, arch = args
+    source, options, arch = args
     t0 = time.perf_counter()
-    if isinstance(options, FeatureKernelOptions):
-        _, origin = compile_to_cache(options, arch, source_path=FEATURES_SOURCE)
-    elif isinstance(options, VQAdamOptions):
-        _, origin = compile_to_cache(options, arch, source_path=VQ_ADAM_SOURCE)
-    else:
-        _, origin = compile_to_cache(options, arch)
-    return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {' '.join(options.defines())}"
+    _, origin = compile_to_cache(options, arch, source_path=source)
+    return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {source.name} {' '.join(options.defines())}"
 
 
 def main(argv=None) -> int:
@@ -84,10 +79,12 @@ def main(argv=None) -> int:
     ap.add_argument("--models-only", action="store_true",
                     help="only the training kernel and the default tuning of every mode for each --model")
     args = ap.parse_args(argv)
-    todo = [FeatureKernelOptions(), VQAdamOptions(), *(model_variants(args.model) if args.models_only else variants(args.model))]
+    marcher = model_variants(args.model) if args.models_only else variants(args.model)
+    todo = [(FEATURES_SOURCE, FeatureWidthOptions()), (VQ_ADAM_SOURCE, FeatureWidthOptions()),
+            *((MARCHER_SOURCE, o) for o in marcher)]
     print(f"{len(todo)} variants for {args.arch}", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
-        for line in pool.map(_compile, [(o, args.arch) for o in todo]):
+        for line in pool.map(_compile, [(*t, args.arch) for t in todo]):
             print(line, flush=True)
     return 0
 

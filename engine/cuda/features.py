@@ -9,29 +9,15 @@ The torch pair stays the reference (tests/test_grid_features.py compares both, o
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import MAX_LEVELS, cuda_device, launch_1d, load_functions, require_cuda
+from engine.cuda.marcher import MAX_LEVELS, FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
 from engine.octree import Octree
 
 SOURCE_PATH = Path(__file__).with_name("grid_features.cu")
 THREADS = 128
-
-
-@dataclass(frozen=True)
-class FeatureKernelOptions:
-    """One compiled variant of grid_features.cu."""
-
-    feat: int = 16
-
-    def defines(self) -> list[str]:
-        return [f"-DFEAT={self.feat}"]
-
-    def ptxas_options(self) -> list[str]:
-        return []
 
 
 class FeatureParams(ctypes.Structure):
@@ -86,7 +72,7 @@ def feature_params(points: torch.Tensor, octree: Octree, corners: list[torch.Ten
 KERNELS = ("grid_features_forward", "grid_features_backward")
 
 
-def _functions(device: torch.device, options: FeatureKernelOptions) -> tuple:
+def _functions(device: torch.device, options: FeatureWidthOptions) -> tuple:
     """(forward, backward) kernels of grid_features.cu for `device`."""
     return load_functions(device, options, SOURCE_PATH, KERNELS)
 
@@ -99,7 +85,7 @@ class _GridFeatures(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, octree, corners, base_level, lod, *tables):
         device = points.device
-        forward, _ = _functions(device, FeatureKernelOptions(tables[0].shape[1]))
+        forward, _ = _functions(device, FeatureWidthOptions(tables[0].shape[1]))
         params = feature_params(points, octree, corners, base_level, lod)
         tables = [t.contiguous() for t in tables]
         for k, t in enumerate(tables):
@@ -119,7 +105,7 @@ class _GridFeatures(torch.autograd.Function):
         grads = [torch.zeros(shape, device=device, dtype=torch.float32) if ctx.needs_input_grad[5 + k] else None
                  for k, shape in enumerate(ctx.table_shapes)]
         if any(g is not None for g in grads):
-            _, backward = _functions(device, FeatureKernelOptions(ctx.table_shapes[0][1]))
+            _, backward = _functions(device, FeatureWidthOptions(ctx.table_shapes[0][1]))
             params = feature_params(points, ctx.octree, ctx.corners, ctx.base_level, ctx.lod)
             scratch = [g if g is not None else torch.zeros(shape, device=device)
                        for g, shape in zip(grads, ctx.table_shapes)]
@@ -138,7 +124,7 @@ def fused_features_reason(device: torch.device | str) -> str | None:
         return f"the fused feature lookup needs a CUDA device, not {device}"
     try:
         require_cuda()
-        _functions(cuda_device(device), FeatureKernelOptions())
+        _functions(cuda_device(device), FeatureWidthOptions())
     except Exception as e:  # NVRTC missing, driver error: fall back to the torch lookup
         return f"the fused feature lookup is unavailable ({str(e).splitlines()[0]})"
     return None

@@ -324,14 +324,28 @@ def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True, sour
     return image, "compiled"
 
 
+@dataclass(frozen=True)
+class FeatureWidthOptions:
+    """Compile options of a training kernel (grid_features.cu, vq_adam.cu): only the feature width F (-DFEAT)."""
+
+    feat: int = 16
+
+    def defines(self) -> list[str]:
+        return [f"-DFEAT={self.feat}"]
+
+    def ptxas_options(self) -> list[str]:
+        return []
+
+
 _FUNCTIONS: dict[tuple, tuple] = {}
 _FUNCTION_LOCK = threading.Lock()
 
 
-def load_functions(device: torch.device, options, source_path: Path, names: tuple[str, ...]) -> tuple:
-    """The kernels `names` of the .cu file `source_path`, compiled with `options` (an object with `defines()` and
-    `ptxas_options()`) for `device`: NVRTC or the disk cache on first use, then kept for the process. For the
-    training kernels (feature lookup, vq logits step); the marcher, with its constant memory, has `get_kernel`."""
+def load_functions(device: torch.device, options: FeatureWidthOptions, source_path: Path, names: tuple[str, ...]
+                   ) -> tuple:
+    """The kernels `names` of the .cu file `source_path`, compiled with `options` for `device`: NVRTC or the disk
+    cache on first use, then kept for the process. For the training kernels (feature lookup, vq logits step); the
+    marcher, with its constant memory, has `get_kernel`."""
     from cuda.bindings import driver
     key = (device.index, options, source_path, names)
     with _FUNCTION_LOCK:

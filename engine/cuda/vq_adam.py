@@ -8,29 +8,15 @@ a dozen gathers and element-wise ops over them, a sparse gradient and a separate
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import cuda_device, launch_1d, load_functions, require_cuda
+from engine.cuda.marcher import FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
 from engine.grids import ESTIMATORS
 
 SOURCE_PATH = Path(__file__).with_name("vq_adam.cu")
 THREADS = 256  # 8 warps, one corner row each
-
-
-@dataclass(frozen=True)
-class VQAdamOptions:
-    """One compiled variant of vq_adam.cu."""
-
-    feat: int = 16
-
-    def defines(self) -> list[str]:
-        return [f"-DFEAT={self.feat}"]
-
-    def ptxas_options(self) -> list[str]:
-        return []
 
 
 class VQAdamParams(ctypes.Structure):
@@ -81,7 +67,7 @@ def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
         return "not a CUDA device"
     try:
         require_cuda()
-        load_functions(cuda_device(device), VQAdamOptions(feature_dim), SOURCE_PATH, ("vq_adam",))
+        load_functions(cuda_device(device), FeatureWidthOptions(feature_dim), SOURCE_PATH, ("vq_adam",))
     except Exception as e:
         return f"the vq_adam kernel is unavailable ({str(e).splitlines()[0]})"
     return None
@@ -94,5 +80,5 @@ def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tens
     device = cuda_device(logits.device)
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps)
-    function, = load_functions(device, VQAdamOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
+    function, = load_functions(device, FeatureWidthOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
     launch_1d(function, device, params, params.n_rows * 32, THREADS, "vq_adam")  # one warp per row
