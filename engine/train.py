@@ -154,6 +154,10 @@ class Trainer:
         self._pending: list[tuple[int, int, torch.Tensor]] = []
         """(step, lod, loss on the device) of the steps whose loss has not been read yet (read once per
         `step(n)` call: one synchronisation per call, not two per step)."""
+        self.importance: list[torch.Tensor] | None = None
+        """When set (per LOD, float [n_corners_k] zeros, by `track_importance`): each step adds every corner's
+        squared loss gradient, summed over its F features (a diagonal Fisher estimate: how much the loss moves when
+        that corner's feature moves), for the importance-weighted quantiser of engine/recipe.py."""
         self._stats_read: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
         """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
@@ -237,7 +241,7 @@ class Trainer:
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
             straight_through = self.field.kind == "vq" and not soft
-            if straight_through:
+            if straight_through or self.importance is not None:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
@@ -246,6 +250,10 @@ class Trainer:
                               skip_hidden=self.settings.skip_hidden)
             loss = torch.mean((out["rgb"] - target) ** 2)
             loss.backward()
+            if self.importance is not None:
+                for acc, t in zip(self.importance, tables):
+                    if t.grad is not None:
+                        acc.add_(t.grad.detach().square().sum(dim=1))
             for opt in self.optimizers:
                 if isinstance(opt, VQLogitsAdam):  # the relaxed forward leaves a .grad on the logits instead
                     opt.step([t.grad for t in tables] if straight_through else None)
@@ -294,6 +302,11 @@ class Trainer:
         for opt in self.optimizers:
             opt.state.clear()
 
+    def track_importance(self) -> None:
+        """Starts (or restarts) accumulating `importance`; a prune after this point would drop it."""
+        self.importance = [torch.zeros(c.shape[0] if c.ndim else 0, device=self.device)
+                           for c in self.field.corner_tables(self.field.n_lods - 1)]
+
     def _prune_steps(self) -> list[int]:
         return sorted(max(1, int(f * self.settings.steps)) for f in self.settings.prune_at)
 
@@ -316,6 +329,7 @@ class Trainer:
         self.field = prune_field(self.field, keep)
         self.optimizers = self._make_optimizers()
         self._good_state = self._snapshot()
+        self.importance = None
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),
