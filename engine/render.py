@@ -13,6 +13,7 @@ reference does not stop, so the two differ by less than EARLY_STOP per channel.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -30,6 +31,11 @@ SKIP_CHUNK = 1 << 20  # samples per chunk of the no-gradient pass of skip_hidden
 def default_step(scene_half_size: float, finest_level: int) -> float:
     """Ray-marching step in world units: half of a finest-level cell's edge."""
     return 2.0 * scene_half_size / (1 << finest_level) / STEPS_PER_CELL
+
+
+def max_samples_per_ray(half_size: float, step: float) -> int:
+    """Samples that the longest chord of the scene cube (its diagonal) can hold at this step."""
+    return int(math.ceil(2.0 * math.sqrt(3.0) * half_size / step)) + 1
 
 
 def field_step(field: InferenceField) -> float:
@@ -56,8 +62,8 @@ def to_unit(points: torch.Tensor, center: torch.Tensor, half_size: float) -> tor
 
 def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Tensor, half_size: float,
                 step: float, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
-                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False
-                ) -> dict[str, torch.Tensor]:
+                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False,
+                max_samples: int | None = None) -> dict[str, torch.Tensor]:
     """Volume-renders rays through the occupied cells of `level`.
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
@@ -66,6 +72,8 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     skip_hidden: first evaluate every sample without gradients, then evaluate (with gradients) only those whose
     transmittance is still >= EARLY_STOP, as the marcher does (training: samples behind opaque surfaces cost
     nothing; the image changes by less than EARLY_STOP).
+    max_samples: samples per ray to lay out (`max_samples_per_ray`: enough for any ray); None: as many as the
+    longest of these rays needs, which reads a value back from the device.
     Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
     "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
     "level" [R] (deepest occupied octree level met before termination, -1 if none).
@@ -76,7 +84,10 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     if offsets is None:
         offsets = torch.full((r,), 0.5, device=device)
     span = (t_far - t_near).clamp_min(0.0)
-    k_max = int(torch.ceil(span.max() / step).item()) + 1 if r else 0
+    if max_samples is not None:
+        k_max = max_samples
+    else:
+        k_max = int(torch.ceil(span.max() / step).item()) + 1 if r else 0
     k = torch.arange(max(k_max, 1), device=device, dtype=origins.dtype)
     t = t_near[:, None] + (k[None, :] + offsets[:, None]) * step  # [R,K]
     inside = t < t_far[:, None]

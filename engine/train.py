@@ -21,7 +21,7 @@ from engine.grids import Bits, GridKind, level_bits, normal_bits
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
 from engine.optim import VQLogitsAdam
 from engine.octree import Octree, octree_from_cells
-from engine.render import default_step, render_rays
+from engine.render import default_step, max_samples_per_ray, render_rays
 
 
 log = logging.getLogger("vbnf.train")
@@ -247,7 +247,8 @@ class Trainer:
             out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
-                              skip_hidden=self.settings.skip_hidden)
+                              skip_hidden=self.settings.skip_hidden,
+                              max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step))
             loss = torch.mean((out["rgb"] - target) ** 2)
             loss.backward()
             if self.importance is not None:
