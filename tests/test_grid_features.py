@@ -1,5 +1,5 @@
-"""The fused training lookup (engine/cuda/grid_features.cu) against its torch reference, `descend` +
-`feature_from_cells`: values and table gradients. The .cu file is built as C++ on the CPU (runs in CI) and through
+"""The fused training lookup (grid_features, engine/cuda/grid_features.cu) against its torch twin
+grid_features_torch (`descend` + `feature_from_cells`): values and table gradients. The .cu file is built as C++ on the CPU (runs in CI) and through
 NVRTC on a GPU (skipped without one)."""
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import ctypes
 import pytest
 import torch
 
-from engine.cuda.features import SOURCE_PATH, FeatureParams, feature_params
-from engine.cuda.marcher import cuda_unavailable_reason
-from engine.field import feature_from_cells
-from engine.octree import cell_corners, descend
+from engine.cuda.grid_features import SOURCE_PATH, FeatureParams, feature_params, grid_features_torch
+from engine.cuda.toolchain import cuda_unavailable_reason
+from engine.octree import cell_corners
 from tests.fields import sphere_shell_octree
 from tests.host_build import assert_layout_matches, cxx, host_library
 
@@ -42,8 +41,7 @@ def problem(seed: int, n_points: int = 3000, device: str = "cpu"):
 
 def reference(octree, corners, tables, points, lod, grad_out=None):
     tables = [t.clone().requires_grad_(True) for t in tables]
-    cells = descend(octree, points, BASE + lod)[0]
-    out = feature_from_cells(tables, corners, BASE, lod, points, cells)
+    out = grid_features_torch(points, octree, corners, tables, BASE, lod)
     grads = None
     if grad_out is not None:
         out.backward(grad_out)
@@ -84,7 +82,7 @@ needs_cuda = pytest.mark.skipif(cuda_unavailable_reason() is not None, reason=f"
 @needs_cuda
 @pytest.mark.parametrize("lod", [0, 3])
 def test_cuda_kernel_equals_the_torch_lookup_and_its_gradient(lod):
-    from engine.cuda.features import grid_features
+    from engine.cuda.grid_features import grid_features
     octree, corners, tables, points = problem(seed=10 + lod, n_points=20000, device="cuda")
     grad_out = torch.randn(points.shape[0], FEAT, device="cuda")
     want, want_grads = reference(octree, corners, tables, points, lod, grad_out)
