@@ -1,4 +1,4 @@
-"""Training-step speed (GPU): the torch feature lookup vs the fused CUDA one (engine/cuda/features.py), with and
+"""Training-step speed (GPU): the torch feature lookup vs the fused CUDA one (engine/cuda/grid_features.py), with and
 without skipping hidden samples, at a few batch sizes, from the same partly trained state.
 
     python bench/train_speed.py DATA [--grids dense,vq6] [--warmup-steps 1000] [--steps 150]

@@ -7,8 +7,8 @@ logits and moments ("lazy" Adam, as instant-ngp skips rows with a zero gradient)
 parameter's own step count. beta1 = 0 drops the first moment and its memory (RMSprop with bias correction). The
 logits are n_corners x 2^b floats (GBs at b = 8 and 256^3), so nothing of their size is formed besides the moments.
 
-On CUDA each level's step is one kernel (`vq_adam`, engine/cuda/vq_adam.cu) that computes the gradient and the update in
-one pass over the touched rows; elsewhere, or without NVRTC, its torch twin `vq_adam_torch` (both in
+On CUDA each level's step is one kernel (`vq_adam`, engine/cuda/vq_adam.cu) that computes the gradient and the
+update in one pass over the touched rows; elsewhere, or without NVRTC, its torch twin `vq_adam_torch` (both in
 engine/cuda/vq_adam.py). The softmax-relaxed forward (FeatureGrid.corner_features(soft=True)) puts a dense .grad on
 the logits instead, which updates every row through `row_adam`.
 """

@@ -1,6 +1,6 @@
-"""The fused training lookup (grid_features, engine/cuda/grid_features.cu) against its torch twin
-grid_features_torch (`descend` + `feature_from_cells`): values and table gradients. The .cu file is built as C++ on the CPU (runs in CI) and through
-NVRTC on a GPU (skipped without one)."""
+"""The fused training lookup (grid_features, engine/cuda/grid_features.cu) against its torch twin grid_features_torch
+(`descend` + `feature_from_cells`): values and table gradients. The .cu file is built as C++ on the CPU (runs in CI)
+and through NVRTC on a GPU (skipped without one)."""
 from __future__ import annotations
 
 import ctypes
@@ -93,3 +93,33 @@ def test_cuda_kernel_equals_the_torch_lookup_and_its_gradient(lod):
     for k in range(lod + 1):
         torch.testing.assert_close(leaves[k].grad, want_grads[k], atol=1e-4, rtol=1e-4)
     assert all(t.grad is None for t in leaves[lod + 1:])
+
+
+def test_a_field_given_a_lookup_finds_its_own_cells_and_renders_the_same_image():
+    """The trainer hands NeuralField.field_fn the fused lookup on CUDA; any lookup with grid_features' arguments
+    (here its torch twin) must render what the field's own torch lookup renders, gradients included."""
+    from engine.field import NeuralField
+    from engine.render import render_rays
+    field = NeuralField(sphere_shell_octree(MAX_LEVEL), BASE, "dense", feature_dim=8, seed=1)
+    with torch.no_grad():
+        for p in field.grid.features:
+            p.normal_()
+        field.decoder["b1"][0] = 3.0
+    gen = torch.Generator().manual_seed(2)
+    origins = torch.tensor([0.0, 0.0, 3.0]) + 0.3 * torch.randn(64, 3, generator=gen)
+    dirs = torch.nn.functional.normalize(torch.tensor([0.0, 0.0, -1.0]) + 0.2 * torch.randn(64, 3, generator=gen),
+                                         dim=1)
+    lod = 2
+    images, grads = [], []
+    for lookup in (None, grid_features_torch):
+        field.zero_grad(set_to_none=True)
+        fn = field.field_fn(lod, lookup)
+        assert getattr(fn, "needs_cells", True) == (lookup is None)
+        out = render_rays(fn, field.octree, BASE + lod, field.scene_center, field.scene_half_size, 0.02, origins,
+                          dirs, torch.ones(3))
+        out["rgb"].sum().backward()
+        images.append(out["rgb"].detach())
+        grads.append(field.grid.features[lod].grad.clone())
+    assert float(images[0].std()) > 0.01  # the shell is visible: the comparison means something
+    torch.testing.assert_close(images[1], images[0])
+    torch.testing.assert_close(grads[1], grads[0])
