@@ -4,6 +4,7 @@ and through NVRTC on a GPU (skipped without one)."""
 from __future__ import annotations
 
 import ctypes
+import math
 
 import pytest
 import torch
@@ -123,3 +124,21 @@ def test_a_field_given_a_lookup_finds_its_own_cells_and_renders_the_same_image()
     assert float(images[0].std()) > 0.01  # the shell is visible: the comparison means something
     torch.testing.assert_close(images[1], images[0])
     torch.testing.assert_close(grads[1], grads[0])
+
+
+@needs_cuda
+def test_the_trainer_on_cuda_hands_the_field_the_fused_lookup_and_its_first_loss_is_torchs(toy_scene):
+    """On CUDA the trainer passes grid_features to the field (engine/train.py): its first step sees the loss the torch
+    lookup gives on the same batch (up to float summation order), and training goes on."""
+    from engine.data import load_dataset
+    from engine.train import TrainSettings, Trainer, new_field
+    train = load_dataset(toy_scene, "train", max_images=4)
+    losses = []
+    for fused in (True, False):
+        trainer = Trainer(new_field(train, "vq", 4, 4, 2), train, TrainSettings(steps=4, batch_rays=512, prune_at=()),
+                          device="cuda")
+        assert trainer.fused  # chosen by the trainer: CUDA and NVRTC are here
+        trainer.fused = fused
+        losses.append([s["loss"] for s in trainer.step(4)])
+    assert all(math.isfinite(x) for x in losses[0])
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
