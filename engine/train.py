@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 
 from engine.cameras import rays_from_pixels
+from engine.cuda.grid_features import fused_features_reason, grid_features
 from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
@@ -167,9 +168,8 @@ class Trainer:
         self.optimizers = self._make_optimizers()
         self._prunes_done = sum(1 for d in self._prune_steps() if d < step)
         self.fused = False
-        """Features come from the fused CUDA lookup (engine/cuda/features.py), not the torch one."""
+        """Features come from the fused CUDA lookup (engine/cuda/grid_features.py), not the torch one."""
         if self.device.type == "cuda":
-            from engine.cuda.features import fused_features_reason
             why = fused_features_reason(self.device)
             self.fused = why is None
             if why:
@@ -244,7 +244,8 @@ class Trainer:
             if straight_through or self.importance is not None:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
-            out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
+            lookup = grid_features if self.fused else None  # the fused CUDA lookup, else the torch one
+            out = render_rays(self.field.field_fn(lod, lookup, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
                               skip_hidden=self.settings.skip_hidden,

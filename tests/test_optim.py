@@ -1,14 +1,13 @@
 """VQLogitsAdam, the optimiser of the vq logits: the straight-through gradient from each level's table gradient, then
-Adam on the rows it touches and nothing elsewhere; its CUDA kernel (engine/cuda/vq_adam.cu) against the torch
-reference, as a host C++ build here and through NVRTC on a GPU."""
+Adam on the rows it touches and nothing elsewhere; its CUDA kernel (vq_adam, engine/cuda/vq_adam.cu) against its torch
+twin vq_adam_torch, as a host C++ build here and through NVRTC on a GPU."""
 import ctypes
 
 import pytest
 import torch
 
-from engine import optim
 from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE
-from engine.cuda.vq_adam import VQAdamParams, vq_adam_params
+from engine.cuda.vq_adam import VQAdamParams, vq_adam_params, vq_adam_torch
 from engine.grids import FeatureGrid, ste_gradient
 from engine.optim import VQLogitsAdam
 from tests.host_build import assert_layout_matches, host_library, needs_cxx
@@ -94,7 +93,7 @@ def _random_case(seed: int, k: int, beta1: float, n: int = 120, feat: int = 16):
 
 def _reference(case, estimator, beta1):
     logits, codebook, grad_table, sq, m = [None if t is None else t.clone() for t in case]
-    optim.vq_adam_reference(logits, codebook, grad_table, estimator, sq, m, beta1, 0.99, 0.05, 0.3, 1e-8)
+    vq_adam_torch(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
     return logits, sq, m
 
 

@@ -1,5 +1,5 @@
-// vq_adam: the vq logits' training step in one pass (engine/optim.py's VQLogitsAdam). Twin of engine/optim.py
-// `vq_adam_reference`: the straight-through gradient of the logits (engine/grids.py `ste_gradient`) followed by an
+// vq_adam: the vq logits' training step in one pass (engine/optim.py's VQLogitsAdam). Twin of engine/cuda/vq_adam.py
+// `vq_adam_torch`: the straight-through gradient of the logits (engine/grids.py `ste_gradient`) followed by an
 // Adam step on the rows that have one.
 //
 //   for each corner row r whose feature gradient v = grad_table[r, :] is not all zero:
@@ -14,26 +14,22 @@
 // One warp per row on the GPU (its lanes stride over the K = 2^b logits), one thread per row on the host. Nothing is
 // materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
 // Compiled at run time by NVRTC (engine/cuda/vq_adam.py) with -DFEAT=F; the same file compiles as plain C++ on the
-// host (tests/test_optim.py compares it with the torch reference).
+// host (tests/test_optim.py compares it with its torch twin, vq_adam_torch).
 
 #ifndef FEAT
 #define FEAT 16
 #endif
 
+#include "common.cuh"  // HD and the host shim
+
 #ifdef __CUDACC__
-#define HD __device__ __forceinline__
 #define EXP expf
 #define SQRT sqrtf
-#define FMAX fmaxf
 #define LANES 32
 #else  // host build (tests only)
-#include <cmath>
-#define HD static inline
 #define EXP std::exp
 #define SQRT std::sqrt
-#define FMAX std::fmax
 #define LANES 1
-#define __restrict__
 #endif
 
 struct VQAdamParams {
@@ -136,7 +132,6 @@ extern "C" void vq_adam_host(const VQAdamParams* p) {
 }
 
 // Field offsets and size of VQAdamParams (tests check the ctypes twin against them).
-#include <cstddef>
 extern "C" int vq_adam_params_layout(long long* out) {
     int i = 0;
     out[i++] = offsetof(VQAdamParams, grad_table);

@@ -1,9 +1,14 @@
-"""The CUDA twin of engine/optim.py's `vq_adam_reference` (vq_adam.cu): the vq logits' straight-through gradient and
-Adam step in one kernel per level and step. It replaces, per level, a host synchronisation (finding the touched rows),
-a dozen gathers and element-wise ops over them, a sparse gradient and a separate Adam kernel (docs/ENGINE.md).
+"""The vq logits' training step (engine/optim.py's VQLogitsAdam) and its two twins: the straight-through gradient of
+the logits and an Adam step on the rows that have one.
 
     vq_adam(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size, root_correction,
-            eps)   (in place on logits, exp_avg_sq, exp_avg)
+            eps)         CUDA (vq_adam.cu): one kernel per level and step, in place on logits, exp_avg_sq, exp_avg
+    vq_adam_torch(...)   the same step with torch ops, same arguments: the path off CUDA (or without NVRTC) and the
+                         reference the tests compare the kernel with (tests/test_optim.py)
+
+The kernel replaces, per level, a host synchronisation (finding the touched rows), a dozen gathers and element-wise
+ops over them, a sparse gradient and a separate Adam kernel (docs/ENGINE.md). `row_adam` is the torch Adam step on
+chosen rows (or all) that vq_adam_torch ends with and the softmax-relaxed warm-up uses on its dense gradient.
 """
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
-from engine.grids import ESTIMATORS
+from engine import grids
+from engine.cuda.toolchain import FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
 
 SOURCE_PATH = Path(__file__).with_name("vq_adam.cu")
 THREADS = 256  # 8 warps, one corner row each
+CHUNK_ELEMENTS = 1 << 24  # torch: rows are updated in chunks of this many elements (small temporaries)
 
 
 class VQAdamParams(ctypes.Structure):
@@ -47,7 +53,7 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
     """The kernel's parameters. logits, exp_avg_sq, exp_avg: float32 [N, K]; codebook: float32 [K, F];
     grad_table: float32 [N, F]; all contiguous on one device (ValueError otherwise). estimator: "ste" or "reinmax"
     (engine.grids.ste_gradient)."""
-    if estimator not in ESTIMATORS:
+    if estimator not in grids.ESTIMATORS:
         raise ValueError(f"vq_adam: unknown estimator '{estimator}'")
     tensors = [t for t in (logits, codebook, grad_table, exp_avg_sq, exp_avg) if t is not None]
     n, k = logits.shape
@@ -62,7 +68,7 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
 
 
 def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
-    """None when the kernel runs on `device`, else why not (VQLogitsAdam then uses the torch reference)."""
+    """None when the kernel runs on `device`, else why not (VQLogitsAdam then uses vq_adam_torch)."""
     if device.type != "cuda":
         return "not a CUDA device"
     try:
@@ -76,9 +82,49 @@ def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
 def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor, exp_avg_sq: torch.Tensor,
             exp_avg: torch.Tensor | None, estimator: str, beta1: float, beta2: float, step_size: float,
             root_correction: float, eps: float) -> None:
-    """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`)."""
+    """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`). Twin: vq_adam_torch."""
     device = cuda_device(logits.device)
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps)
     function, = load_functions(device, FeatureWidthOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
     launch_1d(function, device, params, params.n_rows * 32, THREADS, "vq_adam")  # one warp per row
+
+
+def vq_adam_torch(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor, exp_avg_sq: torch.Tensor,
+                  exp_avg: torch.Tensor | None, estimator: str, beta1: float, beta2: float, step_size: float,
+                  root_correction: float, eps: float) -> None:
+    """The torch twin of `vq_adam` (same arguments, any device): one step, in place, of the logits [N, K] (and their
+    moments) whose corners have a non-zero row in grad_table [N, F]: their straight-through gradient
+    (`engine.grids.ste_gradient` with the codebook [K, F]), then `row_adam` on those rows."""
+    rows, grad = grids.ste_gradient(logits, codebook, grad_table, estimator, CHUNK_ELEMENTS)
+    row_adam(logits, rows, grad, exp_avg_sq, exp_avg, beta1, beta2, step_size, root_correction, eps)
+
+
+def row_adam(param: torch.Tensor, rows: torch.Tensor | None, grad: torch.Tensor, exp_avg_sq: torch.Tensor,
+             exp_avg: torch.Tensor | None, beta1: float, beta2: float, step_size: float, root_correction: float,
+             eps: float) -> None:
+    """One Adam step, in place, on param[rows] (every row when rows is None) with gradient grad [len(rows), K]:
+    v = b2 v + (1 - b2) g^2; m = b1 m + (1 - b1) g (m = g without exp_avg);
+    param -= step_size * m / (sqrt(v) / root_correction + eps). In row chunks (small temporaries)."""
+    n = grad.shape[0]
+    chunk = max(1, CHUNK_ELEMENTS // max(1, grad.shape[1]))
+    for i in range(0, n, chunk):
+        g = grad[i:i + chunk]
+        if rows is None:  # dense: update slices in place
+            r = slice(i, i + g.shape[0])
+            v = exp_avg_sq[r].mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+            m = g if exp_avg is None else exp_avg[r].mul_(beta1).add_(g, alpha=1.0 - beta1)
+            param[r] -= step_size * (m / v.sqrt().div_(root_correction).add_(eps))
+            continue
+        # row-sparse: gather, update, scatter back (rows are unique; index_copy_, not t[rows] = ..., which sorts)
+        r = rows[i:i + chunk]
+        v = exp_avg_sq.index_select(0, r).mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        exp_avg_sq.index_copy_(0, r, v)
+        if exp_avg is None:
+            m = g
+        else:
+            m = exp_avg.index_select(0, r).mul_(beta1).add_(g, alpha=1.0 - beta1)
+            exp_avg.index_copy_(0, r, m)
+        update = v.sqrt_().div_(root_correction).add_(eps)
+        torch.div(m, update, out=update)
+        param.index_add_(0, r, update, alpha=-step_size)
