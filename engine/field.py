@@ -136,7 +136,7 @@ class NeuralField(nn.Module):
 
     def __init__(self, octree: Octree, base_level: int, kind: GridKind, feature_dim: int = 16,
                  bits: Bits | None = None, scene_center: torch.Tensor | None = None, scene_half_size: float = 1.5,
-                 seed: int = 0):
+                 seed: int = 0, codebook_std: float = 0.1):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.octree = octree
@@ -146,7 +146,7 @@ class NeuralField(nn.Module):
             raise ValueError(f"base level {base_level} is finer than the octree's finest level {octree.max_level}")
         self.corners = [cell_corners(octree, base_level + k)[1] for k in range(self.n_lods)]
         n_corners = [int(c.max()) + 1 if c.numel() else 0 for c in self.corners]
-        self.grid = FeatureGrid(kind, n_corners, feature_dim, bits, generator=gen)
+        self.grid = FeatureGrid(kind, n_corners, feature_dim, bits, codebook_std=codebook_std, generator=gen)
         self.decoder = nn.ParameterDict({k: nn.Parameter(v) for k, v in init_decoder(feature_dim, gen).items()})
         self.register_buffer("scene_center", (scene_center if scene_center is not None else torch.zeros(3)).float())
         self.scene_half_size = float(scene_half_size)

@@ -26,15 +26,17 @@ log = logging.getLogger("vbnf.train")
 
 class VQLogitsAdam(torch.optim.Optimizer):
     """Adam on a vq grid's logits (per level float32 [n_corners, 2^b]), whose codebooks (per level [2^b, F]) the
-    straight-through gradient needs; lr; betas (beta1 may be 0); eps; estimator: "ste" or "reinmax" (None:
-    engine.grids.VQ_ESTIMATOR when stepping).
+    straight-through gradient needs; lr; betas (beta1 may be 0); eps; estimator: "ste" or "reinmax"
+    (engine.grids.ESTIMATORS).
 
     Step it before the codebooks' optimiser: the gradient is computed with the codebooks the forward used."""
 
     def __init__(self, logits: list[torch.Tensor], codebooks: list[torch.Tensor], lr: float,
-                 betas: tuple[float, float] = (0.0, 0.99), eps: float = 1e-15, estimator: str | None = None):
+                 betas: tuple[float, float] = (0.0, 0.99), eps: float = 1e-15, estimator: str = "ste"):
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"VQLogitsAdam: betas must be in [0, 1), got {betas}")
+        if estimator not in grids.ESTIMATORS:
+            raise ValueError(f"VQLogitsAdam: unknown estimator '{estimator}' ({', '.join(grids.ESTIMATORS)})")
         super().__init__(list(logits), {"lr": lr, "betas": tuple(betas), "eps": eps})
         self.codebooks = list(codebooks)
         self.estimator = estimator
@@ -46,7 +48,7 @@ class VQLogitsAdam(torch.optim.Optimizer):
         """table_gradients: per level (from level 0; a shorter list or None means none for the rest), float
         [n_corners, F], the gradient of the loss w.r.t. the corner table the forward used, or None where that
         level took no part. Levels whose logits have a .grad (the softmax-relaxed forward) use that instead."""
-        estimator = self.estimator or grids.VQ_ESTIMATOR
+        estimator = self.estimator
         table_gradients = table_gradients or []
         for group in self.param_groups:
             beta1, beta2 = group["betas"]

@@ -18,9 +18,8 @@ from engine.cuda.grid_features import fused_features_reason, grid_features
 from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
-from engine.grids import Bits, GridKind, level_bits, normal_bits
+from engine.grids import Bits, GridKind, LevelRows, level_bits, normal_bits
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
-from engine.optim import VQLogitsAdam
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, max_samples_per_ray, render_rays
 
@@ -63,6 +62,10 @@ class TrainSettings:
     prune_alpha: float = 0.005
     """A finest cell is pruned when its largest alpha over one ray step is below this."""
     seed: int = 0
+    vq_estimator: Literal["ste", "reinmax"] = "ste"
+    """vq: the logits' gradient estimator (engine.grids.ste_gradient)."""
+    codebook_std: float = 0.1
+    """vq, random: standard deviation of a new codebook's entries (used where the field is made: `new_field`)."""
     skip_hidden: bool = True
     """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
     without gradients (engine.render.render_rays)."""
@@ -70,7 +73,7 @@ class TrainSettings:
 
 def new_field(dataset: Dataset, kind: GridKind, bits: Bits | None, max_level: int, base_level: int,
               feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu",
-              octree: Octree | None = None) -> NeuralField:
+              octree: Octree | None = None, codebook_std: float = 0.1) -> NeuralField:
     """An untrained field whose octree is carved from the data set's alpha masks (dense without them), or is
     `octree` (one carved earlier for the same data set and max_level)."""
     if not 1 <= base_level <= max_level:
@@ -87,33 +90,25 @@ def new_field(dataset: Dataset, kind: GridKind, bits: Bits | None, max_level: in
         raise VbnfError(f"{dataset.root}: carving with the alpha masks left no occupied cell; "
                         "check that the images have an alpha channel with the object opaque")
     return NeuralField(octree, base_level, kind, feature_dim, bits, dataset.scene_center, dataset.scene_half_size,
-                       seed=seed)
+                       seed=seed, codebook_std=codebook_std)
 
 
 def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin: float = 4.0) -> NeuralField:
     """A NeuralField that renders like `field` and can keep training (the viewer's live training).
 
-    vq and kmeans grids become vq grids whose logits pick the stored index by `logit_margin`; random stays random;
-    dense stays dense. The field must hold all its LODs.
+    Each kind keeps training as itself (FeatureGrid.load_level): vq through logits that pick the stored index by
+    `logit_margin`; kmeans (the --size recipe's last phase) and random with their indices fixed; dense as dense. The field must hold all its LODs.
     """
     if field.max_lod != field.n_lods - 1:
         raise VbnfError("this model is a partial prefix; load all of it before training")
-    kind: GridKind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
+    kind: GridKind = field.grid_kind
     bits = None if kind == "dense" else normal_bits(tuple(field.level_bits))
     out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, bits,
                       field.scene_center.cpu(), field.scene_half_size, seed=seed)
     with torch.no_grad():
         for k, rows in enumerate(field.levels):
-            if kind == "dense":
-                out.grid.features[k].copy_(rows.features.cpu())
-                continue
-            out.grid.codebooks[k].copy_(rows.codebook.cpu())
-            if kind == "vq":
-                logits = out.grid.logits[k]
-                logits.mul_(0.01)
-                logits.scatter_(1, rows.indices.long().cpu()[:, None], logit_margin)
-            else:
-                getattr(out.grid, f"indices_{k}").copy_(rows.indices.cpu())
+            cpu = LevelRows(**{f: (v.cpu() if isinstance(v, torch.Tensor) else v) for f, v in vars(rows).items()})
+            out.grid.load_level(k, cpu, logit_margin)
         for name, value in field.decoder.items():
             out.decoder[name].copy_(value.cpu())
     return out
@@ -176,15 +171,14 @@ class Trainer:
                 log.warning("%s; training with the torch feature lookup", why)
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[VQLogitsAdam of the vq logits, when there are logits] + [features/codebooks/decoder optimiser]: the
-        logits' step comes first, since their gradient is computed from the codebooks before these move."""
+        """[the grid's index optimiser, when its kind has one (vq: VQLogitsAdam)] + [features/codebooks/decoder
+        optimiser]: the index step comes first, since its gradient is computed from the codebooks before these
+        move. The grid kind decides its groups and its index optimiser (FeatureGrid)."""
         s = self.settings
         grid = self.field.grid
         codebook_lr = s.grid_lr if s.codebook_lr is None else s.codebook_lr
-        groups = [{"params": list(grid.features), "lr": s.grid_lr},
-                  {"params": list(grid.codebooks), "lr": codebook_lr},
-                  {"params": list(self.field.decoder.values()), "lr": s.lr}]
-        groups = [g for g in groups if g["params"]]
+        groups = grid.optimizer_groups(s.grid_lr, codebook_lr) + [{"params": list(self.field.decoder.values()),
+                                                                   "lr": s.lr}]
         if s.optimizer == "adam":
             # fused: one kernel per step and no temporaries the size of the parameters
             optimizers = [torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=self.device.type == "cuda")]
@@ -192,10 +186,11 @@ class Trainer:
             optimizers = [torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)]
         else:
             raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
-        if len(grid.logits):
-            # the touched corners only: no gradient of the logits' size, no update of untouched rows
-            optimizers.insert(0, VQLogitsAdam(list(grid.logits), list(grid.codebooks), lr=s.grid_lr,
-                                              betas=(s.logit_beta1, 0.99), eps=1e-15))
+        index_optimizer = grid.index_optimizer(s.grid_lr, s.logit_beta1, s.vq_estimator)
+        self.index_optimizer = index_optimizer
+        """Steps first, from the corner tables' gradients when the grid needs them (see `step`)."""
+        if index_optimizer is not None:
+            optimizers.insert(0, index_optimizer)
         for opt in optimizers:
             for g in opt.param_groups:
                 g["initial_lr"] = g["lr"]
@@ -240,8 +235,8 @@ class Trainer:
             offsets = torch.rand(origins.shape[0], generator=self.generator, device=self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
-            straight_through = self.field.kind == "vq" and not soft
-            if straight_through or self.importance is not None:
+            from_tables = self.field.grid.needs_table_gradients(soft)
+            if from_tables or self.importance is not None:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             lookup = grid_features if self.fused else None  # the fused CUDA lookup, else the torch one
@@ -257,8 +252,8 @@ class Trainer:
                     if t.grad is not None:
                         acc.add_(t.grad.detach().square().sum(dim=1))
             for opt in self.optimizers:
-                if isinstance(opt, VQLogitsAdam):  # the relaxed forward leaves a .grad on the logits instead
-                    opt.step([t.grad for t in tables] if straight_through else None)
+                if opt is self.index_optimizer:  # without table gradients it steps from its parameters' .grad
+                    opt.step([t.grad for t in tables] if from_tables else None)
                 else:
                     opt.step()
             del tables  # and their gradients: not kept through the next step's forward

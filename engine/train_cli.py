@@ -136,7 +136,8 @@ def run(args) -> int:
         max_level = args.max_level or (CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL)
         # passed straight in: a name kept here would hold the unpruned field (and its GPU memory) all run long
         trainer = Trainer(new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, max_level,
-                                    args.base_level, args.feature_dim, args.seed, device), dataset, settings, device)
+                                    args.base_level, args.feature_dim, args.seed, device,
+                                    codebook_std=settings.codebook_std), dataset, settings, device)
     print(f"training {trainer.field.kind}{'' if trainer.field.kind == 'dense' else f' b={trainer.field.grid.bits}'}"
           f" on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
           f"{trainer.field.n_lods} LODs, {trainer.field.octree.cells[-1].numel():,} finest cells")
