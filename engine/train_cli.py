@@ -105,9 +105,11 @@ def save_run_model(trainer: Trainer, path: Path, extra: dict | None = None) -> i
 
 
 def run(args) -> int:
+    if args.grid is None and args.bits is not None and args.size is None:
+        args.grid = "vq"  # --bits alone: a vq grid of those bits, as before --size existed
     if args.grid is None:
         if args.bits is not None:
-            raise VbnfError("--bits needs --grid vq or random (with --size the recipe chooses the bits)")
+            raise VbnfError("--bits and --size both choose the bits: give one of them")
         args.size = args.size or DEFAULT_SIZE
         return run_recipe(args)
     if args.size is not None:
