@@ -31,7 +31,7 @@ def sanitize_metadata(metadata: dict, source: str = "<bytes>") -> dict:
     if "conversions" in out:
         value = out["conversions"]
         if not isinstance(value, list):
-            dropped.append(f"conversions (a {_type(value)}, expected a list)")
+            dropped.append(f"conversions ({_type(value)}, expected a list)")
             del out["conversions"]
         else:
             kept = [c for c in value if isinstance(c, dict)]
@@ -40,16 +40,25 @@ def sanitize_metadata(metadata: dict, source: str = "<bytes>") -> dict:
             out["conversions"] = kept
     for key, kind in (("provenance", dict), ("dataset", str)):
         if key in out and not isinstance(out[key], kind):
-            dropped.append(f"{key} (a {_type(out[key])}, expected {'an object' if kind is dict else 'a string'})")
+            dropped.append(f"{key} ({_type(out[key])}, expected {'an object' if kind is dict else 'a string'})")
             del out[key]
     if dropped:
-        log.warning("%s: ignoring metadata of the wrong type: %s", source, "; ".join(dropped))
+        message = f"{source}: ignoring metadata of the wrong type: {'; '.join(dropped)}"
+        if message not in _said:  # a command reads the metadata of one file more than once: say it once
+            if len(_said) >= 64:
+                _said.clear()
+            _said.add(message)
+            log.warning("%s", message)
     return out
+
+
+_said: set[str] = set()
+"""Warnings already logged by this process (a memo, not a setting)."""
 
 
 def _metrics(value, dropped: list[str]) -> dict | None:
     if not isinstance(value, dict):
-        dropped.append(f"metrics (a {_type(value)}, expected an object)")
+        dropped.append(f"metrics ({_type(value)}, expected an object)")
         return None
     out = {}
     for key, v in value.items():
@@ -64,7 +73,7 @@ def _metrics(value, dropped: list[str]) -> dict | None:
         elif _is_number(v):
             out[key] = v
         else:
-            dropped.append(f"metrics.{key} (a {_type(v)}, expected a number)")
+            dropped.append(f"metrics.{key} ({_type(v)}, expected a number)")
     return out
 
 
@@ -88,5 +97,7 @@ def _is_number(v) -> bool:
 
 
 def _type(v) -> str:
-    return {dict: "object", list: "list", str: "string", type(None): "null", bool: "boolean"}.get(type(v),
-                                                                                                   type(v).__name__)
+    """'a list', 'an object', 'null', ... for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean", int: "an int",
+             float: "a float"}
+    return names.get(type(v), type(v).__name__)

@@ -119,3 +119,85 @@ def full_octree_file(level: int, kind: str = "vq", bits: int = 1, corners: int |
         from engine.bitpack import packed_size
         out += [["codebook", 0, bytes(2 * feature_dim << bits)], ["indices", 0, bytes(packed_size(n_corners, bits))]]
     return join_file(doc, out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One generator per bad-input class of the audit (each returns the bytes of a file whose CRCs and lengths are valid)
+
+
+def f1_full_masks_few_corners(level: int = 8) -> bytes:
+    """F1: child masks of a full octree to `level` (8^level cells at LOD 0) while LOD 0 claims 8 corners; every CRC,
+    length and popcount is valid. level 8: a 2.4 MB file that made the old loader build 16.7 M cells (9 GB)."""
+    return full_octree_file(level, kind="dense", corners=8, feature_dim=1)
+
+
+def f1_full_masks_min_corners(level: int = 7, bits: int = 1) -> bytes:
+    """F1, the cheapest claim the validation allows: as many corners as cells (the true count is (2^l + 1)^3), with
+    1-bit indices, so the claim is backed by the fewest bytes; the octree must be built to find the mismatch."""
+    return full_octree_file(level, kind="vq", bits=bits, corners=8 ** level)
+
+
+def f2_raised_n_lods(n_lods: int = 19, kind: str = "vq") -> bytes:
+    """F2 (loader side): a small real model whose grid.n_lods is raised (the stored LODs are unchanged)."""
+    doc, chunks = split_file(small_model_bytes(kind))
+    doc["structure"]["grid"]["n_lods"] = n_lods
+    return join_file(doc, chunks)
+
+
+def f2_chain(depth: int = 20, base_level: int = 1, kind: str = "vq") -> bytes:
+    """F2 (loader side): a single-cell chain from the root to octree level `depth` (one occupied cell per level,
+    child octant 0), LOD 0 at `base_level` and one LOD per level below it: a file of a few kB with depth - base + 1
+    LODs."""
+    doc, chunks = split_file(small_model_bytes(kind, bits=1))
+    grid = doc["structure"]["grid"]
+    lods = depth - base_level + 1
+    grid.update(base_level=base_level, n_lods=lods, octree_nodes=[1] * (depth + 1))
+    f = grid["feature_width"]
+    grid["levels"] = [{"lod": k, "octree_level": base_level + k, "bits": None if kind == "dense" else 1,
+                       "feature_width": f, "cells": 1, "corners": 8,
+                       "codebook_rows": 0 if kind == "dense" else 2} for k in range(lods)]
+    decoder = next(p for k, _, p in chunks if k == "decoder")
+    out = [["decoder", None, decoder]]
+    for k in range(lods):
+        out.append(["octree", k, chain_masks(base_level) if k == 0 else b"\x01"])
+        if kind == "dense":
+            out.append(["features", k, dense_features_payload(8, f)])
+        else:
+            out += [["codebook", k, bytes(4 * f)], ["indices", k, b"\x00"]]
+    return join_file(doc, out)
+
+
+def f4_scene_box(half_size=5e-324, center=(1e30, 0.0, 0.0)) -> bytes:
+    """F4: a small real model with the scene box replaced (default: a denormal half size and a far center)."""
+    doc, chunks = split_file(small_model_bytes("vq"))
+    doc["structure"]["scene"] = {"center": list(center), "half_size": half_size}
+    return join_file(doc, chunks)
+
+
+def f6_dense_without_bits() -> bytes:
+    """F6: a dense model whose levels have no "bits" key (the format's dense levels say bits null)."""
+    doc, chunks = split_file(small_model_bytes("dense"))
+    for lv in doc["structure"]["grid"]["levels"]:
+        del lv["bits"]
+    return join_file(doc, chunks)
+
+
+F7_BAD_METADATA = {
+    "metrics_list": {"metrics": [1, 2, 3]},
+    "metrics_string": {"metrics": "psnr 30"},
+    "metrics_null": {"metrics": None},
+    "metrics_bad_values": {"metrics": {"psnr": "high", "test_per_lod": [{"lod": "0", "psnr": None}, 7],
+                                       "val_per_lod": {"lod": 0}}},
+    "conversions_int": {"conversions": 3},
+    "conversions_bad_entries": {"conversions": [1, "x", None]},
+    "provenance_list": {"provenance": ["a"]},
+    "dataset_dict": {"dataset": {"path": 1}},
+}
+"""F7: free-form metadata of the wrong type, by name."""
+
+
+def f7_bad_metadata(name: str, kind: str = "vq") -> bytes:
+    """F7: a small real model whose free-form metadata is F7_BAD_METADATA[name] (replacing the keys it names)."""
+    doc, chunks = split_file(small_model_bytes(kind))
+    doc["metadata"].update(F7_BAD_METADATA[name])
+    return join_file(doc, chunks)
