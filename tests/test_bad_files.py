@@ -24,6 +24,13 @@ from tests import vbnf_forge as forge
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory) -> Path:
+    """A 2-view data set at 16x16 (enough for `vbnf eval`)."""
+    from engine.scenes import make_scene
+    return make_scene(tmp_path_factory.mktemp("tiny"), n_train=1, n_test=1, n_val=1, resolution=16)
+
+
 def _load(data: bytes):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -141,13 +148,13 @@ def test_f7_commands_run_on_wrong_metadata_types(name, tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_f7_compare_and_eval_store_run_on_wrong_metadata_types(tmp_path, toy_scene, capsys):
+def test_f7_compare_and_eval_store_run_on_wrong_metadata_types(tmp_path, tiny_scene, capsys):
     for name in ("metrics_list", "conversions_int", "metrics_bad_values"):
         path = tmp_path / f"{name}.vbnf"
         path.write_bytes(forge.f7_bad_metadata(name))
         assert vbnf_main(["compare", str(path), "--size", "16", "--lod", "0", "--out",
                           str(tmp_path / f"{name}.png")]) == 0
-        assert vbnf_main(["eval", str(path), str(toy_scene), "--max-images", "1", "--downscale", "4", "--lods", "0",
+        assert vbnf_main(["eval", str(path), str(tiny_scene), "--max-images", "1", "--lods", "0",
                           "--device", "cpu", "--store"]) == 0
         stored = _load(path.read_bytes()).metadata["metrics"]
         assert [r["lod"] for r in stored["test_per_lod"]] == [0]
@@ -177,12 +184,12 @@ def _one_note(err: str, cut: int, total: int) -> None:
     assert "Warning" not in err and "warnings.warn" not in err and "Traceback" not in err
 
 
-def test_every_command_loads_a_partial_file_and_says_how_much_is_there(partial, tmp_path, toy_scene, capsys):
+def test_every_command_loads_a_partial_file_and_says_how_much_is_there(partial, tmp_path, tiny_scene, capsys):
     path, cut, total = partial
     commands = {
         "render": ["render", str(path), "--out", str(tmp_path / "r.png"), "--size", "16x16", "--device", "cpu"],
         "convert": ["convert", str(path), "--bits", "2", "--out", str(tmp_path / "c.vbnf")],
-        "eval": ["eval", str(path), str(toy_scene), "--max-images", "1", "--downscale", "4", "--device", "cpu"],
+        "eval": ["eval", str(path), str(tiny_scene), "--max-images", "1", "--device", "cpu"],
         "compare": ["compare", str(path), "--size", "16", "--out", str(tmp_path / "cmp.png")],
     }
     for name, argv in commands.items():
