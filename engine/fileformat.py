@@ -805,7 +805,8 @@ def _validate_structure(structure) -> None:
         raise ValueError(f"structure.chunks lists {len(table)} chunks, the grid needs {len(expected)}")
     for i, (entry, (kind_, lod, length)) in enumerate(zip(table, expected)):
         _obj(entry, f"structure.chunks[{i}]", dict)
-        if entry.get("kind") != kind_ or entry.get("lod") != lod or isinstance(entry.get("lod"), bool):
+        if (entry.get("kind") != kind_ or "lod" not in entry or entry["lod"] != lod
+                or isinstance(entry["lod"], bool)):
             raise ValueError(f"structure.chunks[{i}] must be the {kind_} chunk of LOD {lod}, got "
                              f"{_short(entry.get('kind'))} of LOD {_short(entry.get('lod'))}")
         if entry.get("length") != length or isinstance(entry.get("length"), bool):

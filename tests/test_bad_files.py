@@ -58,6 +58,15 @@ def test_a_valid_full_grid_model_loads():
     assert field.levels[0].indices.numel() == 17 ** 3 and field.octree.cells[4].numel() == 8 ** 4
 
 
+def test_a_chunk_table_entry_without_its_lod_is_refused():
+    doc, chunks = forge.split_file(forge.small_model_bytes("dense"))
+    data = forge.join_file(doc, chunks)
+    del doc["structure"]["chunks"][0]["lod"]  # the decoder's (null) LOD, left out; found by bench/bad_input.py
+    with pytest.raises(FormatError, match=r"structure\.chunks\[0\] must be the decoder chunk of LOD None"):
+        _load(forge.join_file(doc, chunks, fix_table=False))
+    assert _load(data).max_lod == 3
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # F2 (loader side): LOD counts and deep chains
 
