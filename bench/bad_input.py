@@ -151,8 +151,8 @@ def measure_memory(bad_files, files: dict[str, list[tuple[str, bytes]]], folder:
         paths[-1].write_bytes(data)
     rows = bad_files.measure_loads(paths)
     for (cls, name, _), row in zip(picks, rows):
-        row.update(cls=cls, name=name, ratio=row["peak_growth"] / row["bytes"],
-                   within_bound=row["peak_growth"] <= row["bound"])
+        growth = row["peak_growth"] or 0  # None where /proc/self/clear_refs is not writable
+        row.update(cls=cls, name=name, ratio=growth / row["bytes"], within_bound=growth <= row["bound"])
         row.pop("path")
     return rows
 

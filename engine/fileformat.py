@@ -12,7 +12,9 @@ metadata lists every chunk's kind, LOD and length, so a reader knows the whole b
 hundred bytes, and every length field is checked against it (and against the structure) before anything is read.
 
 Every malformed input raises one `FormatError` (one line: the source, the problem, the byte offset); a file that ends
-after its first LOD but before its last loads the complete LODs with a `TruncatedModelWarning`.
+after its first LOD but before its last loads the complete LODs with a `TruncatedModelWarning`. Every count is
+validated against the others and against engine/limits.py before anything is built, and the memory the counts imply
+is bounded by the file's size (`load_working_bytes`; docs/FORMAT.md "Limits and the memory bound").
 """
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Fuzzing the .vbnf reader: thousands of damaged copies of real small model files (a dense and a vq model, built
 here). Each must load (possibly with TruncatedModelWarning, and then render finite colours) or raise FormatError:
 no other exception, no hang (a per-case timer), no runaway memory. Seeded; every case is reproducible alone from
-(model, mutation, index): see `mutated_bytes`.
+(model, mutation, index): see `mutated_bytes`. Two families: damaged bytes (`CASES`), and CRC-valid edits of what the
+file means (`SEMANTIC_CASES`: counts, masks, levels, bits, widths, scene box, metadata types), whose lengths, chunk
+table and CRCs are recomputed so that the checks behind them run; a loaded case must also stay within the loader's
+memory bound (engine/limits.py).
 
 `FUZZ_CASES` is the number of cases this file runs; bench/format.py reports it and can run `run_fuzz` on real models.
 """
