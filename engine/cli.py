@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engine.train_cli", "train a field on a data set (Blender or instant-ngp format)"),
@@ -36,13 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     from engine.errors import VbnfError
     try:
-        return int(module.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_note(name)  # a partial model is said in one line, not as a warning
+            return int(module.run(args) or 0)
     except VbnfError as e:
         print(f"vbnf {name}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vbnf {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_note(name: str):
+    """A warnings.showwarning that prints a TruncatedModelWarning as `vbnf NAME: note: MESSAGE` (one line) and any
+    other warning as Python does."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "TruncatedModelWarning":
+            print(f"vbnf {name}: note: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
 
 
 if __name__ == "__main__":

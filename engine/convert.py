@@ -20,8 +20,7 @@ import torch
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.grids import LevelRows, kmeans_grid_from_dense
-
-MAX_BITS = 16
+from engine.limits import MAX_BITS
 SPLIT_NOISE = 1e-3  # perturbation of split codebook rows, relative to the codebook's RMS
 
 

@@ -125,6 +125,9 @@ def run(args) -> int:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
     if args.store:
+        if ladder is not None and len(field.levels) < len(ladder):
+            raise VbnfError(f"{args.model} is a partial file ({len(field.levels)} of {len(ladder)} LODs present); "
+                            "--store would rewrite it with only those LODs: complete the file first")
         metrics = dict(field.metadata.get("metrics", {}))
         metrics[f"{args.split}_per_lod"] = [{"lod": r["lod"], "psnr": round(r["psnr"], 3),
                                              "ssim": round(r["ssim"], 4)} for r in rows]

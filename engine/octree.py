@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 POPCOUNT8 = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32)
@@ -216,15 +217,36 @@ def corner_keys(level: int, corner_xyz: torch.Tensor) -> torch.Tensor:
     return (corner_xyz[..., 0] * r1 + corner_xyz[..., 1]) * r1 + corner_xyz[..., 2]
 
 
+def _sorted_unique_(values: torch.Tensor) -> torch.Tensor:
+    """int64 [m] -> its sorted distinct values; sorts `values` in place. On the CPU the sort is numpy's in-place one
+    (torch.unique would hold two more copies of `values`)."""
+    if values.device.type != "cpu":
+        return torch.unique(values, sorted=True)
+    a = values.numpy()
+    a.sort()
+    keep = np.empty(a.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return torch.from_numpy(a[keep])
+
+
 def cell_corners(octree: Octree, level: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Corner table of one level.
 
     Returns (keys [n_corners] int64 sorted corner keys, corners_of_cell [n_cells, 8] int32 row into that table).
+    Peak memory about 200 bytes per cell (every key computed from the cell's first corner, rows found by binary
+    search in blocks), which the file reader's memory bound (engine/limits.py) relies on.
     """
-    xyz = cell_coords(octree, level)
-    corners = xyz.unsqueeze(1) + CORNER_OFFSETS.to(xyz.device)  # [n, 8, 3]
-    keys, inverse = torch.unique(corner_keys(level, corners).reshape(-1), sorted=True, return_inverse=True)
-    return keys, inverse.reshape(-1, 8).to(torch.int32)
+    r1 = (1 << level) + 1
+    first = corner_keys(level, cell_coords(octree, level))  # [n] key of each cell's corner (0, 0, 0)
+    step = torch.tensor([(dx * r1 + dy) * r1 + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)],
+                        dtype=torch.int64, device=first.device)
+    keys = _sorted_unique_((first.unsqueeze(1) + step).reshape(-1))
+    table = torch.empty((first.numel(), 8), dtype=torch.int32, device=first.device)
+    block = 1 << 17
+    for start in range(0, first.numel(), block):
+        table[start:start + block] = torch.searchsorted(keys, first[start:start + block].unsqueeze(1) + step)
+    return keys, table
 
 
 def trilinear_weights(points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
