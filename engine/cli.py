@@ -50,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = OneLineParser(prog="vbnf", description="Variable Bitrate Neural Fields: train, compress, view.")
     top.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         top.print_help()
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        print(f"vbnf: error: give a command: {', '.join(COMMANDS)} (see vbnf --help)", file=sys.stderr)
+        return 2
     name = argv[0] if argv[0] in COMMANDS else None
     prog = f"vbnf {name}" if name else "vbnf"
     try:

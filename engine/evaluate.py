@@ -29,7 +29,15 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VbnfError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise VbnfError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VbnfError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
@@ -130,6 +138,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from engine.fileformat import load_model, save_model
+    if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
+        raise VbnfError(f"--json {args.json_path}: its folder does not exist; create it or choose another path")
     field = load_model(args.model)
     dataset = load_dataset(args.data, args.split, downscale=args.downscale, max_images=args.max_images)
     lods = None if args.lods == "all" else parse_lods(args.lods)

@@ -191,6 +191,12 @@ def check_fits(what: str, corners: int, args, device: torch.device, available: i
                         + (" or --bits" if args.grid == "vq" else ""))
 
 
+def surface_corner_estimate(n_probe: int, probe_level: int, base_level: int, max_level: int) -> int:
+    """A lower bound on the corners of levels base_level..max_level: the n_probe occupied cells of probe_level taken
+    as a surface (x4 cells per finer level, one corner per cell)."""
+    return sum(n_probe * 4 ** max(0, lv - probe_level) for lv in range(base_level, max_level + 1))
+
+
 def carved_octree_that_fits(dataset, args, device: torch.device):
     """The training octree (carved from the alpha masks), refused before it is built when even a lower bound on its
     corners (the occupied cells of level 5 as a surface, scaled by 4 per level) would not fit, and after, with the
@@ -201,8 +207,7 @@ def carved_octree_that_fits(dataset, args, device: torch.device):
     probe_level = min(5, args.max_level)
     probe = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
                            probe_level, device)
-    n_probe = int(probe.cells[-1].numel())
-    lower = sum(n_probe * 4 ** max(0, lv - probe_level) for lv in range(args.base_level, args.max_level + 1))
+    lower = surface_corner_estimate(int(probe.cells[-1].numel()), probe_level, args.base_level, args.max_level)
     check_fits("surface estimate of the carved octree", lower, args, device, available)
     octree = probe if probe_level == args.max_level else initial_octree(
         dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size, args.max_level, device)
