@@ -79,7 +79,7 @@ def orbit_values(text: str) -> tuple[float, float, float]:
     except argparse.ArgumentTypeError as e:
         raise VbnfError(f"--camera: {e}") from None
     if not 0.0 < dist <= 1e6:
-        raise VbnfError(f"--camera distance {dist:g} must be > 0 (world units)")
+        raise VbnfError(f"--camera distance {dist:g} must be in (0, 1e6] world units")
     return az, el, dist
 
 

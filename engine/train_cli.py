@@ -247,7 +247,10 @@ def run(args) -> int:
     settings = TrainSettings(steps=args.steps, batch_rays=batch, lr=args.lr, grid_lr=grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
     if ckpt is not None:
-        trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
+        try:
+            trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
+        except VbnfError as e:
+            raise VbnfError(f"{ckpt_path}: {e}") from None
         del ckpt
         print(f"resuming {out} at step {trainer.step_count}")
     else:

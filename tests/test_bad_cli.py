@@ -288,6 +288,10 @@ def check(code, err: str) -> None:
     TALLY["one_line"] += len(lines) == 1
     TALLY["tracebacks"] += "Traceback" in err
     TALLY["internal_errors"] += "internal error" in err
+    log = os.environ.get("VBNF_BAD_CLI_LOG")  # every message, for reading them all at once
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{code} {' | '.join(lines)}\n")
     assert "Traceback" not in err, err
     assert "internal error" not in err, err
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
