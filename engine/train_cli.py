@@ -181,13 +181,27 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def check_fits(what: str, corners: int, args, device: torch.device, available: int | None) -> None:
-    """VbnfError with the estimate when `corners` grid corners of this kind would not fit in `available` bytes."""
-    need = corners * bytes_per_corner(args.grid, args.bits, args.feature_dim)
+ACTIVATION_BYTES_PER_RAY_CELL = 1024
+"""Peak activation bytes per ray in a batch and per finest-level cell along an axis (2^max_level): about 4.4 GB
+at batch 16384 and level 8 (dense lego on an H100, docs/results/train_memory.md)."""
+
+
+def training_bytes(corners: int, args, batch: int) -> int:
+    """Estimated peak training memory, bytes: the grid (bytes_per_corner) plus the batch's activations."""
+    return (corners * bytes_per_corner(args.grid, args.bits, args.feature_dim)
+            + batch * (1 << args.max_level) * ACTIVATION_BYTES_PER_RAY_CELL)
+
+
+def check_fits(what: str, corners: int, args, device: torch.device, available: int | None, batch: int) -> None:
+    """VbnfError with the estimate when training `corners` grid corners with `batch` rays per step would not fit in
+    `available` bytes."""
+    need = training_bytes(corners, args, batch)
     if available is not None and need > available:
-        raise VbnfError(f"--max-level {args.max_level}: the {what} needs about {need / 2**30:.1f} GiB for the "
-                        f"{args.grid} grid ({corners:,} corners x {bytes_per_corner(args.grid, args.bits, args.feature_dim)}"
-                        f" B), more than the {available / 2**30:.1f} GiB free on {device}; lower --max-level"
+        per = bytes_per_corner(args.grid, args.bits, args.feature_dim)
+        raise VbnfError(f"--max-level {args.max_level}: training needs about {need / 2**30:.1f} GiB by the {what} "
+                        f"({corners:,} corners x {per} B for the {args.grid} grid + {batch} rays x "
+                        f"{(1 << args.max_level) * ACTIVATION_BYTES_PER_RAY_CELL // 1024} KiB of activations), more "
+                        f"than the {available / 2**30:.1f} GiB free on {device}; lower --max-level or --batch"
                         + (" or --bits" if args.grid == "vq" else ""))
 
 
@@ -197,7 +211,7 @@ def surface_corner_estimate(n_probe: int, probe_level: int, base_level: int, max
     return sum(n_probe * 4 ** max(0, lv - probe_level) for lv in range(base_level, max_level + 1))
 
 
-def carved_octree_that_fits(dataset, args, device: torch.device):
+def carved_octree_that_fits(dataset, args, device: torch.device, batch: int):
     """The training octree (carved from the alpha masks), refused before it is built when even a lower bound on its
     corners (the occupied cells of level 5 as a surface, scaled by 4 per level) would not fit, and after, with the
     exact corner count."""
@@ -208,12 +222,12 @@ def carved_octree_that_fits(dataset, args, device: torch.device):
     probe = initial_octree(dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size,
                            probe_level, device)
     lower = surface_corner_estimate(int(probe.cells[-1].numel()), probe_level, args.base_level, args.max_level)
-    check_fits("surface estimate of the carved octree", lower, args, device, available)
+    check_fits("surface estimate of the carved octree", lower, args, device, available, batch)
     octree = probe if probe_level == args.max_level else initial_octree(
         dataset.cameras, dataset.alphas, dataset.scene_center, dataset.scene_half_size, args.max_level, device)
     if octree.max_level >= args.base_level:
         corners = sum(int(cell_corners(octree, lv)[0].numel()) for lv in range(args.base_level, octree.max_level + 1))
-        check_fits("carved octree", corners, args, device, available)
+        check_fits("carved octree", corners, args, device, available, batch)
     return octree
 
 
@@ -257,7 +271,7 @@ def run(args) -> int:
         args.max_level = args.max_level or (CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL)
         if not 1 <= args.base_level <= args.max_level:
             raise VbnfError(f"--base-level {args.base_level} must be between 1 and --max-level {args.max_level}")
-        octree = carved_octree_that_fits(dataset, args, device)
+        octree = carved_octree_that_fits(dataset, args, device, batch)
         out.mkdir(parents=True, exist_ok=True)
         # passed straight in: a name kept here would hold the unpruned field (and its GPU memory) all run long
         trainer = Trainer(new_field(dataset, args.grid, args.bits if args.grid != "dense" else None, args.max_level,
