@@ -18,7 +18,7 @@ from engine.cli_checks import int_in, positive_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.metrics import psnr, ssim
-from engine.render import render_image
+from engine.render import render_image, samples_per_ray_bound
 
 ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
 
@@ -46,6 +46,7 @@ def view_renderer(field: InferenceField, cams: Cameras, background, device: torc
 
     The CUDA marcher is pinhole-only: cameras with lens distortion use the torch renderer.
     """
+    samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     field = field.to(device)
     bg = tuple(float(v) for v in background)
     if prefer == "cuda" and device.type != "cuda":

@@ -282,8 +282,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     folder (engine/atomic.py). On any failure (including KeyboardInterrupt and SIGTERM) the temp file is removed and
     `path` is untouched; the next write removes temp files of writers killed outright. OS errors become a VbnfError
     naming the path."""
-    from engine.atomic import write_atomic as write
-    write(path, data)
+    from engine.atomic import write_atomic_with
+    write_atomic_with(path, lambda f: _write_all(f.fileno(), data))
 
 
 # ---------------------------------------------------------------------------------------------------------------

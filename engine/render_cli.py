@@ -13,7 +13,7 @@ from engine.cli_checks import (MAX_FOV, MIN_FOV, colour, float_list, fov_degrees
                                positive_int)
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
-from engine.render import RENDER_MODES, render_image
+from engine.render import RENDER_MODES, render_image, samples_per_ray_bound
 
 
 def parse_floats(text: str, n: int, what: str) -> list[float]:
@@ -114,6 +114,7 @@ def run(args) -> int:
     device = pick_device(args.device)
     field = load_model(args.model, max_bytes=bytes_to_read(args.model, args.max_bytes)).to(device)
     lod = checked_lod(args.lod, field.max_lod)
+    samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     cams = orbit_camera(field.scene_center.cpu(), dist, az, el, args.fov, width, height)
     image = None
     if device.type == "cuda":

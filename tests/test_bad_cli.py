@@ -242,6 +242,8 @@ CASES += [("eval --lods 99", EVAL + ["--lods", "99"]), ("eval --lods a", EVAL + 
           ("eval missing model", ["eval", "{tmp}/nope.vbnf", "{data}"]),
           ("eval missing data", ["eval", "{model}", "{tmp}/nope"]),
           ("eval garbage model", ["eval", "{garbage}", "{data}"]),
+          ("eval model:f2", ["eval", "{f2}", "{data}", "--split", "train", "--device", "cpu"]),
+          ("eval model:chain", ["eval", "{chain}", "{data}", "--split", "train", "--device", "cpu"]),
           ("eval --json into a missing folder", EVAL + ["--lods", "0", "--max-images", "1", "--json",
                                                         "{tmp}/no/such/dir/rows.json"])]
 if not torch.cuda.is_available():

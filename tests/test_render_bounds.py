@@ -105,3 +105,15 @@ def test_the_sparse_occupancy_lookup_matches_the_dense_one(monkeypatch):
     monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", -1)
     assert not lookup_occupied(empty, points, 1).any()
     assert occupancy_grid(empty, 1).sum() == 0
+
+
+@pytest.mark.parametrize("mode", render.RENDER_MODES)
+def test_render_command_on_a_file_with_an_empty_level(mode, tmp_path, capsys):
+    """F5 through the command line and the file: every mode renders (exit 0)."""
+    from engine.cli import main
+    from engine.fileformat import save_model
+    model = tmp_path / "empty_level.vbnf"
+    save_model(model, f5_empty_level_field())
+    code = main(["render", str(model), "--mode", mode, "--size", "16x12", "--out", str(tmp_path / f"{mode}.png"),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
