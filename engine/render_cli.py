@@ -16,16 +16,6 @@ from engine.evaluate import pick_device
 from engine.render import RENDER_MODES, render_image, samples_per_ray_bound
 
 
-def parse_floats(text: str, n: int, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != n:
-        raise VbnfError(f"{what} '{text}': expected {n} comma-separated numbers")
-    return values
-
-
 def to_display(image: torch.Tensor, mode: str) -> np.ndarray:
     """A rendered image in any mode -> uint8 [H,W,3] for a PNG (depth: near bright; samples/level: heat map)."""
     img = image.detach().float().cpu()
