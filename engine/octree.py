@@ -182,9 +182,13 @@ def lookup_occupied(octree: Octree, points: torch.Tensor, level: int) -> torch.T
     cells = octree.cells[level]
     if cells.numel() == 0:
         return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    codes = morton_encode(ijk)
+    # an occupied cell has an occupied ancestor: cull with the dense grid first, search only the survivors
+    occupied = lookup_occupied(octree, points, DENSE_LOOKUP_MAX_LEVEL)
+    survivors = occupied.nonzero().squeeze(1)
+    codes = morton_encode(ijk[survivors])
     at = torch.searchsorted(cells, codes).clamp_(max=cells.numel() - 1)
-    return cells[at] == codes
+    occupied[survivors] = cells[at] == codes
+    return occupied
 
 
 def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

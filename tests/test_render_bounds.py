@@ -95,14 +95,14 @@ def test_the_sparse_occupancy_lookup_matches_the_dense_one(monkeypatch):
     gen = torch.Generator().manual_seed(1)
     field = shell_field(6, 2)
     points = torch.rand(5000, 3, generator=gen)
-    for level in range(7):
+    for level in range(1, 7):
         dense = lookup_occupied(field.octree, points, level)
-        monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", -1)
+        monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", 0)
         sparse = lookup_occupied(field.octree, points, level)
         monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", DENSE_LOOKUP_MAX_LEVEL)
         assert torch.equal(dense, sparse), level
     empty = octree_from_cells([torch.zeros(1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)])
-    monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", -1)
+    monkeypatch.setattr(octree_mod, "DENSE_LOOKUP_MAX_LEVEL", 0)
     assert not lookup_occupied(empty, points, 1).any()
     assert occupancy_grid(empty, 1).sum() == 0
 
