@@ -14,10 +14,11 @@ import torch
 
 from engine.cameras import Cameras, image_rays
 from engine.data import Dataset, load_dataset
+from engine.cli_checks import int_in, positive_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.metrics import psnr, ssim
-from engine.render import render_image
+from engine.render import render_image, samples_per_ray_bound
 
 ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
 
@@ -28,7 +29,15 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VbnfError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise VbnfError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VbnfError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
@@ -37,8 +46,15 @@ def view_renderer(field: InferenceField, cams: Cameras, background, device: torc
 
     The CUDA marcher is pinhole-only: cameras with lens distortion use the torch renderer.
     """
+    samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     field = field.to(device)
     bg = tuple(float(v) for v in background)
+    if prefer == "cuda" and device.type != "cuda":
+        raise VbnfError(f"--renderer cuda needs a CUDA device, but this run uses {device}; use --renderer torch "
+                        "(or auto), or --device cuda on a machine with a GPU")
+    if prefer == "cuda" and bool(cams.distortion.abs().sum() > 0):
+        raise VbnfError("--renderer cuda: the CUDA marcher is pinhole-only and these cameras have lens distortion; "
+                        "use --renderer torch (or auto)")
     if prefer in ("auto", "cuda") and device.type == "cuda" and not bool(cams.distortion.abs().sum() > 0):
         try:
             from engine.gpu_render import render_camera_cuda  # lazily: the marcher compiles on first use
@@ -95,13 +111,25 @@ def format_table(rows: list[dict], ladder: list[int] | None = None) -> str:
     return "\n".join(lines)
 
 
+def parse_lods(text: str) -> list[int]:
+    """--lods '0,2,3' -> [0, 2, 3] (checked against the model's LODs by `evaluate`); VbnfError in one line."""
+    try:
+        lods = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        lods = []
+    if not lods:
+        raise VbnfError(f"--lods takes 'all' or comma-separated LODs like 0,2,4, got {text!r}")
+    return lods
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="a .vbnf model file")
     parser.add_argument("data", help="data set folder (Blender or instant-ngp format) or its transforms JSON")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--lods", default="all", help="comma-separated LODs, or 'all' (default)")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--downscale", type=int, default=1, help="shrink images by this integer factor")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--downscale", type=int_in(1, 64, "an integer factor"), default=1,
+                        help="shrink images by this integer factor")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"])
     parser.add_argument("--json", dest="json_path", default=None, help="also write the rows to this JSON file")
@@ -111,9 +139,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from engine.fileformat import load_model, save_model
+    if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
+        raise VbnfError(f"--json {args.json_path}: its folder does not exist; create it or choose another path")
     field = load_model(args.model)
     dataset = load_dataset(args.data, args.split, downscale=args.downscale, max_images=args.max_images)
-    lods = None if args.lods == "all" else [int(v) for v in args.lods.split(",") if v.strip()]
+    lods = None if args.lods == "all" else parse_lods(args.lods)
     rows = evaluate(field, dataset, lods, args.device, args.renderer, progress=True)
     try:
         from engine.fileformat import model_layout

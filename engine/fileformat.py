@@ -297,40 +297,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to a temp file beside `path`, fsyncs it, then renames it over `path` (then fsyncs the folder).
-
-    On any failure (including KeyboardInterrupt) the temp file is removed and `path` is untouched; OS errors become a
-    VbnfError naming the path.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    fd = -1
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        _write_all(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException as err:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise VbnfError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
-    try:  # make the rename itself durable; not every platform can open a folder
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Writes `data` to a temp file `.NAME.tmp-PID` beside `path`, fsyncs it, renames it over `path`, fsyncs the
+    folder (engine/atomic.py). On any failure (including KeyboardInterrupt and SIGTERM) the temp file is removed and
+    `path` is untouched; the next write removes temp files of writers killed outright. OS errors become a VbnfError
+    naming the path."""
+    from engine.atomic import write_atomic_with
+    write_atomic_with(path, lambda f: _write_all(f.fileno(), data))
 
 
 # ---------------------------------------------------------------------------------------------------------------

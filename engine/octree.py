@@ -158,18 +158,38 @@ def _device_constant(table: torch.Tensor, device: torch.device, cache: dict = {}
     return cache[key]
 
 
+DENSE_LOOKUP_MAX_LEVEL = 9
+"""Finest level whose occupancy `lookup_occupied` keeps as a dense bool grid (2^27 B = 128 MiB); deeper levels are
+looked up by binary search in the sorted cell codes, so no level read from a file sets an allocation of 8^level."""
+
+
 def occupied_dense(octree: Octree, level: int) -> torch.Tensor:
-    """bool [R^3] flat dense occupancy of `level` (index (x*R + y)*R + z), cached on the octree."""
+    """bool [R^3] flat dense occupancy of `level` (index (x*R + y)*R + z), cached on the octree; level must be at
+    most DENSE_LOOKUP_MAX_LEVEL."""
+    if level > DENSE_LOOKUP_MAX_LEVEL:
+        raise ValueError(f"a dense occupancy grid of level {level} would take {8 ** level:,} bytes")
     if level not in octree.dense_cache:
         octree.dense_cache[level] = occupancy_grid(octree, level).reshape(-1)
     return octree.dense_cache[level]
 
 
 def lookup_occupied(octree: Octree, points: torch.Tensor, level: int) -> torch.Tensor:
-    """points float [N,3] unit cube -> bool [N]: the point's cell at `level` is occupied (one gather)."""
+    """points float [N,3] unit cube -> bool [N]: the point's cell at `level` is occupied (one gather up to
+    DENSE_LOOKUP_MAX_LEVEL, a binary search in cells[level] beyond)."""
     r = 1 << level
     ijk = (points * r).floor().long().clamp_(0, r - 1)
-    return occupied_dense(octree, level)[(ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]]
+    if level <= DENSE_LOOKUP_MAX_LEVEL:
+        return occupied_dense(octree, level)[(ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]]
+    cells = octree.cells[level]
+    if cells.numel() == 0:
+        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    # an occupied cell has an occupied ancestor: cull with the dense grid first, search only the survivors
+    occupied = lookup_occupied(octree, points, DENSE_LOOKUP_MAX_LEVEL)
+    survivors = occupied.nonzero().squeeze(1)
+    codes = morton_encode(ijk[survivors])
+    at = torch.searchsorted(cells, codes).clamp_(max=cells.numel() - 1)
+    occupied[survivors] = cells[at] == codes
+    return occupied
 
 
 def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,6 +208,11 @@ def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Ten
     depth = torch.where(alive, 0, -1).to(torch.int64)
     indices = [index]
     for l in range(level):
+        if octree.child_mask[l].numel() == 0:  # an empty level: nothing below it is occupied
+            index = torch.zeros_like(index)
+            alive = torch.zeros_like(alive)
+            indices.extend(index for _ in range(level - l))
+            break
         r = 1 << (l + 1)
         ijk = (points * r).floor().long().clamp_(0, r - 1)
         octant = ((ijk[:, 0] & 1) << 2) | ((ijk[:, 1] & 1) << 1) | (ijk[:, 2] & 1)

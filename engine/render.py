@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from engine.errors import VbnfError
 from engine.field import FieldFn, InferenceField
 from engine.octree import Octree, descend, lookup_occupied
 
@@ -26,6 +27,15 @@ RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
 EARLY_STOP = 1e-4
 STEPS_PER_CELL = 2.0
 SKIP_CHUNK = 1 << 20  # samples per chunk of the no-gradient pass of skip_hidden
+SAMPLE_BUDGET = 1 << 22
+"""Ray samples one chunk of `render_field_rays` may hold ([rays, samples] tensors): the chunk of rays shrinks as the
+samples per ray grow, so memory is bounded by this constant, not by the model's level count."""
+MAX_SAMPLES_PER_RAY = 1 << 16
+"""The torch renderer refuses a model whose step would need more samples per ray (finest octree level above 14)."""
+
+
+class RenderError(VbnfError):
+    """A model the renderer cannot render within its bounds (one line)."""
 
 
 def default_step(scene_half_size: float, finest_level: int) -> float:
@@ -40,6 +50,25 @@ def max_samples_per_ray(half_size: float, step: float) -> int:
 
 def field_step(field: InferenceField) -> float:
     return default_step(field.scene_half_size, field.base_level + field.n_lods - 1)
+
+
+def samples_per_ray_bound(field: InferenceField) -> int:
+    """Most samples any ray can take through the scene cube (its diagonal over the step); RenderError when the
+    scene box or the level count give a step the renderer cannot march (not finite, or more than
+    MAX_SAMPLES_PER_RAY samples)."""
+    finest = field.base_level + field.n_lods - 1
+    half = float(field.scene_half_size)
+    center_ok = bool(torch.isfinite(torch.as_tensor(field.scene_center, dtype=torch.float64)).all())
+    step = default_step(half, min(finest, 1000)) if math.isfinite(half) else math.nan
+    if not (math.isfinite(half) and half > 0 and center_ok and math.isfinite(step) and step > 0):
+        raise RenderError(f"the model's scene box is not finite and positive (half size {half:g}); it cannot be "
+                          "rendered: re-export the model")
+    bound = math.sqrt(3.0) * STEPS_PER_CELL * 2.0 ** min(finest, 1000) + 2
+    if bound > MAX_SAMPLES_PER_RAY:
+        raise RenderError(f"the model's finest octree level {finest} (base level {field.base_level} + {field.n_lods} "
+                          f"LODs) needs up to {bound:,.0f} samples per ray; the torch renderer marches at most "
+                          f"{MAX_SAMPLES_PER_RAY:,}: the file's level count is implausible")
+    return int(math.ceil(bound))
 
 
 def ray_cube_interval(origins: torch.Tensor, dirs: torch.Tensor, center: torch.Tensor, half_size: float
@@ -154,17 +183,26 @@ def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, 
 def render_field_rays(field: InferenceField, lod: int, origins: torch.Tensor, dirs: torch.Tensor,
                       background: torch.Tensor, extras: tuple[str, ...] = (), chunk: int = 1 << 14
                       ) -> dict[str, torch.Tensor]:
-    """Renders an InferenceField at `lod` (clamped to what it holds) in chunks of rays, without gradients."""
+    """Renders an InferenceField at `lod` (clamped to what it holds) without gradients, in chunks of at most `chunk`
+    rays and SAMPLE_BUDGET samples (memory bounded by those constants, whatever the file says); RenderError when the
+    model cannot be marched (see samples_per_ray_bound)."""
     lod = max(0, min(lod, field.max_lod))
+    rays_per_chunk = max(1, min(chunk, SAMPLE_BUDGET // samples_per_ray_bound(field)))
     fn = field.field_fn(lod)
     parts: dict[str, list[torch.Tensor]] = {}
     level = field.base_level + lod
-    for i in range(0, origins.shape[0], chunk):
+    for i in range(0, origins.shape[0], rays_per_chunk):
+        j = i + rays_per_chunk
         with torch.no_grad():
             out = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, field_step(field),
-                              origins[i:i + chunk], dirs[i:i + chunk], background, extras=extras)
+                              origins[i:j], dirs[i:j], background, extras=extras)
         for key, value in out.items():
             parts.setdefault(key, []).append(value.detach())
+    if not parts:  # no rays
+        with torch.no_grad():
+            empty = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, field_step(field),
+                                origins, dirs, background, extras=extras)
+        return {key: value.detach() for key, value in empty.items()}
     return {key: torch.cat(values) for key, values in parts.items()}
 
 

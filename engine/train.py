@@ -353,8 +353,8 @@ CHECKPOINT_KEYS = ("format", "step", "settings", "kind", "bits", "feature_dim", 
 
 
 def load_checkpoint(path) -> dict:
-    """The checkpoint at `path` (plain tensors and values), or a one-line VbnfError when it is unreadable, truncated
-    or not a vbnf checkpoint."""
+    """The checkpoint at `path` (plain tensors and values), or a one-line VbnfError when it is unreadable, truncated,
+    not a vbnf checkpoint, or holds a field of the wrong type."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -365,15 +365,66 @@ def load_checkpoint(path) -> dict:
     if missing or ckpt.get("format") != "vbnf-checkpoint-1":
         raise VbnfError(f"{path}: not a vbnf checkpoint (missing {', '.join(missing) or 'its format tag'}); "
                         "start a new run with another --out")
+    bad = checkpoint_type_error(ckpt)
+    if bad:
+        raise VbnfError(f"{path}: damaged checkpoint: {bad}; start a new run with another --out")
     return ckpt
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def checkpoint_type_error(ckpt: dict) -> str:
+    """'' when every field of a checkpoint has the type `field_from_checkpoint` needs, else what is wrong (one
+    line)."""
+    def tensor(v, ndim=None):
+        return isinstance(v, torch.Tensor) and (ndim is None or v.ndim == ndim)
+    bits = ckpt["bits"]
+    checks = [
+        ("step", _is_int(ckpt["step"]) and ckpt["step"] >= 0, "a non-negative integer"),
+        ("settings", isinstance(ckpt["settings"], dict), "a dict"),
+        ("kind", ckpt["kind"] in ("dense", "vq", "random"), "dense, vq or random"),
+        ("bits", bits is None or (_is_int(bits) and 1 <= bits <= 16)
+         or (isinstance(bits, (list, tuple)) and bool(bits) and all(_is_int(b) and 1 <= b <= 16 for b in bits)),
+         "None, an integer 1..16 or a list of them"),
+        ("feature_dim", _is_int(ckpt["feature_dim"]) and 1 <= ckpt["feature_dim"] <= 4096, "an integer 1..4096"),
+        ("base_level", _is_int(ckpt["base_level"]) and 0 <= ckpt["base_level"] <= 20, "an integer 0..20"),
+        ("scene_center", tensor(ckpt["scene_center"]) and ckpt["scene_center"].shape == (3,)
+         and bool(torch.isfinite(ckpt["scene_center"]).all()), "a finite float tensor [3]"),
+        ("scene_half_size", isinstance(ckpt["scene_half_size"], (int, float)) and not isinstance(
+            ckpt["scene_half_size"], bool) and math.isfinite(ckpt["scene_half_size"]) and ckpt["scene_half_size"] > 0,
+         "a positive number"),
+        ("cells", isinstance(ckpt["cells"], list) and 1 <= len(ckpt["cells"]) <= 21
+         and all(tensor(c, 1) and not c.is_floating_point() for c in ckpt["cells"]),
+         "a list of 1..21 integer tensors [n]"),
+        ("field", isinstance(ckpt["field"], dict) and all(isinstance(k, str) and tensor(v)
+                                                           for k, v in ckpt["field"].items()),
+         "a dict of tensors"),
+        ("optimizers", ckpt.get("optimizers") is None or isinstance(ckpt.get("optimizers"), list), "a list"),
+        ("history", isinstance(ckpt.get("history", []), list), "a list"),
+        ("train_seconds", isinstance(ckpt.get("train_seconds", 0.0), (int, float)), "a number"),
+        ("dataset", ckpt.get("dataset") is None or isinstance(ckpt.get("dataset"), dict), "a dict"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            value = ckpt.get(name)
+            shown = type(value).__name__ if isinstance(value, (torch.Tensor, dict, list)) else repr(value)[:40]
+            return f"'{name}' must be {want}, got {shown}"
+    return ""
+
+
 def field_from_checkpoint(ckpt: dict) -> NeuralField:
-    octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
-    bits = tuple(ckpt["bits"]) if isinstance(ckpt["bits"], list) else ckpt["bits"]
-    field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
-                        ckpt["scene_center"], ckpt["scene_half_size"])
-    field.load_state_dict(ckpt["field"])
+    """The training field stored in a checkpoint; VbnfError (one line) when its tensors do not fit together."""
+    try:
+        octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
+        bits = tuple(ckpt["bits"]) if isinstance(ckpt["bits"], list) else ckpt["bits"]
+        field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
+                            ckpt["scene_center"], ckpt["scene_half_size"])
+        field.load_state_dict(ckpt["field"])
+    except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as e:
+        raise VbnfError(f"damaged checkpoint: its field does not load ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}); start a new run with another --out") from None
     return field
 
 

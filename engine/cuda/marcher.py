@@ -28,7 +28,7 @@ import torch
 from engine.cuda.toolchain import MAX_LEVELS, check, cuda_device, load_module, make_current, require_cuda
 from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN
 from engine.field import InferenceField, check_decoder
-from engine.render import EARLY_STOP, RENDER_MODES, field_step
+from engine.render import EARLY_STOP, RENDER_MODES, field_step, samples_per_ray_bound
 
 log = logging.getLogger("vbnf.cuda")
 
@@ -224,6 +224,7 @@ class GpuField:
     @staticmethod
     def from_field(field: InferenceField, device: torch.device | str) -> "GpuField":
         device = torch.device(device)
+        samples_per_ray_bound(field)  # RenderError (one line) for a level count or scene box no renderer marches
         n_lods = field.max_lod + 1
         feat = field.feature_dim
         check_decoder(field.decoder, feat)
