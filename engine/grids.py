@@ -157,6 +157,9 @@ class FeatureGrid(nn.Module):
             self.codebooks.append(nn.Parameter(torch.randn(size, feature_dim, generator=generator) * codebook_std))
             if kind == "vq":
                 self.logits.append(nn.Parameter(torch.randn(n, size, generator=generator) * logit_std))
+                # each corner's argmax, kept up to date by VQLogitsAdam (not saved: derived from the logits)
+                self.register_buffer(f"argmax_{k}", self.logits[k].detach().argmax(dim=1).to(torch.int32),
+                                     persistent=False)
             else:
                 idx = torch.randint(size, (n,), generator=generator, dtype=torch.int64).to(torch.int32)
                 self.register_buffer(f"indices_{k}", idx)
@@ -170,8 +173,15 @@ class FeatureGrid(nn.Module):
     def indices(self, k: int) -> torch.Tensor:
         """int64 [n_corners]: the codebook row each corner uses now (argmax of the logits for vq)."""
         if self.kind == "vq":
-            return self.logits[k].argmax(dim=1)
+            return getattr(self, f"argmax_{k}").long()
         return getattr(self, f"indices_{k}").long()
+
+    @torch.no_grad()
+    def refresh_indices(self) -> None:
+        """vq: recompute every corner's argmax from the logits (after they changed outside VQLogitsAdam: loading,
+        pruning, a rollback); other kinds: nothing to do."""
+        for k, logits in enumerate(self.logits):
+            getattr(self, f"argmax_{k}").copy_(logits.argmax(dim=1))
 
     def corner_features(self, k: int, soft: bool = False) -> torch.Tensor:
         """float [n_corners_k, F]. soft (vq only): softmax(logits) @ codebook, a relaxation that gives the logits a
@@ -203,7 +213,7 @@ class FeatureGrid(nn.Module):
             return None
         from engine.optim import VQLogitsAdam  # engine.optim imports this module
         return VQLogitsAdam(list(self.logits), list(self.codebooks), lr=lr, betas=(beta1, 0.99), eps=1e-15,
-                            estimator=estimator)
+                            estimator=estimator, indices=[getattr(self, f"argmax_{k}") for k in range(self.n_lods)])
 
     def needs_table_gradients(self, soft: bool) -> bool:
         """Whether the index optimiser steps from the gradients of the corner tables (vq's straight-through
@@ -222,6 +232,7 @@ class FeatureGrid(nn.Module):
                 self.logits[k].copy_(old.logits[k][r])
             else:
                 getattr(self, f"indices_{k}").copy_(getattr(old, f"indices_{k}")[r])
+        self.refresh_indices()
 
     @torch.no_grad()
     def load_level(self, k: int, rows: LevelRows, logit_margin: float = 4.0) -> None:
@@ -236,6 +247,7 @@ class FeatureGrid(nn.Module):
             logits = self.logits[k]
             logits.mul_(0.01)
             logits.scatter_(1, rows.indices.long().to(logits.device)[:, None], logit_margin)
+            getattr(self, f"argmax_{k}").copy_(logits.argmax(dim=1))
         else:
             getattr(self, f"indices_{k}").copy_(rows.indices.to(torch.int32))
 

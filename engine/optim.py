@@ -32,13 +32,17 @@ class VQLogitsAdam(torch.optim.Optimizer):
     Step it before the codebooks' optimiser: the gradient is computed with the codebooks the forward used."""
 
     def __init__(self, logits: list[torch.Tensor], codebooks: list[torch.Tensor], lr: float,
-                 betas: tuple[float, float] = (0.0, 0.99), eps: float = 1e-15, estimator: str = "ste"):
+                 betas: tuple[float, float] = (0.0, 0.99), eps: float = 1e-15, estimator: str = "ste",
+                 indices: list[torch.Tensor] | None = None):
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"VQLogitsAdam: betas must be in [0, 1), got {betas}")
         if estimator not in grids.ESTIMATORS:
             raise ValueError(f"VQLogitsAdam: unknown estimator '{estimator}' ({', '.join(grids.ESTIMATORS)})")
         super().__init__(list(logits), {"lr": lr, "betas": tuple(betas), "eps": eps})
         self.codebooks = list(codebooks)
+        self.indices = list(indices) if indices is not None else None
+        """Per level int32 [n_corners] or None: each row's argmax, kept up to date by every step (the grid's index
+        table, so that the forward needs no argmax over every corner)."""
         self.estimator = estimator
         self._level = {id(p): k for k, p in enumerate(logits)}
         self._kernel_ok: dict[torch.device, bool] = {}
@@ -69,13 +73,17 @@ class VQLogitsAdam(torch.optim.Optimizer):
                 moments = (state["exp_avg_sq"], state.get("exp_avg"), beta1, beta2, step_size,
                            (1.0 - beta2 ** t) ** 0.5, group["eps"])
                 codebook = self.codebooks[k].detach()
+                index = self.indices[k] if self.indices is not None else None
                 if p.grad is not None:  # softmax-relaxed forward: a dense gradient of every row
                     row_adam(p, None, p.grad, *moments)
+                    if index is not None:
+                        index.copy_(p.argmax(dim=1))
                 elif self._use_kernel(p.device, codebook.shape[1]):
                     vq_adam(p, codebook.contiguous(), grad_table.contiguous(), moments[0], moments[1], estimator,
-                            *moments[2:])
+                            *moments[2:], indices=index)
                 else:
-                    vq_adam_torch(p, codebook, grad_table, moments[0], moments[1], estimator, *moments[2:])
+                    vq_adam_torch(p, codebook, grad_table, moments[0], moments[1], estimator, *moments[2:],
+                                  indices=index)
         return None
 
     def _use_kernel(self, device: torch.device, feature_dim: int) -> bool:

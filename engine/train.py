@@ -296,6 +296,7 @@ class Trainer:
         with torch.no_grad():
             for k, v in self.field.state_dict().items():
                 v.copy_(state[k])
+        self.field.grid.refresh_indices()
         for opt in self.optimizers:
             opt.state.clear()
 
@@ -422,6 +423,7 @@ def field_from_checkpoint(ckpt: dict) -> NeuralField:
         field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
                             ckpt["scene_center"], ckpt["scene_half_size"])
         field.load_state_dict(ckpt["field"])
+        field.grid.refresh_indices()
     except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as e:
         raise VbnfError(f"damaged checkpoint: its field does not load ({type(e).__name__}: "
                         f"{' '.join(str(e).split())[:200]}); start a new run with another --out") from None

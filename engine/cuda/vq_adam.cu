@@ -10,6 +10,8 @@
 //     v2 = beta2 * exp_avg_sq[r, j] + (1 - beta2) g_j^2;  m = beta1 * exp_avg[r, j] + (1 - beta1) g_j (m = g_j
 //     without exp_avg);  logits[r, j] -= step_size * m / (sqrt(v2) / root_correction + eps)
 //   rows whose v is zero (no sample reached the corner this step) are left alone, moments included ("lazy" Adam).
+//   indices[r] = argmax_j logits[r, j] after the step, when indices is given: the index table the next forward
+//   reads is kept up to date row by row instead of by an argmax over every corner each step.
 //
 // One warp per row on the GPU (its lanes stride over the K = 2^b logits), one thread per row on the host. Nothing is
 // materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
@@ -38,6 +40,7 @@ struct VQAdamParams {
     float* logits;            // [n_rows, K]
     float* exp_avg_sq;        // [n_rows, K]
     float* exp_avg;           // [n_rows, K] or null (no first moment)
+    int* indices;             // [n_rows] or null: each stepped row's argmax after the step
     long long n_rows;
     int k;                    // codebook rows K = 2^b
     int reinmax;              // 0: straight-through, 1: ReinMax
@@ -119,6 +122,14 @@ HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
         }
         logits[j] -= p.step_size * m / (SQRT(v2) / p.root_correction + p.eps);
     }
+    if (p.indices) {  // each lane reads back only the logits it wrote: no barrier needed
+        float best = -3.4028235e38f;
+        int best_j = p.k;
+        for (int j = lane; j < p.k; j += LANES)
+            if (logits[j] > best) { best = logits[j]; best_j = j; }
+        lanes_argmax(best, best_j);
+        if (lane == 0) p.indices[r] = best_j < p.k ? best_j : 0;  // all-NaN row: a valid index (the guard rolls back)
+    }
 }
 
 #ifdef __CUDACC__
@@ -139,6 +150,7 @@ extern "C" int vq_adam_params_layout(long long* out) {
     out[i++] = offsetof(VQAdamParams, logits);
     out[i++] = offsetof(VQAdamParams, exp_avg_sq);
     out[i++] = offsetof(VQAdamParams, exp_avg);
+    out[i++] = offsetof(VQAdamParams, indices);
     out[i++] = offsetof(VQAdamParams, n_rows);
     out[i++] = offsetof(VQAdamParams, k);
     out[i++] = offsetof(VQAdamParams, reinmax);

@@ -34,6 +34,7 @@ class VQAdamParams(ctypes.Structure):
         ("logits", ctypes.c_void_p),
         ("exp_avg_sq", ctypes.c_void_p),
         ("exp_avg", ctypes.c_void_p),
+        ("indices", ctypes.c_void_p),
         ("n_rows", ctypes.c_longlong),
         ("k", ctypes.c_int),
         ("reinmax", ctypes.c_int),
@@ -43,16 +44,18 @@ class VQAdamParams(ctypes.Structure):
         ("root_correction", ctypes.c_float),
         ("eps", ctypes.c_float),
     ]
-    LAYOUT_FIELDS = ("grad_table", "codebook", "logits", "exp_avg_sq", "exp_avg", "n_rows", "k", "reinmax", "beta1",
+    LAYOUT_FIELDS = ("grad_table", "codebook", "logits", "exp_avg_sq", "exp_avg", "indices", "n_rows", "k", "reinmax",
+                     "beta1",
                      "beta2", "step_size", "root_correction", "eps")
 
 
 def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor,
                    exp_avg_sq: torch.Tensor, exp_avg: torch.Tensor | None, estimator: str, beta1: float,
-                   beta2: float, step_size: float, root_correction: float, eps: float) -> VQAdamParams:
+                   beta2: float, step_size: float, root_correction: float, eps: float,
+                   indices: torch.Tensor | None = None) -> VQAdamParams:
     """The kernel's parameters. logits, exp_avg_sq, exp_avg: float32 [N, K]; codebook: float32 [K, F];
-    grad_table: float32 [N, F]; all contiguous on one device (ValueError otherwise). estimator: "ste" or "reinmax"
-    (engine.grids.ste_gradient)."""
+    grad_table: float32 [N, F]; indices: int32 [N] or None (each stepped row's argmax is written there); all
+    contiguous on one device (ValueError otherwise). estimator: "ste" or "reinmax" (engine.grids.ste_gradient)."""
     if estimator not in grids.ESTIMATORS:
         raise ValueError(f"vq_adam: unknown estimator '{estimator}'")
     tensors = [t for t in (logits, codebook, grad_table, exp_avg_sq, exp_avg) if t is not None]
@@ -62,8 +65,12 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
     if not shapes_ok or any(t.dtype != torch.float32 or not t.is_contiguous() or t.device != logits.device
                             for t in tensors):
         raise ValueError("vq_adam: float32 contiguous tensors of matching shapes on one device expected")
+    if indices is not None and (indices.shape != (n,) or indices.dtype != torch.int32 or not indices.is_contiguous()
+                                or indices.device != logits.device):
+        raise ValueError("vq_adam: indices must be a contiguous int32 [N] tensor on the logits' device")
     return VQAdamParams(grad_table.data_ptr(), codebook.data_ptr(), logits.data_ptr(), exp_avg_sq.data_ptr(),
-                        0 if exp_avg is None else exp_avg.data_ptr(), n, k, int(estimator == "reinmax"), beta1,
+                        0 if exp_avg is None else exp_avg.data_ptr(), 0 if indices is None else indices.data_ptr(),
+                        n, k, int(estimator == "reinmax"), beta1,
                         beta2, step_size, root_correction, eps)
 
 
@@ -81,23 +88,29 @@ def vq_adam_reason(device: torch.device, feature_dim: int = 16) -> str | None:
 
 def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor, exp_avg_sq: torch.Tensor,
             exp_avg: torch.Tensor | None, estimator: str, beta1: float, beta2: float, step_size: float,
-            root_correction: float, eps: float) -> None:
+            root_correction: float, eps: float, indices: torch.Tensor | None = None) -> None:
     """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`). Twin: vq_adam_torch."""
     device = cuda_device(logits.device)
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
-                            root_correction, eps)
+                            root_correction, eps, indices)
     function, = load_functions(device, FeatureWidthOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
     launch_1d(function, device, params, params.n_rows * 32, THREADS, "vq_adam")  # one warp per row
 
 
 def vq_adam_torch(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor, exp_avg_sq: torch.Tensor,
                   exp_avg: torch.Tensor | None, estimator: str, beta1: float, beta2: float, step_size: float,
-                  root_correction: float, eps: float) -> None:
+                  root_correction: float, eps: float, indices: torch.Tensor | None = None) -> None:
     """The torch twin of `vq_adam` (same arguments, any device): one step, in place, of the logits [N, K] (and their
     moments) whose corners have a non-zero row in grad_table [N, F]: their straight-through gradient
-    (`engine.grids.ste_gradient` with the codebook [K, F]), then `row_adam` on those rows."""
+    (`engine.grids.ste_gradient` with the codebook [K, F]), then `row_adam` on those rows, then (when indices [N]
+    is given) those rows' new argmax into indices."""
     rows, grad = grids.ste_gradient(logits, codebook, grad_table, estimator, CHUNK_ELEMENTS)
     row_adam(logits, rows, grad, exp_avg_sq, exp_avg, beta1, beta2, step_size, root_correction, eps)
+    if indices is not None:
+        chunk = max(1, CHUNK_ELEMENTS // max(1, logits.shape[1]))
+        for i in range(0, rows.numel(), chunk):
+            r = rows[i:i + chunk]
+            indices.index_copy_(0, r, logits.index_select(0, r).argmax(dim=1).to(indices.dtype))
 
 
 def row_adam(param: torch.Tensor, rows: torch.Tensor | None, grad: torch.Tensor, exp_avg_sq: torch.Tensor,
