@@ -16,7 +16,7 @@ from viewer.field_source import Models
 from viewer.field_view import CaptureRequest, FieldView, dataset_path
 from viewer.screenshot import free_path
 from viewer.state import AppState
-from viewer.training_session import DatasetCache, TrainingSession
+from viewer.training_session import DEFAULT_SHARE, DatasetCache, TrainingSession, device_batch
 
 DOWNLOAD_SECONDS = 4.0  # "simulate download" fills the whole file in this time
 
@@ -25,13 +25,18 @@ class Actions:
     """Commands over the app's parts (each passed in explicitly; none of them knows the window)."""
 
     def __init__(self, state: AppState, models: Models, view: FieldView, datasets: DatasetCache,
-                 training_device: str = "cpu"):
+                 training_device: str = "cpu", training_device_reason: str = "", wake=None):
         self.state = state
         self.models = models
         self.view = view
         self.datasets = datasets
         self.training: TrainingSession | None = None
         self.training_device = training_device
+        self.wake = wake
+        """Called from worker threads when they have news for the frame (the app wakes its idle loop with it)."""
+        state.training.device = training_device
+        state.training.device_reason = training_device_reason
+        state.training.batch = device_batch(training_device)
         self._dialog = None  # a pending portable_file_dialogs.open_file
 
     # -- model -----------------------------------------------------------------------------------------------------
@@ -63,8 +68,8 @@ class Actions:
         s.compare.lod_b = max(0, field.max_lod - 2)
         s.compare.bits_b = max(1, (source.trained_bits or 4) - 2)
         s.camera = default_camera(field.scene_center, field.scene_half_size, s.camera.fov_y_deg)
-        s.training.dataset_path = str(field.metadata.get("dataset", "") or "")
-        s.save_path = str(free_path(Path(path).with_name(Path(path).stem + "_edited.vbnf")))
+        s.training.dataset_path = resolve_dataset(field.metadata.get("dataset", ""), Path(path))
+        s.save_path = str(free_path(Path(s.output_dir) / (Path(path).stem + "_edited.vbnf")))
         s.error = ""
         s.message = f"opened {path} ({source.file_bytes} bytes, {field.n_lods} LODs)"
         return True
@@ -207,9 +212,20 @@ class Actions:
         if s.byte_budget is not None:
             s.byte_budget = None
             s.download_bytes_per_s = 0.0
+        if not Path(path).exists():
+            s.error = (f"Training: the data set {path} does not exist; type its folder (or transforms JSON) under "
+                       "Training")
+            return
+        path = str(Path(path).resolve())  # stored resolved: the saved model finds it from any folder
+        s.training.dataset_path = path
         start = source.live if source.live is not None else source.converted(s.bits, None)
-        self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device)
+        self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device,
+                                        share=self._share(), wake=self.wake)
+        s.training.batch = self.training.settings.batch_rays
         self.training.start()
+
+    def _share(self) -> float:
+        return 1.0 if self.state.training.full_speed else DEFAULT_SHARE
 
     def pause_training(self) -> None:
         if self.training is not None:
@@ -234,13 +250,36 @@ class Actions:
         snapshot = session.take_snapshot()
         if snapshot is not None and self.models.current is not None:
             self.models.current.set_live(snapshot)
+        session.share = self._share()
         t.running = session.running
         t.status = session.status
+        t.steps_per_s, t.share = session.rate()
         history = session.history()
         if len(history) != len(t.steps):
             t.steps = [h["step"] for h in history]
             t.loss = [h["loss"] for h in history]
             t.psnr = [h["psnr"] for h in history]
 
+    def busy(self) -> bool:
+        """Something runs in the background that the frame must poll (a file dialog, a training run loading or
+        running): the loop must not sleep until an event."""
+        t = self.training
+        return self._dialog is not None or (t is not None and (t.running or not t.ready))
+
     def close(self) -> None:
         self.stop_training(keep_snapshot=True)
+
+
+def resolve_dataset(value, model_path: Path) -> str:
+    """A model's metadata["dataset"] as an absolute path: as stored when absolute, else relative to the current
+    folder if it exists there, else relative to the model's folder; "" when unknown."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        return str(p)
+    for base in (Path.cwd(), model_path.resolve().parent):
+        if (base / p).exists():
+            return str((base / p).resolve())
+    return str(p.resolve())

@@ -85,6 +85,10 @@ class Stats:
     """GPU memory in use when rendering on CUDA ("" otherwise)."""
     refining: bool = False
     """A render is queued or running (the image is not yet final)."""
+    compiling: bool = False
+    """A CUDA kernel variant is being compiled on its worker thread (the view uses the torch path meanwhile)."""
+    waiting: bool = False
+    """The loop sleeps until an event (nothing changes: no input, no render, no training)."""
 
 
 @dataclass
@@ -103,6 +107,18 @@ class TrainingView:
     """Training loss per recorded step."""
     psnr: list[float] = field(default_factory=list)
     """Training PSNR (dB) per recorded step."""
+    device: str = "cpu"
+    """Device live training runs on ("cuda" when CUDA works, else "cpu")."""
+    device_reason: str = ""
+    """Why it trains on the CPU (one line; "" on CUDA)."""
+    batch: int = 0
+    """Rays per training step (vbnf train's default for the device)."""
+    steps_per_s: float = 0.0
+    """Training steps per second over the last few seconds."""
+    share: float = 0.0
+    """Fraction of the wall time spent in training steps over the last few seconds."""
+    full_speed: bool = False
+    """"Train at full speed": training gets all the time it can; the view refreshes a few times a second."""
 
 
 @dataclass
