@@ -135,6 +135,9 @@ class ViewInfo:
     """Index of the training camera the view renders from (ground-truth comparison), -1 for the orbit camera."""
     panel_width: float = 0.0
     """Width of the panel docked at the window's left, window pixels (0: hidden or collapsed); written by the panel."""
+    legend: tuple[str, float, float] | None = None
+    """Side A's colour-mapped mode and its value range (low, high) in the mode's units, for the legend; None for
+    rgb and normal."""
     rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     """The field's part of the window: x, y (from the top-left), width, height in window pixels (right of the
     panel, or the whole window when the panel is hidden or the window too narrow)."""
@@ -176,6 +179,8 @@ class AppState:
     """Path typed into the Open box."""
     show_panel: bool = True
     """Whether the ImGui panel is drawn (Tab toggles)."""
+    show_help: bool = False
+    """Whether the keys overlay is drawn (F1 or ? toggles)."""
     error: str = ""
     """The last user-facing failure, one line (what, where, what to do); "" when none."""
     message: str = ""
@@ -189,4 +194,14 @@ class AppState:
     stats: Stats = field(default_factory=Stats)
     """Timings and render facts (read-only)."""
     training: TrainingView = field(default_factory=TrainingView)
-    """Live training (read-only except dataset_path)."""
+    """Live training (read-only except dataset_path and full_speed)."""
+
+    def status_line(self) -> str:
+        """The one line the status bar at the bottom of the view shows: the error, else the kernel compile, else
+        the last message."""
+        if self.error:
+            return self.error
+        if self.stats.compiling:
+            from viewer.kernel_compiler import COMPILING_NOTICE
+            return COMPILING_NOTICE + ": the view uses the CPU renderer meanwhile"
+        return self.message
