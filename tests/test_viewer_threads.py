@@ -145,3 +145,19 @@ def test_an_idle_viewer_waits_for_events_and_workers_wake_it(make_app, tiny_mode
     app.frame()
     assert app.waits == waits and not app.state.stats.waiting  # renders pending: the loop polls
     settle(app)
+
+
+def test_warmup_covers_the_bundled_model_and_says_why_it_cannot_run(capsys):
+    import torch
+    from engine.cli import main
+    from engine.cuda.marcher import GpuField, MarchTuning
+    from engine.fileformat import load_model
+    from viewer.warmup import BUNDLED, variants
+    planned = {o for _, o in variants([])}
+    gpu = GpuField.from_field(load_model(BUNDLED), "cpu")
+    assert {gpu.kernel_options(m, MarchTuning()) for m in ("rgb", "depth", "normal", "samples", "level")} <= planned
+    if torch.cuda.is_available():
+        return
+    assert main(["warmup"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--arch" in err

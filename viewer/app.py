@@ -63,6 +63,8 @@ class App:
         self.idle_wait = idle_wait
         self.datasets = DatasetCache(on_loaded=self.wake)
         self.window = Window(width, height, "vbnf", headless=headless, on_drop=self._on_drop)
+        self.warmup_process = None
+        """`vbnf warmup` started in the background on the first launch with CUDA (None otherwise)."""
         self.frame_thread = threading.current_thread()
         """The thread that runs frames (the GL context's); no compile or serialisation runs on it."""
         backend = backend if backend is not None else self._make_backend(cpu_only)
@@ -96,6 +98,8 @@ class App:
             except AttributeError:  # another TextureRenderer: nothing to compile
                 return backend
             fallback = ThreadedBackend("torch path while the CUDA kernels compile", on_done=self.wake)
+            from viewer.warmup import start_in_background
+            self.warmup_process = start_in_background()  # first launch: the common variants, in the background
             return CompilingBackend(backend, fallback, compiler)
         return backend
 
