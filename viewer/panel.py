@@ -60,6 +60,8 @@ def draw_ui(state: AppState, actions: Actions) -> None:
         section_stats(state)
     imgui.end()
     confirm_overwrite(state, actions)
+    if actions.browser is not None:
+        actions.browser.draw()
 
 
 # -- overlays ------------------------------------------------------------------------------------------------------
@@ -300,9 +302,13 @@ def section_screenshot(state: AppState, actions: Actions) -> None:
     changed, index = imgui.combo("resolution", current, labels)
     if changed:
         state.screenshot_scale = SCREENSHOT_SCALES[index]
-    _, state.output_dir = imgui.input_text("folder", state.output_dir)
+    imgui.set_next_item_width(-90)
+    _, state.output_dir = imgui.input_text("##outdir", state.output_dir)
     if imgui.is_item_hovered():
-        imgui.set_tooltip("screenshots, comparisons and proposed model names go here")
+        imgui.set_tooltip("output folder: screenshots, comparisons and proposed model names go here")
+    imgui.same_line()
+    if imgui.button("Browse##outdir"):
+        actions.browse("output")
     if imgui.button("Screenshot (F12)"):
         actions.screenshot()
 
@@ -311,12 +317,23 @@ def section_training(state: AppState, actions: Actions) -> None:
     if not imgui.collapsing_header("Training"):
         return
     t = state.training
-    _, t.dataset_path = imgui.input_text_with_hint("data set", "folder or transforms.json", t.dataset_path)
+    imgui.set_next_item_width(-90)
+    _, t.dataset_path = imgui.input_text_with_hint("##dataset", "data set folder or transforms.json", t.dataset_path)
+    imgui.same_line()
+    if imgui.button("Browse##dataset"):
+        actions.browse("dataset")
+    if not t.dataset_path:
+        _note("choose the data set this model was trained on (for training and the ground-truth view)")
     if t.running:
         if imgui.button("Pause"):
             actions.pause_training()
     elif imgui.button("Start"):
         actions.start_training()
+    imgui.same_line()
+    if imgui.button("Train new"):
+        actions.train_new()
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("a new model on this data set, with vbnf train's trainer and defaults")
     imgui.same_line()
     imgui.begin_disabled(not state.model.live)
     if imgui.button("Discard training"):

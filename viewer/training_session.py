@@ -36,6 +36,19 @@ def device_batch(device: str) -> int:
     return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
 
 
+def new_run_settings(device: str) -> TrainSettings:
+    """`vbnf train DATA`'s settings on `device` (vq, b = 6): its batch, steps, learning rates and pruning."""
+    return TrainSettings(batch_rays=device_batch(device), grid_lr=DEFAULT_GRID_LR["vq"])
+
+
+def new_run_field(dataset: Dataset, device: torch.device):
+    """`vbnf train DATA`'s new field on `device`: vq, b = 6, base level 2, F = 16, its max level for the device."""
+    from engine.train import new_field
+    from engine.train_cli import CPU_MAX_LEVEL, CUDA_MAX_LEVEL
+    level = CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL
+    return new_field(dataset, "vq", 6, level, 2, 16, 0, device)
+
+
 def live_settings(field: InferenceField, device: str) -> TrainSettings:
     """Settings that continue `field`'s training: `vbnf train`'s batch for `device`, the optimiser and LOD weights
     the model was trained with (metadata["train_settings"], else `vbnf train`'s defaults), and the learning rates
@@ -146,7 +159,8 @@ class TrainingSession:
                  settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
                  snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_field=None):
         self.dataset_path = dataset_path
-        self.settings = settings if settings is not None else live_settings(field, device)
+        self.settings = settings if settings is not None else (
+            new_run_settings(device) if new_field is not None else live_settings(field, device))
         self.device = device
         self.snapshot_seconds = snapshot_seconds
         self.share = share
@@ -167,6 +181,8 @@ class TrainingSession:
         self._rate: tuple[float, float] = (0.0, 0.0)  # (steps/s, busy fraction) over the last RATE_WINDOW_S
         self.status = "loading the data set"
         self.error = ""
+        self.initial: tuple[InferenceField, bytes] | None = None
+        """"Train new": the untrained model frozen and serialised by the thread, for the viewer to show."""
         self.trainer: Trainer | None = None
         self._thread = threading.Thread(target=self._loop, name="vbnf-train", daemon=True)
         self._thread.start()
@@ -231,10 +247,14 @@ class TrainingSession:
         except Exception as e:  # anything else still ends as one line in the UI, never a dead window
             self._fail(f"cannot start training: {type(e).__name__}: {e}".splitlines()[0])
             return
+        initial = None
+        if self._new_field is not None:  # the new model is shown from its first step; the viewer needs its bytes
+            from engine.fileformat import save_model_bytes
+            first = self.trainer.freeze()
+            initial = (first, save_model_bytes(first))  # here, not on the frame thread
         with self._lock:
             self.status = "ready: press Start"
-            if self._new_field is not None:
-                self._snapshot = self.trainer.freeze()  # the new model is shown from its first step
+            self.initial = initial
         self._notify()
         last_snapshot = time.perf_counter()
         window: list[tuple[float, int, float]] = []  # (start time, steps, busy seconds) of recent chunks
@@ -276,7 +296,7 @@ class TrainingSession:
                 if last:
                     self.status = (f"{'training' if self._running else 'paused'}: step {last['step']}, "
                                    f"loss {last['loss']:.5f}, PSNR {last['psnr']:.2f} dB")
-                span = now - window[0][0]  # includes the pauses between these chunks
+                span = now + rest - window[0][0]  # includes the pauses between these chunks and after the last
                 if span > 0:
                     self._rate = (sum(w[1] for w in window) / span, sum(w[2] for w in window) / span)
             if snapshot is not None:
