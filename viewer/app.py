@@ -42,7 +42,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.vbn
 MINIMISED_SLEEP_S = 0.05
 UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
                    # torch renderer share the cores, so frames beyond this only slow the render down
-TRAINING_UI_FPS = 30.0  # while training the view refreshes at most this often (the rest of the time trains)
+TRAINING_UI_FPS = 40.0  # while training the view refreshes at most this often (the rest of the time trains)
 FULL_SPEED_FRAME_S = 0.25  # "train at full speed": the view refreshes a few times a second
 QUIET_FRAMES = 3  # frames drawn after the last change before the loop waits for events (ImGui settles hover states)
 IDLE_WAIT_S = 1.0  # an idle loop draws a frame at least this often (clock-like overlays stay honest)
@@ -84,6 +84,7 @@ class App:
         """Frames that began by waiting for an event (the loop was idle)."""
         if model_path:
             self.actions.open_model(model_path)
+        preload_training_modules()  # before the first frame: an import that holds the interpreter for seconds
 
     def _make_backend(self, cpu_only: bool):
         """choose_backend's path; the CUDA one behind a KernelCompiler so no variant compiles in a frame."""
@@ -219,6 +220,21 @@ class App:
         self.actions.close()
         self.view.release()
         self.window.close()
+
+
+def preload_training_modules() -> None:
+    """Runs one tiny Adam step: torch imports torch._dynamo and much of torch.distributed on a process's first
+    optimiser step (1-4 s), and while it does no other thread of the process runs (measured: the frame thread
+    stalled 0.5-1.7 s when live training started). Done once before the first frame, that stall is part of the
+    start-up instead of a frozen view when "Start" is pressed. A no-op after the first call."""
+    try:
+        import torch
+        import engine.train  # noqa: F401
+        p = torch.nn.Parameter(torch.zeros(1))
+        p.grad = torch.ones(1)
+        torch.optim.Adam([p]).step()
+    except Exception:  # only a warm-up: training reports its own failures
+        pass
 
 
 def choose_training_device(cpu_only: bool) -> tuple[str, str]:

@@ -15,6 +15,7 @@ the learning rates it ended with (no restart of the decay at the high initial ra
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import torch
@@ -184,6 +185,7 @@ class TrainingSession:
         self.initial: tuple[InferenceField, bytes] | None = None
         """"Train new": the untrained model frozen and serialised by the thread, for the viewer to show."""
         self.trainer: Trainer | None = None
+        self._stream = None  # torch.cuda.Stream of the training thread (CUDA only)
         self._thread = threading.Thread(target=self._loop, name="vbnf-train", daemon=True)
         self._thread.start()
 
@@ -241,6 +243,8 @@ class TrainingSession:
             field = (self._new_field(dataset, device) if self._new_field is not None
                      else trainable_from_inference(self._start_field))
             self.trainer = Trainer(field, dataset, self.settings, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # built on this thread's default stream; steps run on their own
         except VbnfError as e:
             self._fail(str(e))
             return
@@ -267,10 +271,9 @@ class TrainingSession:
             start = time.perf_counter()
             n = self.steps_per_chunk
             try:
-                stats = self.trainer.step(n)
-                if self.trainer.device.type == "cuda":
-                    torch.cuda.synchronize(self.trainer.device)  # the chunk's GPU work is done: honest timing,
-                    # and no queue of training kernels ahead of the next frame's render
+                with self._on_stream():
+                    stats = self.trainer.step(n)
+                self._sync()  # the chunk's GPU work is done: honest timing, and a bounded queue
             except Exception as e:
                 self._fail(str(e).splitlines()[0] if isinstance(e, VbnfError) else f"training step failed: {e}")
                 return
@@ -281,7 +284,9 @@ class TrainingSession:
             with self._lock:
                 paused = not self._running
             if paused or now - last_snapshot >= self.snapshot_seconds:
-                snapshot = self.trainer.freeze()
+                with self._on_stream():
+                    snapshot = self.trainer.freeze()
+                self._sync()  # the frame thread reads the snapshot on its own stream
                 last_snapshot = now
             share = min(max(float(self.share), 0.05), 1.0)
             rest = busy * (1.0 / share - 1.0)
@@ -304,6 +309,19 @@ class TrainingSession:
             if rest > 0:
                 with self._lock:
                     self._wake.wait(timeout=rest)  # pause and close still answer at once
+
+    def _on_stream(self):
+        """On CUDA, the training thread's own stream: its kernels run beside the frame's renders (which use the
+        frame thread's current stream) instead of queueing ahead of them."""
+        if self.trainer is None or self.trainer.device.type != "cuda":
+            return contextlib.nullcontext()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.trainer.device)
+        return torch.cuda.stream(self._stream)
+
+    def _sync(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
 
     def _notify(self) -> None:
         if self._wake_ui is not None:
