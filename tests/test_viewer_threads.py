@@ -98,7 +98,9 @@ def test_no_compile_and_no_serialisation_on_the_frame_thread(make_app, tmp_path,
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline and len(app.state.training.steps) < 2:
         app.frame()
-    app.actions.pause_training()
+    app.actions.pause_training()  # pausing hands over a snapshot once the running chunk ends
+    while time.perf_counter() < deadline and not app.state.model.live:
+        app.frame()
     settle(app)
     assert app.state.model.live and app.state.model.size_bytes > 0
     assert kernels.compiled, "no variant was compiled"

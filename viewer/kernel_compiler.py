@@ -6,9 +6,10 @@ is drawn: about 20 s for an rgb variant (docs/CUDA.md). The frame must never do 
 - `KernelCompiler` compiles variants on one worker thread (engine.cuda.marcher.compile_to_cache into the disk
   cache, then get_kernel to load it for the process) and answers `ready(field, mode)` at once from the frame;
 - `CompilingBackend` wraps the CUDA backend: a job whose variant is ready renders on the GPU inside the frame; a job
-  whose variant is still compiling renders with the torch path in a thread (the view keeps its last image until
-  then), and the panel says "compiling kernels (first run)". When the variant is ready the newest job of every slot
-  is rendered on the GPU and any older torch result is dropped.
+  whose variant is still compiling renders with the torch path in a thread while its slot has never been drawn by
+  CUDA (the first image of a session), else the slot keeps its last image (its texture is registered for interop
+  and is not re-uploaded); the status line says "compiling kernels (first run)". When the variant is ready the
+  newest job of every slot is rendered on the GPU and any older torch result is dropped.
 
 `warm_variants` lists what `vbnf warmup` compiles ahead (engine.cuda.marcher.compile_to_cache, no GPU needed).
 Imports of engine.cuda happen inside the functions: importing this module never needs CUDA.
@@ -136,6 +137,7 @@ class CompilingBackend:
         self.name = direct.name
         self.reason = direct.reason
         self._waiting: dict[str, object] = {}  # slot -> newest job sent to the torch path
+        self._gpu_slots: set[str] = set()  # slots whose texture the CUDA path has written (registered for interop)
         self.compiling = False
         """The last collect left a job waiting for its variant (the panel says COMPILING_NOTICE)."""
 
@@ -156,18 +158,26 @@ class CompilingBackend:
     def collect(self, textures) -> list:
         done = []
         for d in self.fallback.take_done():  # torch results still wanted go into the texture
-            if self._waiting.get(d.job.slot) is d.job:
-                if d.values is not None and not d.error:
-                    textures[d.job.slot].write(d.values, d.job.mode)
-                done.append(d)
-                del self._waiting[d.job.slot]
+            slot = d.job.slot
+            if self._waiting.get(slot) is not d.job:
+                continue
+            if slot in self._gpu_slots:
+                # the texture is registered with CUDA (interop): an upload could resize it under the registration.
+                # The slot keeps its last image; the job renders on the GPU once its variant is ready.
+                continue
+            if d.values is not None and not d.error:
+                textures[slot].write(d.values, d.job.mode)
+            done.append(d)
+            del self._waiting[slot]
         for slot, job in list(self._waiting.items()):  # variant ready since: the GPU renders it now
             if self.compiler.ready(job.field, job.mode):
                 del self._waiting[slot]
                 self.direct.submit(job)
         self.compiling = self.compiler.pending() or any(not self.compiler.failed(j.field, j.mode)
                                                         for j in self._waiting.values())
-        return done + self.direct.collect(textures)
+        direct = self.direct.collect(textures)
+        self._gpu_slots.update(d.job.slot for d in direct)
+        return done + direct
 
     def close(self) -> None:
         self.fallback.close()
