@@ -71,6 +71,11 @@ def test_scalar_modes_have_a_legend_and_f1_shows_the_keys(make_app, tiny_model):
     assert app.state.show_help
     press_key(app, glfw.KEY_ESCAPE)
     assert not app.state.show_help
+    from imgui_bundle import imgui
+    imgui.backends.glfw_char_callback(app.window.address, ord("?"))  # '?' as typed, on any keyboard layout
+    app.frame()
+    app.frame()
+    assert app.state.show_help
 
 
 def test_train_new_shows_a_model_growing_from_the_data_set(make_app, tiny_model, scene):
