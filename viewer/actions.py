@@ -35,6 +35,8 @@ class Actions:
         self.training: TrainingSession | None = None
         self._new_run = False  # the running session trains a new model whose first field is not shown yet
         self.training_device = training_device
+        self.prepare_snapshot = None
+        """Called by the training thread with each snapshot (the app uploads it to the CUDA marcher there)."""
         self.wake = wake
         """Called from worker threads when they have news for the frame (the app wakes its idle loop with it)."""
         state.training.device = training_device
@@ -271,7 +273,7 @@ class Actions:
         s.training.dataset_path = path
         start = source.live if source.live is not None else source.converted(s.bits, None)
         self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device,
-                                        share=self._share(), wake=self.wake)
+                                        share=self._share(), wake=self.wake, prepare=self.prepare_snapshot)
         s.training.batch = self.training.settings.batch_rays
         self.training.start()
 
@@ -292,7 +294,8 @@ class Actions:
         s.training.dataset_path = path
         self._new_run = True
         self.training = TrainingSession(None, path, self.datasets, device=self.training_device,
-                                        share=self._share(), wake=self.wake, new_field=new_run_field)
+                                        share=self._share(), wake=self.wake, new_field=new_run_field,
+                                        prepare=self.prepare_snapshot)
         s.training.batch = self.training.settings.batch_rays
         s.message = f"training a new model on {path}"
         self.training.start()

@@ -75,6 +75,7 @@ class App:
             choose_training_device(cpu_only)
         self.actions = Actions(self.state, self.models, self.view, self.datasets, training_device=device,
                                training_device_reason=reason, wake=self.wake)
+        self.actions.prepare_snapshot = self._snapshot_uploader(backend)
         self.controls = ViewControls()
         self._dropped: list[str] = []
         self._last_frame = time.perf_counter()
@@ -103,6 +104,14 @@ class App:
             self.warmup_process = start_in_background()  # first launch: the common variants, in the background
             return CompilingBackend(backend, fallback, compiler)
         return backend
+
+    @staticmethod
+    def _snapshot_uploader(backend):
+        """On the CUDA path: a function that uploads a training snapshot into the marcher's field cache (run by the
+        training thread, so converting a large field to the kernel's layout does not cost a frame); else None."""
+        direct = backend.direct if isinstance(backend, CompilingBackend) else backend
+        marcher = getattr(getattr(getattr(direct, "renderer", None), "renderer", None), "marcher", None)
+        return None if marcher is None else marcher.upload
 
     def wake(self) -> None:
         """Wakes a loop waiting for events (any thread)."""

@@ -154,11 +154,13 @@ class TrainingSession:
     settings: None for live_settings(field, device); device: "cpu" or "cuda[:i]"; share: training's part of the time
     (0..1, settable while running); wake: called from the thread after each snapshot or failure (the app wakes its
     idle loop with it); new_field: builds the field to train from the data set instead of continuing `field`
-    ("Train new": engine.train.new_field with `vbnf train`'s defaults)."""
+    ("Train new": engine.train.new_field with `vbnf train`'s defaults); prepare(snapshot): called on the thread
+    after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame finds it uploaded)."""
 
     def __init__(self, field: InferenceField | None, dataset_path: str, datasets: DatasetCache,
                  settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
-                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_field=None):
+                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_field=None,
+                 prepare=None):
         self.dataset_path = dataset_path
         self.settings = settings if settings is not None else (
             new_run_settings(device) if new_field is not None else live_settings(field, device))
@@ -170,6 +172,7 @@ class TrainingSession:
         """Steps of the next chunk (sized to CHUNK_SECONDS from the last one)."""
         self._start_field = field
         self._new_field = new_field
+        self._prepare = prepare
         self._datasets = datasets
         self._downscale = downscale
         self._wake_ui = wake
@@ -286,6 +289,11 @@ class TrainingSession:
             if paused or now - last_snapshot >= self.snapshot_seconds:
                 with self._on_stream():
                     snapshot = self.trainer.freeze()
+                    if self._prepare is not None:
+                        try:
+                            self._prepare(snapshot)
+                        except Exception:  # only a head start: the frame uploads it otherwise
+                            pass
                 self._sync()  # the frame thread reads the snapshot on its own stream
                 last_snapshot = now
             share = min(max(float(self.share), 0.05), 1.0)
