@@ -148,9 +148,10 @@ class CompilingBackend:
         if self.compiler.ready(job.field, job.mode):
             self._waiting.pop(job.slot, None)
             self.direct.submit(job)
-        else:  # compiling, or failed to compile: the torch path draws it
+        else:  # compiling, or failed to compile: the torch path draws it (unless the slot keeps its last image)
             self._waiting[job.slot] = job
-            self.fallback.submit(job)
+            if job.slot not in self._gpu_slots or self.compiler.failed(job.field, job.mode):
+                self.fallback.submit(job)
 
     def busy(self) -> bool:
         return self.direct.busy() or bool(self._waiting) or self.fallback.busy()
@@ -161,7 +162,7 @@ class CompilingBackend:
             slot = d.job.slot
             if self._waiting.get(slot) is not d.job:
                 continue
-            if slot in self._gpu_slots:
+            if slot in self._gpu_slots and not self.compiler.failed(d.job.field, d.job.mode):
                 # the texture is registered with CUDA (interop): an upload could resize it under the registration.
                 # The slot keeps its last image; the job renders on the GPU once its variant is ready.
                 continue
