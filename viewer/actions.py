@@ -178,7 +178,8 @@ class Actions:
             metadata["converted_from_bits"] = source.trained_bits
         try:
             from engine.fileformat import save_model
-            Path(path).parent.mkdir(parents=True, exist_ok=True)  # the output folder the user chose
+            if Path(path).parent.resolve() == Path(s.output_dir).resolve():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)  # the output folder the user chose
             n = save_model(path, shown.field, metadata)
         except VbnfError as e:
             s.error = f"{e}; the model is still open, try another name"

@@ -90,10 +90,14 @@ def draw_overlays(state: AppState) -> None:
     if state.view.notice:
         text_w = imgui.calc_text_size(state.view.notice).x
         _boxed_text(draw, x + max(8.0, (w - text_w) / 2), y + h / 2, state.view.notice, _u32(1, 0.85, 0.4))
-    draw_status_line(state, draw, line)
-    draw_legend(state, draw, line)
     if state.show_help:
         draw_help(state, draw, line)
+    if not state.show_panel:  # Tab: a clean view (what a screenshot holds), except for an error
+        if state.error:
+            _boxed_text(draw, x + 8, y + h - line - 14, state.error, _u32(1, 0.4, 0.35))
+        return
+    draw_status_line(state, draw, line)
+    draw_legend(state, draw, line)
 
 
 LEGEND_UNITS = {"depth": "scene units", "samples": "samples per ray", "level": "octree level"}
