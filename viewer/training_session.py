@@ -26,7 +26,7 @@ from engine.field import InferenceField
 from engine.train import DEFAULT_GRID_LR, Trainer, TrainSettings, trainable_from_inference
 
 CHUNK_SECONDS = 0.05  # a chunk of steps lasts about this long: pause, snapshots and the share react within it
-DEFAULT_SHARE = 0.75  # training's part of the time while the view stays interactive
+DEFAULT_SHARE = 0.8  # training's part of the time while the view stays interactive
 RATE_WINDOW_S = 3.0  # steps/s and the training share are measured over this much recent time
 LIVE_STEPS = 1_000_000  # the live run has no planned end; the learning rates are constant (lr_final_ratio 1)
 
