@@ -5,8 +5,10 @@ the camera orbiting every frame.
         [--size 800] [--seconds 30] [--baseline-seconds 60] [--out docs/results/viewer_training.json]
 
 1. Baseline: a plain `Trainer.step` loop with `vbnf train`'s defaults for the device (a new field, CUDA_BATCH rays
-   on CUDA) for --baseline-seconds: its steps/s is `vbnf train`'s rate. Its frozen field is the model the viewer
-   opens (unless --model is given).
+   on CUDA) for --baseline-seconds: its steps/s is `vbnf train`'s rate on a new model. Its frozen field is the
+   model the viewer opens (unless --model is given). Then a plain loop continuing that model with the viewer's
+   live settings (same model, batch and kernels, nothing else running) for --seconds: the rate live training is
+   compared with (`train_vs_plain_loop`; a new model's steps cost differently from a trained one's).
 2. Live training in the App, camera orbiting: view fps and training steps/s (default share), then the same with
    "train at full speed"; the val PSNR (finest LOD, --val-views views) before and after gives dB per minute.
 3. A scripted session (idle waiting off so every frame is timed): open the model, slide the LOD through every level,
@@ -73,6 +75,27 @@ def baseline(data: str, device, seconds: float, max_level: int | None, downscale
         n += chunk
         chunk = max(1, min(50, round(chunk * 0.5 / max(time.perf_counter() - c0, 1e-6))))
     return n / (time.perf_counter() - t0), trainer
+
+
+def plain_loop(model_field, data: str, device, seconds: float, downscale: int) -> float:
+    """Steps/s of a plain Trainer.step loop continuing `model_field` with the viewer's live settings (same model,
+    batch and kernels as the App's live training, nothing else running): the rate live training is compared with."""
+    from engine.data import load_dataset
+    from engine.train import Trainer, trainable_from_inference
+    from viewer.training_session import live_settings
+    dataset = load_dataset(data, "train", downscale=downscale)
+    trainer = Trainer(trainable_from_inference(model_field), dataset, live_settings(model_field, device.type),
+                      device)
+    trainer.step(2)
+    sync(device)
+    t0, n, chunk = time.perf_counter(), 0, 1
+    while time.perf_counter() - t0 < seconds:
+        c0 = time.perf_counter()
+        trainer.step(chunk)
+        sync(device)
+        n += chunk
+        chunk = max(1, min(50, round(chunk * 0.5 / max(time.perf_counter() - c0, 1e-6))))
+    return n / (time.perf_counter() - t0)
 
 
 def sync(device) -> None:
@@ -191,6 +214,11 @@ def main() -> int:
     del trainer
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    from engine.fileformat import load_model
+    plain_rate = plain_loop(load_model(model), args.data, device, args.seconds, args.downscale)
+    print(f"plain Trainer.step loop on the model with the live settings: {plain_rate:.2f} steps/s", flush=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     val = load_dataset(args.data, "val", downscale=args.downscale)
 
     app = App(model, args.size, args.size, headless=True, cpu_only=args.cpu, output_dir=str(tmp), idle_wait=False)
@@ -201,7 +229,7 @@ def main() -> int:
                "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
                "render_path": app.state.stats.render_path, "training_device": app.state.training.device,
                "size": [args.size, args.size], "data": Path(args.data).name, "model": Path(model).name,
-               "vbnf_train_steps_per_s": round(base_rate, 2)}
+               "vbnf_train_steps_per_s": round(base_rate, 2), "plain_loop_steps_per_s": round(plain_rate, 2)}
         app.run_until_idle(600)
         before = val_psnr(app.models.current.full.field, val, args.val_views)
         app.actions.start_training()
@@ -221,7 +249,7 @@ def main() -> int:
             time.sleep(0.05)
         after = val_psnr(snapshot or app.actions.training.trainer.freeze(), val, args.val_views)
         for entry in (live, full):
-            entry["train_vs_vbnf_train"] = round(entry["train_steps_per_s"] / base_rate, 3) if base_rate else 0.0
+            entry["train_vs_plain_loop"] = round(entry["train_steps_per_s"] / plain_rate, 3) if plain_rate else 0.0
         row.update({"while_training": live, "full_speed": full,
                     "val_psnr_before": round(before, 3), "val_psnr_after": round(after, 3),
                     "live_minutes": round(live_minutes, 2),
