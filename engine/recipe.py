@@ -55,8 +55,10 @@ class Recipe:
     """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
     importance_fraction: float = 0.25
     """Importance is accumulated over this last share of the dense phase (after its last density prune)."""
-    keep_importance: float = 0.999
-    """Importance pruning keeps the finest cells that hold this share of the total importance."""
+    keep_importance: float = 1.0
+    """Importance pruning keeps the finest cells that hold this share of the total importance (1.0: no pruning;
+    0.999 removed visible cells whose features had converged, whose squared gradients are small: holes at the
+    finest LOD, docs/research/2026-12-02-rate-distortion.md)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16

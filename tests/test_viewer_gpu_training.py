@@ -23,18 +23,18 @@ def cuda():
 
 
 def test_kernel_compiler_builds_the_variant_on_its_worker(monkeypatch):
-    from engine.cuda import marcher
+    from engine.cuda import marcher, toolchain
     from engine.gpu_render import march_rays
     from engine.cuda.marcher import PinholeCamera
     from viewer.kernel_compiler import KernelCompiler, marcher_prepare
     compiled_on = []
-    real = marcher.compile_source
+    real = toolchain.compile_source
 
     def recording(*args, **kwargs):
         compiled_on.append(threading.current_thread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(marcher, "compile_source", recording)
+    monkeypatch.setattr(toolchain, "compile_source", recording)
     field = load_model(BUNDLED)
     compiler = KernelCompiler(marcher_prepare(torch.device("cuda"), marcher.MarchTuning()))
     try:

@@ -45,9 +45,9 @@ def _description_options(feat: int, base_level: int, n_lods: int, cb_rows: int) 
 
 def variants(models: list[str]) -> list[tuple[Path, object]]:
     """(source file, options) of everything warmup compiles."""
-    from engine.cuda.features import SOURCE_PATH as FEATURES
+    from engine.cuda.grid_features import SOURCE_PATH as FEATURES
     from engine.cuda.marcher import SOURCE_PATH as MARCHER
-    from engine.cuda.marcher import FeatureWidthOptions
+    from engine.cuda.toolchain import FeatureWidthOptions
     from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM
     from engine.fileformat import model_layout
     options = set()
@@ -67,10 +67,10 @@ def variants(models: list[str]) -> list[tuple[Path, object]]:
 
 
 def _compile(job) -> str:
-    from engine.cuda.marcher import compile_to_cache
+    from engine.cuda.toolchain import compile_to_cache
     source, options, arch, cubin = job
     t0 = time.perf_counter()
-    _, origin = compile_to_cache(options, arch, cubin, source_path=source)
+    _, origin = compile_to_cache(source, options, arch, cubin)
     return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {source.name} {' '.join(options.defines())}"
 
 
@@ -79,7 +79,7 @@ def target(arch: str | None) -> tuple[str, bool]:
     if arch:
         return arch, arch.startswith("sm_")
     import torch
-    from engine.cuda.marcher import cuda_unavailable_reason, nvrtc_target
+    from engine.cuda.toolchain import cuda_unavailable_reason, nvrtc_target
     why = cuda_unavailable_reason()
     if why:
         raise VbnfError(f"warmup: {why}; pass --arch (e.g. sm_90) to compile for another machine's GPU")
@@ -88,13 +88,14 @@ def target(arch: str | None) -> tuple[str, bool]:
 
 def marker_path(arch: str) -> Path | None:
     """The file that says warmup ran for this target, these kernel sources and this NVRTC (None: no disk cache)."""
-    from engine.cuda.marcher import kernel_cache_dir
+    from engine.cuda.toolchain import kernel_cache_dir
     cache = kernel_cache_dir()
     if cache is None:
         return None
-    from engine.cuda import features, marcher, vq_adam
+    from engine.cuda import grid_features, marcher, vq_adam
     h = hashlib.sha256(arch.encode())
-    for src in (marcher.SOURCE_PATH, features.SOURCE_PATH, vq_adam.SOURCE_PATH):
+    for src in (marcher.SOURCE_PATH, grid_features.SOURCE_PATH, vq_adam.SOURCE_PATH,
+                Path(marcher.SOURCE_PATH).with_name("common.cuh")):
         h.update(Path(src).read_bytes())
     try:
         from cuda.bindings import nvrtc
