@@ -31,7 +31,7 @@ from engine.cameras import select_cameras  # noqa: E402
 from engine.data import NGP_TEST_EVERY, load_dataset  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.fileformat import model_layout, save_model  # noqa: E402
-from engine.recipe import Recipe, recipe_for_budget, train_for_budget  # noqa: E402
+from engine.recipe import Recipe, recipe_for_budget, recipe_kind, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from engine.train_cli import CUDA_BATCH  # noqa: E402
 
@@ -70,7 +70,7 @@ def parse_overrides(text: str) -> dict:
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
         kind = type(getattr(Recipe(budget_bytes=1), key))
-        out[key] = kind(value)
+        out[key] = value if kind is str else kind(value)
     return out
 
 
@@ -126,7 +126,8 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        tuner, recipe = train_for_budget(train, recipe, base, device)
+        tuner, recipe = train_for_budget(train, recipe, dataclasses.replace(
+            base, grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)]), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0

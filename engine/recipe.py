@@ -22,7 +22,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -49,6 +49,10 @@ class Recipe:
 
     budget_bytes: int
     """The whole file's size may not exceed this."""
+    method: Literal["vq", "dense-kmeans"] = "vq"
+    """"vq": straight-through logits from the first step, with the bits of each level chosen for the budget from
+    the carved octree (pruning only shrinks the file); "dense-kmeans": the five phases of the module docstring.
+    On lego 400 (H200, 2026-12-02, docs/RESULTS.md) vq is the better of the two per byte, so it is the default."""
     steps: int = 12000
     """Optimiser steps of all phases together."""
     dense_fraction: float = 0.6
@@ -152,10 +156,20 @@ def quantise_levels(features: list[torch.Tensor], importance: list[torch.Tensor]
     return out
 
 
+def recipe_kind(recipe: Recipe) -> str:
+    """The grid kind whose learning-rate default (engine.train.DEFAULT_GRID_LR) the recipe's first phase uses."""
+    return "vq" if recipe.method == "vq" else "dense"
+
+
 def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
                      progress: Progress | None = None, chunk: int = 50) -> tuple[Trainer, Recipe]:
-    """Runs the recipe; returns the fine-tune phase's trainer (freeze it for the model) and the recipe with its
-    chosen bits. `settings` gives the dense phase's learning rates, batch and seed; the steps come from the recipe."""
+    """Runs the recipe; returns the last phase's trainer (freeze it for the model) and the recipe with its chosen
+    bits. `settings` gives the first phase's learning rates (see `recipe_kind`), batch and seed; the steps come
+    from the recipe."""
+    if recipe.method == "vq":
+        return _train_vq_for_budget(dataset, recipe, settings, device, progress, chunk)
+    if recipe.method != "dense-kmeans":
+        raise VbnfError(f"unknown recipe method '{recipe.method}' (vq or dense-kmeans)")
     dense_steps = max(1, int(recipe.steps * recipe.dense_fraction))
     tune_steps = max(1, recipe.steps - dense_steps)
     dense_settings = replace(settings, steps=dense_steps)
@@ -212,6 +226,25 @@ def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, 
             progress("fine-tune", tuner)
     tuner.train_seconds += dense_seconds + quantise_seconds  # the model's training time: every phase
     return tuner, recipe
+
+
+def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
+                         progress: Progress | None, chunk: int) -> tuple[Trainer, Recipe]:
+    """method "vq": bits per level from the carved octree's corner counts (choose_bits), then vq training."""
+    carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
+                       settings.seed, "cpu")
+    bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+    recipe = replace(recipe, level_bits=bits)
+    octree = carved.octree
+    del carved
+    field = new_field(dataset, "vq", bits, recipe.max_level, recipe.base_level, recipe.feature_dim, settings.seed,
+                      device, octree=octree, codebook_std=settings.codebook_std)
+    trainer = Trainer(field, dataset, replace(settings, steps=recipe.steps), device)
+    while trainer.step_count < recipe.steps:
+        trainer.step(min(chunk, recipe.steps - trainer.step_count))
+        if progress:
+            progress("vq", trainer)
+    return trainer, recipe
 
 
 def _carry_importance(old: NeuralField, new: NeuralField, importance: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -20,7 +20,7 @@ from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_OCTREE_LEVEL, MAX
                                positive_int, seed_int)
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
-from engine.recipe import parse_size, recipe_for_budget, train_for_budget
+from engine.recipe import parse_size, recipe_for_budget, recipe_kind, train_for_budget
 from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
 
@@ -359,17 +359,17 @@ def run_recipe(args) -> int:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
-                             grid_lr=args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR["dense"],
+                             grid_lr=args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[recipe_kind(recipe)],
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
-          f"{recipe.steps} steps, dense phase then importance-weighted k-means and fine-tuning, "
+          f"{recipe.steps} steps ({recipe.method}: bits per level chosen for the budget), "
           f"{recipe.max_level - recipe.base_level + 1} LODs")
     bar = None
     if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=recipe.steps, unit="step", dynamic_ncols=True, file=sys.stdout)
-    done = {"dense": 0, "fine-tune": 0}
+    done = {"dense": 0, "fine-tune": 0, "vq": 0}
 
     def progress(phase: str, trainer: Trainer) -> None:
         if bar is not None:

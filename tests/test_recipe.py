@@ -36,12 +36,13 @@ def small_train(toy_scene):
     return load_dataset(toy_scene, "train", max_images=8)
 
 
-def test_the_recipe_writes_a_file_within_its_budget(small_train):
-    recipe = Recipe(budget_bytes=20_000, steps=40, max_level=4)
+@pytest.mark.parametrize("method,kind", [("vq", "vq"), ("dense-kmeans", "kmeans")])
+def test_the_recipe_writes_a_file_within_its_budget(small_train, method, kind):
+    recipe = Recipe(budget_bytes=20_000, method=method, steps=40, max_level=4)
     tuner, recipe = train_for_budget(small_train, recipe, TrainSettings(batch_rays=256), torch.device("cpu"),
                                      chunk=10)
     field = tuner.freeze({"recipe": {}})
-    assert field.grid_kind == "kmeans" and len(recipe.level_bits) == field.n_lods
+    assert field.grid_kind == kind and len(recipe.level_bits) == field.n_lods
     assert len(save_model_bytes(field)) <= 20_000
     # coarse levels never get fewer bits than finer ones; a larger budget never gets fewer bits
     assert list(recipe.level_bits) == sorted(recipe.level_bits, reverse=True) or \
