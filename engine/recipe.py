@@ -228,17 +228,23 @@ def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, 
     return tuner, recipe
 
 
-def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
-                         progress: Progress | None, chunk: int) -> tuple[Trainer, Recipe]:
-    """method "vq": bits per level from the carved octree's corner counts (choose_bits), then vq training."""
-    carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
-                       settings.seed, "cpu")
+def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: torch.device | str,
+                        codebook_std: float = 0.1) -> tuple[NeuralField, Recipe]:
+    """method "vq"'s new field: bits per level from the carved octree's corner counts (choose_bits; pruning during
+    training only shrinks the file), and the recipe with those bits."""
+    carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, "cpu")
     bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
-    recipe = replace(recipe, level_bits=bits)
     octree = carved.octree
     del carved
-    field = new_field(dataset, "vq", bits, recipe.max_level, recipe.base_level, recipe.feature_dim, settings.seed,
-                      device, octree=octree, codebook_std=settings.codebook_std)
+    field = new_field(dataset, "vq", bits, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, device,
+                      octree=octree, codebook_std=codebook_std)
+    return field, replace(recipe, level_bits=bits)
+
+
+def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
+                         progress: Progress | None, chunk: int) -> tuple[Trainer, Recipe]:
+    """method "vq": `vq_field_for_budget`, then vq training for the recipe's steps."""
+    field, recipe = vq_field_for_budget(dataset, recipe, settings.seed, device, settings.codebook_std)
     trainer = Trainer(field, dataset, replace(settings, steps=recipe.steps), device)
     while trainer.step_count < recipe.steps:
         trainer.step(min(chunk, recipe.steps - trainer.step_count))

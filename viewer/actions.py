@@ -305,7 +305,7 @@ class Actions:
         """Makes the new run's first frozen field the current model (its file is written by Save)."""
         s = self.state
         name = Path(s.training.dataset_path).name or "model"
-        source = FieldSource(Path(s.output_dir) / f"{name}_vq_b6.vbnf", data, model_layout(data), field)
+        source = FieldSource(Path(s.output_dir) / f"{name}_new.vbnf", data, model_layout(data), field)
         self.models.current = source
         s.model_path = ""
         s.lod, s.bits, s.byte_budget, s.download_bytes_per_s = field.max_lod, None, None, 0.0

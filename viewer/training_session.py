@@ -37,17 +37,25 @@ def device_batch(device: str) -> int:
     return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
 
 
+def new_run_recipe(device: str):
+    """`vbnf train DATA`'s recipe on `device`: the default byte budget (engine/train_cli.py DEFAULT_SIZE)."""
+    from engine.recipe import recipe_for_budget
+    from engine.train_cli import DEFAULT_SIZE
+    return recipe_for_budget(DEFAULT_SIZE, torch.device(device).type)
+
+
 def new_run_settings(device: str) -> TrainSettings:
-    """`vbnf train DATA`'s settings on `device` (vq, b = 6): its batch, steps, learning rates and pruning."""
-    return TrainSettings(batch_rays=device_batch(device), grid_lr=DEFAULT_GRID_LR["vq"])
+    """`vbnf train DATA`'s settings on `device` (its --size recipe, method vq): batch, steps, learning rates."""
+    from engine.recipe import recipe_kind
+    recipe = new_run_recipe(device)
+    return TrainSettings(steps=recipe.steps, batch_rays=device_batch(device),
+                         grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)])
 
 
 def new_run_field(dataset: Dataset, device: torch.device):
-    """`vbnf train DATA`'s new field on `device`: vq, b = 6, base level 2, F = 16, its max level for the device."""
-    from engine.train import new_field
-    from engine.train_cli import CPU_MAX_LEVEL, CUDA_MAX_LEVEL
-    level = CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL
-    return new_field(dataset, "vq", 6, level, 2, 16, 0, device)
+    """`vbnf train DATA`'s new field on `device`: vq with the bits per level that fit the default byte budget."""
+    from engine.recipe import vq_field_for_budget
+    return vq_field_for_budget(dataset, new_run_recipe(str(device)), 0, device)[0]
 
 
 def live_settings(field: InferenceField, device: str) -> TrainSettings:
