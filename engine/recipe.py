@@ -162,19 +162,19 @@ def recipe_kind(recipe: Recipe) -> str:
 
 
 def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
-                     progress: Progress | None = None, chunk: int = 50) -> tuple[Trainer, Recipe]:
+                     progress: Progress | None = None, chunk: int = 50, octree=None) -> tuple[Trainer, Recipe]:
     """Runs the recipe; returns the last phase's trainer (freeze it for the model) and the recipe with its chosen
     bits. `settings` gives the first phase's learning rates (see `recipe_kind`), batch and seed; the steps come
-    from the recipe."""
+    from the recipe. octree: the carved octree of (dataset, recipe.max_level) when the caller has it."""
     if recipe.method == "vq":
-        return _train_vq_for_budget(dataset, recipe, settings, device, progress, chunk)
+        return _train_vq_for_budget(dataset, recipe, settings, device, progress, chunk, octree)
     if recipe.method != "dense-kmeans":
         raise VbnfError(f"unknown recipe method '{recipe.method}' (vq or dense-kmeans)")
     dense_steps = max(1, int(recipe.steps * recipe.dense_fraction))
     tune_steps = max(1, recipe.steps - dense_steps)
     dense_settings = replace(settings, steps=dense_steps)
     field = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
-                      settings.seed, device)
+                      settings.seed, device, octree=octree)
     trainer = Trainer(field, dataset, dense_settings, device)
     track_from = int(dense_steps * (1.0 - recipe.importance_fraction))
     track_from = max(track_from, *(int(f * dense_steps) + 1 for f in dense_settings.prune_at), 0)
@@ -229,10 +229,11 @@ def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, 
 
 
 def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: torch.device | str,
-                        codebook_std: float = 0.1) -> tuple[NeuralField, Recipe]:
+                        codebook_std: float = 0.1, octree=None) -> tuple[NeuralField, Recipe]:
     """method "vq"'s new field: bits per level from the carved octree's corner counts (choose_bits; pruning during
-    training only shrinks the file), and the recipe with those bits."""
-    carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, "cpu")
+    training only shrinks the file), and the recipe with those bits. octree: carved already (else carved here)."""
+    carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, "cpu",
+                       octree=None if octree is None else octree.to("cpu"))
     bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
     octree = carved.octree
     del carved
@@ -242,9 +243,9 @@ def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: tor
 
 
 def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
-                         progress: Progress | None, chunk: int) -> tuple[Trainer, Recipe]:
+                         progress: Progress | None, chunk: int, octree=None) -> tuple[Trainer, Recipe]:
     """method "vq": `vq_field_for_budget`, then vq training for the recipe's steps."""
-    field, recipe = vq_field_for_budget(dataset, recipe, settings.seed, device, settings.codebook_std)
+    field, recipe = vq_field_for_budget(dataset, recipe, settings.seed, device, settings.codebook_std, octree)
     trainer = Trainer(field, dataset, replace(settings, steps=recipe.steps), device)
     while trainer.step_count < recipe.steps:
         trainer.step(min(chunk, recipe.steps - trainer.step_count))

@@ -359,8 +359,13 @@ def run_recipe(args) -> int:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
-                             grid_lr=args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[recipe_kind(recipe)],
+                             grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)] if args.grid_lr is None else args.grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
+    # refused before carving when the levels would not fit (the estimate of a dense grid: the vq method's finest
+    # bits cost about as much), and carved once for the recipe
+    fits = argparse.Namespace(**{**vars(args), "grid": "dense", "bits": None, "max_level": recipe.max_level,
+                                 "base_level": recipe.base_level, "feature_dim": recipe.feature_dim})
+    octree = carved_octree_that_fits(dataset, fits, device, batch)
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
           f"{recipe.steps} steps ({recipe.method}: bits per level chosen for the budget), "
@@ -380,7 +385,7 @@ def run_recipe(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        tuner, recipe = train_for_budget(dataset, recipe, settings, device, progress)
+        tuner, recipe = train_for_budget(dataset, recipe, settings, device, progress, octree=octree)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
