@@ -11,6 +11,10 @@ Shading is view-independent (Lambert + hemispheric ambient from one fixed light,
 so a radiance field without view dependence can fit it exactly. Rays are intersected analytically
 (spheres, box, cylinder) or by sphere tracing (torus); each pixel averages a 2x2 stratified, jittered
 set of samples, colour and alpha alike.
+
+The "lattice" scene (the bundled default model's) is "toys" plus thin parts that only fine levels of detail
+resolve: a lattice tower of 20 striped rods (0.045 world units thick, about one cell at octree level 6) in the
+pedestal's empty quadrant, and a thin striped ring (Saturn-like, tilted 20 degrees) around the gold ball.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from PIL import Image
 from engine.cameras import Cameras, look_at, make_cameras, orbit_position, rays_from_pixels
 from engine.errors import VbnfError
 
-SCENE_NAMES = ("toys",)
+SCENE_NAMES = ("toys", "lattice")
 CAMERA_RADIUS = 4.0  # world units from the origin
 CAMERA_ANGLE_X = 0.6911112070083618  # radians, horizontal field of view (NeRF-Synthetic's)
 SAMPLES_PER_PIXEL = 4  # 2x2 stratified jitter
@@ -56,9 +60,18 @@ _BEADS = 16
 _BEAD_RADIUS = 0.055
 _BEAD_RING = 0.76
 _LIGHT_DIR = (0.45, -0.35, 0.82)  # towards the light, normalised below
+# "lattice" only: a tower of rods (square footprint, three storeys, one diagonal per face) and a thin ring.
+_TOWER_XY = (-0.36, 0.36)
+_TOWER_HALF = 0.17  # half the footprint's side
+_TOWER_HEIGHT = 0.66
+_ROD_RADIUS = 0.02
+_RING_CENTER = _GOLD[:3]
+_RING_R = 0.22  # major radius
+_RING_TUBE = 0.016  # minor radius
+_RING_TILT_DEG = 20.0
 
 # Material ids (what `_albedo` colours).
-_M_BALL, _M_GOLD, _M_BEAD, _M_PEDESTAL, _M_BOX, _M_TORUS = range(6)
+_M_BALL, _M_GOLD, _M_BEAD, _M_PEDESTAL, _M_BOX, _M_TORUS, _M_RING, _M_ROD = range(8)
 
 Split = Literal["train", "val", "test"]
 
@@ -191,7 +204,11 @@ def intersect_scene(
     t_ped = _hit_cylinder(origins, dirs, _PED_RADIUS, _PED_BOTTOM, _PED_TOP)
     t_box = _hit_box(origins, dirs, torch.tensor(_BOX_CENTER), torch.tensor(_BOX_HALF), _box_rotation())
     t_torus = _hit_torus(origins, dirs, torch.tensor(_TORUS_CENTER), _torus_frame(), _TORUS_R, _TORUS_TUBE)
-    t_all = torch.cat([t_spheres, t_ped[:, None], t_box[:, None], t_torus[:, None]], dim=1)
+    parts = [t_spheres, t_ped[:, None], t_box[:, None], t_torus[:, None]]
+    if name == "lattice":
+        parts.append(_hit_torus(origins, dirs, torch.tensor(_RING_CENTER), _ring_frame(), _RING_R, _RING_TUBE)[:, None])
+        parts.append(_hit_tower(origins, dirs))
+    t_all = torch.cat(parts, dim=1)
     t, prim = t_all.min(dim=1)
     t = t * _SCALE
     prim = torch.where(torch.isfinite(t), prim, torch.full_like(prim, -1))
@@ -235,6 +252,66 @@ def _torus_frame() -> torch.Tensor:
     axis = torch.tensor([1.0, 1.0, 0.0]) / math.sqrt(2.0)
     up = torch.tensor([0.0, 0.0, 1.0])
     return torch.stack([u, up, axis], dim=1)
+
+
+def _ring_frame() -> torch.Tensor:
+    """[3,3] thin ring local -> world rotation: local z (the axis) is +z tilted by _RING_TILT_DEG about x."""
+    a = math.radians(_RING_TILT_DEG)
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]])
+
+
+def _rods() -> tuple[torch.Tensor, torch.Tensor]:
+    """The lattice tower's rods as end points a [N,3], b [N,3] (model units): 4 posts, 3 storeys of 4 beams
+    and one diagonal per side face (N = 20)."""
+    x0, y0 = _TOWER_XY
+    h = _TOWER_HALF
+    corners = [(x0 - h, y0 - h), (x0 + h, y0 - h), (x0 + h, y0 + h), (x0 - h, y0 + h)]
+    z0 = _PED_TOP
+    heights = [z0 + _TOWER_HEIGHT * f for f in (1.0 / 3.0, 2.0 / 3.0, 1.0)]
+    a, b = [], []
+    for x, y in corners:
+        a.append((x, y, z0))
+        b.append((x, y, z0 + _TOWER_HEIGHT))
+    for z in heights:
+        for k in range(4):
+            a.append((*corners[k], z))
+            b.append((*corners[(k + 1) % 4], z))
+    for k in range(4):  # a diagonal on each face, climbing the lowest storey to the second
+        a.append((*corners[k], z0 + 0.02))
+        b.append((*corners[(k + 1) % 4], heights[1]))
+    return torch.tensor(a), torch.tensor(b)
+
+
+def _rod_frame(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Rod a->b ([3] each): (centre [3], frame [3,3] local -> world with local z along the rod, half length)."""
+    axis = (b - a) / (b - a).norm()
+    helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(axis[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
+    u = torch.linalg.cross(helper, axis)
+    u = u / u.norm()
+    v = torch.linalg.cross(axis, u)
+    return 0.5 * (a + b), torch.stack([u, v, axis], dim=1), 0.5 * float((b - a).norm())
+
+
+def _hit_rod(o: torch.Tensor, d: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """t [R] of the first hit beyond _T_MIN with the closed cylinder of radius _ROD_RADIUS from a to b [3],
+    lengthened by the radius at both ends so that joints close; inf on a miss."""
+    center, frame, half = _rod_frame(a, b)
+    return _hit_cylinder((o - center) @ frame, d @ frame, _ROD_RADIUS, -half - _ROD_RADIUS, half + _ROD_RADIUS)
+
+
+def _hit_tower(o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """t [R,N] of rays o, d [R,3] with each of the N rods of _rods(); only rays that meet the tower's bounding
+    box are tested (inf for the others)."""
+    rods_a, rods_b = _rods()
+    lo = torch.minimum(rods_a, rods_b).min(0).values - 2 * _ROD_RADIUS
+    hi = torch.maximum(rods_a, rods_b).max(0).values + 2 * _ROD_RADIUS
+    near = torch.isfinite(_hit_box(o, d, 0.5 * (lo + hi), 0.5 * (hi - lo), torch.eye(3)))
+    near = near | ((o >= lo) & (o <= hi)).all(dim=1)
+    t = torch.full((o.shape[0], rods_a.shape[0]), _INF)
+    idx = torch.nonzero(near).squeeze(1)
+    if idx.numel():
+        t[idx] = torch.stack([_hit_rod(o[idx], d[idx], a, b) for a, b in zip(rods_a, rods_b)], dim=1)
+    return t
 
 
 def _hit_spheres(o: torch.Tensor, d: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
@@ -369,6 +446,34 @@ def _surface(points: torch.Tensor, prim: torch.Tensor) -> tuple[torch.Tensor, to
         normals[m] = nl @ frame.T
         local[m] = pl
         materials[m] = _M_TORUS
+    m = prim == k + 3
+    if bool(m.any()):
+        frame = _ring_frame()
+        pl = (points[m] - torch.tensor(_RING_CENTER)) @ frame
+        ring = torch.cat([pl[:, :2] / pl[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-9), torch.zeros_like(pl[:, :1])], 1)
+        nl = pl - _RING_R * ring
+        nl = nl / nl.norm(dim=1, keepdim=True).clamp_min(1e-9)
+        normals[m] = nl @ frame.T
+        local[m] = pl
+        materials[m] = _M_RING
+    m = prim >= k + 4
+    if bool(m.any()):
+        rods_a, rods_b = _rods()
+        idx = torch.nonzero(m).squeeze(1)
+        for r in range(rods_a.shape[0]):
+            sel = idx[prim[idx] == k + 4 + r]
+            if sel.numel() == 0:
+                continue
+            center, frame, half = _rod_frame(rods_a[r], rods_b[r])
+            pl = (points[sel] - center) @ frame
+            rxy = pl[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-9)
+            nl = torch.cat([pl[:, :2] / rxy, torch.zeros_like(rxy)], dim=1)
+            cap = (pl[:, 2].abs() - (half + _ROD_RADIUS)).abs() < (rxy[:, 0] - _ROD_RADIUS).abs()
+            nl = torch.where(cap[:, None], torch.stack([torch.zeros_like(rxy[:, 0]), torch.zeros_like(rxy[:, 0]),
+                                                        torch.sign(pl[:, 2])], dim=1), nl)
+            normals[sel] = nl @ frame.T
+            local[sel] = torch.stack([pl[:, 0], pl[:, 1], pl[:, 2] + half], dim=1)  # z: distance along the rod
+            materials[sel] = _M_ROD
     return normals, materials, local
 
 
@@ -433,6 +538,18 @@ def _albedo(materials: torch.Tensor, local: torch.Tensor, prim: torch.Tensor) ->
         base = _hsv(phi, 0.80, 0.95)
         stripes = _parity(theta * 10.0 + phi * 24.0)  # candy-cane spiral; even factors keep it seamless
         out[m] = torch.where(stripes[:, None], base, base * 0.45 + 0.5)
+    m = materials == _M_RING
+    if bool(m.any()):
+        p = local[m]
+        phi = torch.atan2(p[:, 1], p[:, 0]) / (2.0 * math.pi) * 48.0  # 48 stripes around the ring
+        out[m] = _mix(_parity(phi), (0.20, 0.35, 0.95), (0.95, 0.95, 0.98))
+    m = materials == _M_ROD
+    if bool(m.any()):
+        centers, _, _ = _spheres()
+        rod = (prim[m] - centers.shape[0] - 4).float()
+        base = _hsv((rod * 0.618034) % 1.0, 0.85, 0.95)  # golden-ratio hues: neighbours differ
+        bands = _parity(local[m][:, 2] / 0.035)  # bands 0.035 model units long along the rod
+        out[m] = torch.where(bands[:, None], base, base * 0.25 + 0.05)
     return out
 
 
@@ -440,7 +557,8 @@ def add_arguments(parser) -> None:
     """`vbnf make-scene OUT`: write the procedural demo data set (Blender format)."""
     from engine.cli_checks import int_in, seed_int
     parser.add_argument("out", help="folder to write (transforms_*.json and PNGs)")
-    parser.add_argument("--name", default="toys")
+    parser.add_argument("--name", default="toys", choices=SCENE_NAMES,
+                        help="toys, or lattice (toys with thin rods and a thin ring: the bundled model's scene)")
     parser.add_argument("--resolution", type=int_in(1, 4096, "a size in pixels"), default=200)
     parser.add_argument("--train", type=int_in(1, 10000, "a view count"), default=100)
     parser.add_argument("--test", type=int_in(0, 10000, "a view count"), default=20)

@@ -12,7 +12,8 @@ from PIL import Image
 
 from engine.cameras import image_rays
 from engine.errors import VbnfError
-from engine.scenes import CAMERA_RADIUS, SCENE_RADIUS, intersect_scene, make_scene, render_view, scene_cameras
+from engine.scenes import (CAMERA_RADIUS, SCENE_NAMES, SCENE_RADIUS, intersect_scene, make_scene, render_view,
+                           scene_cameras)
 
 RES = 48
 
@@ -59,12 +60,13 @@ def test_cameras_look_at_origin() -> None:
         torch.testing.assert_close(forward, -pos / CAMERA_RADIUS, atol=1e-5, rtol=0)
 
 
-def test_object_within_cube() -> None:
+@pytest.mark.parametrize("name", SCENE_NAMES)
+def test_object_within_cube(name: str) -> None:
     g = torch.Generator().manual_seed(0)
     d = torch.randn(200_000, 3, generator=g)
     d = d / d.norm(dim=1, keepdim=True)
     o = -3.0 * d + 0.8 * torch.randn(200_000, 3, generator=g)
-    t, prim = intersect_scene(o, d)
+    t, prim = intersect_scene(o, d, name)
     hit = torch.isfinite(t)
     assert hit.float().mean() > 0.1
     assert torch.all(prim[~hit] == -1) and torch.all(prim[hit] >= 0)
@@ -89,3 +91,13 @@ def test_rendered_pixels_outside_bounding_sphere_are_empty() -> None:
 def test_unknown_scene_name(tmp_path: Path) -> None:
     with pytest.raises(VbnfError, match="unknown scene"):
         make_scene(tmp_path, name="nope", n_train=1, n_test=0, n_val=0, resolution=8)
+
+
+def test_lattice_adds_thin_parts_to_toys() -> None:
+    """The "lattice" scene is "toys" plus thin rods and a ring: some pixels differ, most stay the same."""
+    cams = scene_cameras(2, RES, "test", seed=0)
+    for i in range(2):
+        toys = render_view(cams, i, samples_per_pixel=1, seed=i, name="toys")
+        lattice = render_view(cams, i, samples_per_pixel=1, seed=i, name="lattice")
+        changed = (toys - lattice).abs().amax(-1) > 0.05
+        assert 0.002 < changed.float().mean() < 0.2
