@@ -1,5 +1,6 @@
-"""`vbnf info MODEL [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind and the
+"""`vbnf info [MODEL] [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind and the
 metrics stored at save time. Reads only the header and the metadata chunk, so it also works on a partial download.
+Without MODEL it describes the bundled default model (engine/bundled.py).
 """
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from engine.fileformat import CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, model_l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .vbnf model file")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="a .vbnf model file (default: the bundled default.vbnf)")
     parser.add_argument("--json", action="store_true", help="print the layout as JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        from engine.bundled import bundled_model_path
+        args.model = str(bundled_model_path())
     layout = model_layout(args.model)
     if args.json:
         print(json.dumps(layout.as_dict(), indent=2))

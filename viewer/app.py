@@ -20,6 +20,7 @@ from pathlib import Path
 from viewer.window import Window  # first: imports imgui_bundle before glfw
 from imgui_bundle import imgui
 
+from engine.bundled import bundled_model_path
 from engine.errors import VbnfError
 from viewer.actions import Actions
 from viewer.controls import ViewControls
@@ -31,7 +32,6 @@ from viewer.render_paths import choose_backend
 from viewer.state import AppState
 from viewer.training_session import DatasetCache
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.vbnf"
 MINIMISED_SLEEP_S = 0.05
 UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
                    # torch renderer share the cores, so frames beyond this only slow the render down
@@ -154,7 +154,7 @@ def gpu_memory_text() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None,
-                        help=f"a .vbnf model file (default: the bundled {DEFAULT_MODEL.name})")
+                        help="a .vbnf model file (default: the bundled default.vbnf)")
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
     parser.add_argument("--cpu", action="store_true", help="render with the torch CPU path even if CUDA works")
     parser.add_argument("--output-dir", default=".", help="folder for screenshots and comparisons")
@@ -178,9 +178,7 @@ def run(args) -> int:
     width, height = _parse_size(args.size)
     model = args.model
     if model is None:
-        if not DEFAULT_MODEL.exists():
-            raise VbnfError(f"the bundled model {DEFAULT_MODEL} is missing; pass a model: vbnf view MODEL.vbnf")
-        model = str(DEFAULT_MODEL)
+        model = str(bundled_model_path())
     if not Path(model).exists():
         raise VbnfError(f"{model}: no such file; pass an existing .vbnf model")
     app = App(model, width, height, headless=args.headless, cpu_only=args.cpu, output_dir=args.output_dir)
