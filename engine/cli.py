@@ -1,11 +1,14 @@
 """The `vbnf` command. Each subcommand lives in the module that does its work, which exposes
 `add_arguments(parser)` and `run(args) -> int`; only the chosen one is imported (so `vbnf info` never loads a window
 library). A user-facing failure (VbnfError) prints one line and exits 2; Ctrl-C exits 130.
+Log lines of the engine (loggers under "vbnf", level INFO and up: e.g. which renderer runs and why) go to stderr,
+one line each, prefixed with the command.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +21,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("viewer.compare", "write a labelled contact sheet comparing LODs and bitwidths"),
     "make-scene": ("engine.scenes", "generate a procedural multi-view data set (Blender format)"),
 }
+
+
+class StderrLines(logging.Handler):
+    """Writes each record as one line "vbnf COMMAND: message" to the current sys.stderr."""
+
+    def __init__(self, command: str):
+        super().__init__(logging.INFO)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"vbnf {self.command}: {record.getMessage()}", file=sys.stderr)
+
+
+def show_engine_log(command: str) -> None:
+    """Routes the "vbnf" loggers' INFO lines to stderr for this command (replacing an earlier call's handler)."""
+    logger = logging.getLogger("vbnf")
+    for handler in [h for h in logger.handlers if isinstance(h, StderrLines)]:
+        logger.removeHandler(handler)
+    logger.addHandler(StderrLines(command))
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"vbnf {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    show_engine_log(name)
     from engine.errors import VbnfError
     try:
         return int(module.run(args) or 0)

@@ -17,6 +17,7 @@ import torch
 from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
+from engine.modes import MAX_BITS, MIN_BITS
 from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
 
@@ -31,7 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<data name>_<grid>[_b<bits>])")
     parser.add_argument("--grid", default="vq", choices=["dense", "vq", "random"])
     parser.add_argument("--bits", type=parse_bits, default=6,
-                        help="codebook bitwidth b for vq/random (1..16), or one per level, coarse to fine "
+                        help=f"codebook bitwidth b for vq/random ({MIN_BITS}..{MAX_BITS}), or one per level, coarse to fine "
                              "(e.g. 10,10,10,10,8,6,6 for 7 LODs)")
     parser.add_argument("--max-level", type=int, default=None,
                         help=f"finest octree level (default {CUDA_MAX_LEVEL}: 256^3 cells on CUDA, "

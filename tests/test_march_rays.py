@@ -27,7 +27,8 @@ from engine.cuda.marcher import (MAX_LEVELS, GpuField, KernelOptions, MarchParam
                                  cuda_unavailable_reason, fill_params, host_reference_options, CudaOutput,
                                  ENC_FLOAT, SOURCE_PATH, mode_channels)
 from engine.field import NeuralField
-from engine.gpu_render import choose_render_path, march_rays_torch, make_renderer
+from engine.gpu_render import march_rays_torch, make_renderer
+from engine.render_policy import choose_renderer
 from engine.grids import kmeans_grid_from_dense
 from engine.octree import morton_encode, octree_from_finest_cells
 from engine.render import RENDER_MODES
@@ -219,7 +220,7 @@ def test_host_build_skips_empty_space_but_keeps_the_sample_set(host_dir):
 
 
 def test_without_cuda_the_cpu_path_is_chosen_and_renders():
-    choice = choose_render_path(gl_available=False)
+    choice = choose_renderer(gl_available=False)
     assert choice.path in ("cpu", "cuda+upload") and "\n" not in choice.reason
     if cuda_unavailable_reason() is None:
         pytest.skip("CUDA is available here: the CPU fallback is not the chosen path")

@@ -16,7 +16,7 @@ from importlib.resources.abc import Traversable
 import moderngl
 import numpy as np
 
-from viewer.colormap import MODE_IDS
+from engine.modes import MODE_IDS
 
 SHADER_DIR = files("viewer") / "shaders"  # the repo's top-level shaders/, shipped as package data of viewer
 
