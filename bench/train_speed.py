@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provenance import git_commit  # noqa: E402
 
 from engine.data import load_dataset  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> int:
             rec = {"grid": kind, "bits": bits, "lookup": lookup, "skip_hidden": skip, "batch_rays": batch,
                    "steps_per_s": rate, "rays_per_s": rate * batch,
                    "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0, "device": gpu,
-                   "date": datetime.date.today().isoformat(), "warmup_steps": args.warmup_steps}
+                   "date": datetime.date.today().isoformat(), "commit": git_commit(), "warmup_steps": args.warmup_steps}
             records.append(rec)
             print(f"  {lookup:5s} skip_hidden={skip!s:5s} batch {batch:6d}: {rate:7.1f} steps/s "
                   f"{rate * batch / 1e6:6.2f} M rays/s, peak {rec['peak_mem_gb']:.2f} GB", flush=True)
