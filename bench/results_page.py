@@ -88,7 +88,7 @@ def quality_checks(records: list[dict] | None, label: str) -> str:
     if not records:
         return ""
     best = finest(records)
-    lines = [f"Acceptance checks ({label}, finest LOD, computed from the JSON):", ""]
+    lines = [f"Checks against the goals ({label}, finest LOD, computed from the JSON):", ""]
     dense = best.get(("dense", None))
 
     def check(ok: bool, text: str) -> None:
