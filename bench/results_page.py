@@ -150,7 +150,8 @@ def probe_table() -> str:
                         f"{r['psnr']:.2f} | {r['grid_kb']:.1f} | {r['peak_mem_gb']:.2f} | {r['eval_images']} |")
     if not rows:
         return "_no probe runs_\n"
-    head = ("| run | card | date | commit | config | max level | rays/step | grid lr | codebook lr | soft fraction | logit beta1 | train s | "
+    head = ("| run | card | date | commit | config | max level | rays/step | grid lr | codebook lr | soft fraction | "
+            "logit beta1 | train s | "
             "steps | LOD | PSNR | grid KB | peak GB | test images |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows) + "\n"

@@ -43,7 +43,8 @@ for s in ${STAGES:-tests}; do
   stage "$s"
   case $s in
   tests)  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_grid_features.py tests/test_march_rays.py \
-            tests/test_viewer_gpu.py tests/test_optim.py tests/test_gl_ext.py tests/test_render_policy.py 2>&1 | tail -5 ;;
+            tests/test_viewer_gpu.py tests/test_optim.py tests/test_gl_ext.py tests/test_render_policy.py \
+            2>&1 | tail -5 ;;
   speed)  timeout 200 python3 bench/train_speed.py "$DATA" --json "$R/train_speed.json" 2>&1 | grep -v "^|" ;;
   memory) timeout 200 python3 bench/train_memory.py "$DATA" --configs dense,vq6,vq8 --logit-beta1 0.9,0 \
             --json "$R/train_memory.json" 2>&1 | grep -v "^{" ;;

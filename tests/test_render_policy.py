@@ -38,7 +38,8 @@ def test_cuda_on_request_without_cuda_is_a_one_line_error():
 
 def test_each_command_logs_its_choice_once(tiny_model, tmp_path, capsys):
     from engine.cli import main
-    assert main(["render", str(tiny_model), "--size", "16x16", "--device", "cpu", "--out", str(tmp_path / "a.png")]) == 0
+    png = str(tmp_path / "a.png")
+    assert main(["render", str(tiny_model), "--size", "16x16", "--device", "cpu", "--out", png]) == 0
     assert main(["compare", str(tiny_model), "--lod", "0", "--size", "16", "--out", str(tmp_path / "b.png")]) == 0
     err = capsys.readouterr().err.splitlines()
     assert [line.split(":")[0] for line in err if "render path:" in line] == ["vbnf render", "vbnf compare"]
