@@ -19,7 +19,7 @@ from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.metrics import psnr, ssim
 from engine.render import render_image
-from engine.render_policy import choose_renderer
+from engine.render_policy import choose_renderer, cuda_failure
 
 ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
 
@@ -45,8 +45,11 @@ def view_renderer(field: InferenceField, cams: Cameras, background, device: torc
 
         def render_cuda(i: int, lod: int) -> torch.Tensor:
             c = cams.c2w[i]
-            return render_camera_cuda(field, c, cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height,
-                                      lod, "rgb", bg)
+            try:
+                return render_camera_cuda(field, c, cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height,
+                                          lod, "rgb", bg)
+            except Exception as e:  # a compile or launch failure: one line, not a traceback
+                raise cuda_failure(e) from e
         return render_cuda, choice.renderer
 
     def render_torch(i: int, lod: int) -> torch.Tensor:

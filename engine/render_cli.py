@@ -13,7 +13,7 @@ from engine.colormap import display_rgb, field_value_range, to_uint8
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
 from engine.render import RENDER_MODES, render_image
-from engine.render_policy import choose_renderer
+from engine.render_policy import choose_renderer, cuda_failure
 
 
 def parse_floats(text: str, n: int, what: str) -> list[float]:
@@ -67,8 +67,11 @@ def run(args) -> int:
     cams = orbit_camera(field.scene_center.cpu(), dist, az, el, args.fov, width, height)
     if choose_renderer(args.renderer, device).uses_cuda:
         from engine.gpu_render import render_camera_cuda
-        image = render_camera_cuda(field, cams.c2w[0], cams.fx, cams.fy, cams.cx, cams.cy, width, height, lod,
-                                   args.mode, tuple(bg))
+        try:
+            image = render_camera_cuda(field, cams.c2w[0], cams.fx, cams.fy, cams.cx, cams.cy, width, height, lod,
+                                       args.mode, tuple(bg))
+        except Exception as e:  # a compile or launch failure: one line, not a traceback
+            raise cuda_failure(e) from e
     else:
         origins, dirs = image_rays(cams, 0)
         image = render_image(field, origins.to(device), dirs.to(device), width, height, lod, args.mode, bg)

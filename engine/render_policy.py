@@ -60,6 +60,12 @@ def choose_renderer(prefer: Prefer = "auto", device: torch.device | str | None =
     return choice
 
 
+def cuda_failure(e: BaseException) -> VbnfError:
+    """The one-line error when the CUDA marcher, chosen here, fails at run time (compile or launch)."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return VbnfError(f"the CUDA marcher failed ({type(e).__name__}: {text}); rerun with --renderer torch")
+
+
 def _decide(prefer: Prefer, device: torch.device | None, gl_available: bool, pinhole: bool) -> RenderChoice:
     if prefer == "torch":
         return RenderChoice("cpu", "the torch renderer was requested")

@@ -50,3 +50,19 @@ def test_the_viewer_asks_the_same_policy(make_app, tiny_model, caplog):
     app = make_app(tiny_model, cpu_only=True)
     assert policy_lines(caplog) == ["render path: cpu (the torch renderer was requested)"]
     assert app.state.stats.render_path == "cpu"
+
+
+def test_a_failing_cuda_marcher_is_one_line_pointing_to_the_torch_renderer():
+    from engine.render_policy import cuda_failure
+    message = str(cuda_failure(RuntimeError("NVRTC_ERROR_COMPILATION\nlong log")))
+    assert "\n" not in message and "--renderer torch" in message and "NVRTC_ERROR_COMPILATION" in message
+
+
+def test_vbnf_render_with_cuda_required_and_none_here_exits_2(tiny_model, tmp_path, capsys):
+    if cuda_unavailable_reason() is None:
+        pytest.skip("CUDA is available here")
+    from engine.cli import main
+    assert main(["render", str(tiny_model), "--renderer", "cuda", "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vbnf render: error: the CUDA marcher cannot run")
+    assert not (tmp_path / "a.png").exists()

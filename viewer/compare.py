@@ -173,12 +173,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov", type=float, default=40.0, help="vertical field of view, degrees")
     parser.add_argument("--size", type=int, default=400, help="tile size in pixels (square)")
     parser.add_argument("--mode", default="rgb", help="rgb, depth, normal, samples or level")
+    parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"],
+                        help="auto (default): the CUDA marcher when it can run, else the torch renderer")
     parser.add_argument("--out", default="compare.png", help="PNG to write (never overwritten: a counter is added)")
 
 
 def run(args) -> int:
     from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
-    from engine.render_policy import choose_renderer
+    from engine.render_policy import choose_renderer, cuda_failure
     from viewer.camera import default_camera
     from engine.colormap import display_rgb, to_uint8
     from viewer.render_paths import RenderJob, render_values
@@ -207,7 +209,7 @@ def run(args) -> int:
     if len(cam_values) == 3:
         camera.distance = cam_values[2]
     background = (1.0, 1.0, 1.0)
-    use_cuda = choose_renderer().uses_cuda
+    use_cuda = choose_renderer(args.renderer).uses_cuda
     tiles, labels = [], []
     for bits in bits_list:
         shown = source.converted(bits, None)
@@ -218,7 +220,10 @@ def run(args) -> int:
                             args.size, args.size, lod, args.mode, background)
             if use_cuda:
                 from engine.gpu_render import march_rays
-                values = march_rays(job.field, job.cameras, lod, args.mode, background).float().cpu().numpy()
+                try:
+                    values = march_rays(job.field, job.cameras, lod, args.mode, background).float().cpu().numpy()
+                except Exception as e:  # a compile or launch failure: one line, not a traceback
+                    raise cuda_failure(e) from e
             else:
                 values = render_values(job)
             rgb = display_rgb(values, args.mode, job.value_range, background)
