@@ -1,4 +1,5 @@
-"""One colormap for every tool: the shader's constants are engine.colormap's and engine.modes', and `vbnf render`
+"""One colormap for every tool: the shader's constants are engine.colormap's and engine.modes' (the CUDA kernel's mode
+ids too), and `vbnf render`
 colours a depth image exactly as `vbnf compare` and the viewer do (same view -> same pixels)."""
 from __future__ import annotations
 
@@ -61,3 +62,10 @@ def test_value_range_depends_on_the_view_not_the_image(tiny_model):
     near = field_value_range(field, "depth", torch.tensor([0.0, 0.0, 5.0]))
     far = field_value_range(field, "depth", torch.tensor([0.0, 0.0, 7.0]))
     assert 0 < near[0] < near[1] and far[0] == pytest.approx(near[0] + 2.0) and far[1] == pytest.approx(near[1] + 2.0)
+
+
+def test_cuda_kernel_mode_ids_are_engine_modes():
+    sources = "".join(p.read_text() for p in (files("engine") / "cuda").iterdir()
+                      if p.name.endswith((".cu", ".cuh", ".h")))
+    ids = {m.group(1).lower(): int(m.group(2)) for m in re.finditer(r"#define MODE_(\w+) (\d+)", sources)}
+    assert ids == MODE_IDS
