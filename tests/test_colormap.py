@@ -1,6 +1,6 @@
 """One colormap for every tool: the shader's constants are engine.colormap's and engine.modes' (the CUDA kernel's mode
-ids too), and `vbnf render`
-colours a depth image exactly as `vbnf compare` and the viewer do (same view -> same pixels)."""
+ids too), and `vbnf render` colours a depth image exactly as `vbnf compare` and the viewer do (same view -> same
+pixels)."""
 from __future__ import annotations
 
 import re
