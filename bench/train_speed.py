@@ -1,107 +1,119 @@
-"""Training-step speed (GPU): the torch feature lookup vs the fused CUDA one (engine/cuda/features.py), with and
-without skipping hidden samples, at a few batch sizes, from the same partly trained state.
+"""Training-step speed (GPU): steps per second, how busy the GPU is, and peak memory, for dense and vq b=6 at the
+default batch of `vbnf train`.
 
-    python bench/train_speed.py DATA [--grids dense,vq6] [--warmup-steps 1000] [--steps 150]
-        [--json docs/results/train_speed.json]
+    python bench/train_speed.py DATA [--grids dense,vq6] [--warmup-steps 500] [--steps 500] [--label new]
+        [--engine-root DIR] [--json docs/results/train_speed.json]
 
-For each grid: a field is trained for --warmup-steps with the fastest path (so densities have formed, as they have
-for most of a real run), then every variant trains --steps more steps from a copy of that state and is timed.
-Prints a table and writes it as markdown next to the JSON.
+--engine-root imports `engine` from another checkout (e.g. an older commit's tree), so that an old and a new
+trainer are timed in the same call, one process at a time. GPU busy is NVML's utilisation sampled every 20 ms while
+the timed steps run (the share of time a kernel was running). Records are merged into the JSON by (label, grid).
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import datetime
 import json
+import os
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from provenance import git_commit  # noqa: E402
-
-from engine.data import load_dataset  # noqa: E402
-from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
-from train_quality import parse_config  # noqa: E402
-
-VARIANTS = [  # (lookup, skip_hidden, batch)
-    ("torch", False, 8192), ("torch", True, 8192), ("fused", False, 8192), ("fused", True, 8192),
-    ("fused", True, 16384), ("fused", True, 32768),
-]
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(trainer: Trainer, steps: int) -> float:
-    trainer.step(10)
-    sync()
-    t0 = time.perf_counter()
-    trainer.step(steps)
-    sync()
-    return steps / (time.perf_counter() - t0)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
     ap.add_argument("--grids", default="dense,vq6")
-    ap.add_argument("--warmup-steps", type=int, default=1000)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--max-level", type=int, default=7)
+    ap.add_argument("--warmup-steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--max-level", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16384)
+    ap.add_argument("--label", default="current")
+    ap.add_argument("--engine-root", default=str(REPO))
     ap.add_argument("--json", default="docs/results/train_speed.json")
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(args.engine_root).resolve()))
+    import torch
+    from engine.data import load_dataset
+    from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (smoke test only)"
+    card = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (smoke test only)"
     train = load_dataset(args.data, "train")
     records = []
     for name in args.grids.split(","):
-        kind, bits = parse_config(name)
-        torch.manual_seed(0)
-        field = new_field(train, kind, bits, args.max_level, 2, device=device)
-        warm = Trainer(field, train, TrainSettings(steps=10000, batch_rays=8192, grid_lr=DEFAULT_GRID_LR[kind]),
-                       device)
+        kind = "dense" if name == "dense" else name.rstrip("0123456789")
+        bits = None if kind == "dense" else int(name[len(kind):])
+        settings = TrainSettings(steps=20000, batch_rays=args.batch, grid_lr=DEFAULT_GRID_LR[kind])
+        trainer = Trainer(new_field(train, kind, bits, args.max_level, 2, device=device), train, settings, device)
+        for _ in range(0, args.warmup_steps, 50):
+            trainer.step(50)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        busy = utilisation_sampler()
         t0 = time.perf_counter()
-        warm.step(args.warmup_steps)
-        print(f"{name}: warm-up {args.warmup_steps} steps in {time.perf_counter() - t0:.1f} s "
-              f"(fused={warm.fused}), PSNR {warm.history[-1]['psnr']:.2f}", flush=True)
-        for lookup, skip, batch in VARIANTS:
-            settings = dataclasses.replace(warm.settings, batch_rays=batch, skip_hidden=skip)
-            trainer = Trainer(copy.deepcopy(warm.field), train, settings, device, step=warm.step_count)
-            trainer.fused = trainer.fused and lookup == "fused"
-            if lookup == "fused" and not trainer.fused:
-                print(f"  {lookup}: unavailable", flush=True)
-                continue
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            rate = timed(trainer, args.steps)
-            rec = {"grid": kind, "bits": bits, "lookup": lookup, "skip_hidden": skip, "batch_rays": batch,
-                   "steps_per_s": rate, "rays_per_s": rate * batch,
-                   "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0, "device": gpu,
-                   "date": datetime.date.today().isoformat(), "commit": git_commit(), "warmup_steps": args.warmup_steps}
-            records.append(rec)
-            print(f"  {lookup:5s} skip_hidden={skip!s:5s} batch {batch:6d}: {rate:7.1f} steps/s "
-                  f"{rate * batch / 1e6:6.2f} M rays/s, peak {rec['peak_mem_gb']:.2f} GB", flush=True)
-            del trainer
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(records, indent=1))
-    lines = [f"# Training-step speed on {gpu}", "",
-             f"Lego, steps timed from a state trained {args.warmup_steps} steps (bench/train_speed.py).", "",
-             "| grid | bits | lookup | skip hidden | rays/step | steps/s | M rays/s | peak GB |",
-             "|---|---|---|---|---|---|---|---|"]
+        for _ in range(0, args.steps, 50):
+            trainer.step(50)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        util = busy()
+        rec = {"label": args.label, "grid": name, "batch": args.batch, "max_level": args.max_level,
+               "steps_per_s": round(args.steps / seconds, 1), "gpu_busy_pct": util,
+               "peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.type == "cuda" else None,
+               "device": card, "date": datetime.date.today().isoformat(), "commit": commit()}
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+        del trainer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    path = Path(args.json)
+    old = json.loads(path.read_text()) if path.exists() else []
+    old = old if isinstance(old, list) else []
+    keys = {(r["label"], r["grid"]) for r in records}
+    path.write_text(json.dumps([r for r in old if (r.get("label"), r.get("grid")) not in keys] + records, indent=1))
+    print("| label | grid | steps/s | GPU busy % | peak GB |\n|---|---|---|---|---|")
     for r in records:
-        lines.append(f"| {r['grid']} | {r['bits'] or '-'} | {r['lookup']} | {r['skip_hidden']} | {r['batch_rays']} | "
-                     f"{r['steps_per_s']:.1f} | {r['rays_per_s'] / 1e6:.2f} | {r['peak_mem_gb']:.2f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        print(f"| {r['label']} | {r['grid']} | {r['steps_per_s']} | {r['gpu_busy_pct']} | {r['peak_gb']} |")
     return 0
+
+
+def utilisation_sampler():
+    """Starts sampling NVML's GPU utilisation; the returned function stops and gives the mean (None without NVML)."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    except Exception:  # noqa: BLE001 - no NVML: no utilisation figure
+        return lambda: None
+    samples, stop = [], threading.Event()
+
+    def run():
+        while not stop.is_set():
+            samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            time.sleep(0.02)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def finish():
+        stop.set()
+        thread.join()
+        return round(sum(samples) / len(samples), 1) if samples else None
+    return finish
+
+
+def commit() -> str:
+    if os.environ.get("VBNF_COMMIT"):
+        return os.environ["VBNF_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=REPO).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Kinds:
           that table into the logits' gradient (`ste_gradient`) and their update, never forming an [N, 8, 2^b, F]
           tensor.
 - random: fixed random indices into a learned codebook (the hash-like baseline).
-- kmeans: post-hoc k-means of a trained dense grid (see `kmeans_grid_from_dense`); inference-only, no training form.
+- kmeans: indices from an importance-weighted k-means of a trained dense grid (engine/recipe.py, or post hoc:
+          `kmeans_grid_from_dense`); trains like random (fixed indices, learned codebooks), with its indices set by
+          `set_level`.
 """
 from __future__ import annotations
 
@@ -144,8 +146,8 @@ class FeatureGrid(nn.Module):
                  feature_std: float = 0.01, codebook_std: float | None = None, logit_std: float = 0.01,
                  generator: torch.Generator | None = None):
         super().__init__()
-        if kind not in ("dense", "vq", "random"):
-            raise ValueError(f"grid kind '{kind}' has no training form (use dense, vq or random)")
+        if kind not in ("dense", "vq", "random", "kmeans"):
+            raise ValueError(f"unknown grid kind '{kind}' (dense, vq, random or kmeans)")
         per_level = level_bits(bits, len(n_corners)) if kind != "dense" else ()
         codebook_std = CODEBOOK_STD if codebook_std is None else codebook_std
         self.kind = kind
@@ -194,6 +196,14 @@ class FeatureGrid(nn.Module):
             return LevelRows(features=self.features[k].detach().clone())
         return LevelRows(codebook=self.codebooks[k].detach().clone(), indices=self.indices(k).to(torch.int32),
                          bits=self.level_bits[k])
+
+    @torch.no_grad()
+    def set_level(self, k: int, rows: LevelRows) -> None:
+        """Level k takes `rows` (a codebook of 2^b_k rows and indices of every corner; random and kmeans grids)."""
+        if self.kind not in ("random", "kmeans"):
+            raise ValueError(f"set_level: a {self.kind} grid has no fixed indices")
+        self.codebooks[k].copy_(rows.codebook)
+        getattr(self, f"indices_{k}").copy_(rows.indices.to(torch.int32))
 
     def grid_parameters(self) -> list[nn.Parameter]:
         return [*self.features, *self.codebooks, *self.logits]

@@ -22,7 +22,12 @@ def kmeans(points: torch.Tensor, k: int, weights: torch.Tensor | None = None, it
         centroids = torch.cat([x, x[-1:].expand(k - m, f)], 0)
         return centroids, torch.arange(m, device=device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    sample = x[torch.randperm(m, generator=gen)[: min(m, max(4 * k, 4096))].to(device)]
+    n_sample = min(m, max(4 * k, 4096))
+    if weights is None or not bool((w > 0).any()):
+        pick = torch.randperm(m, generator=gen)[:n_sample]
+    else:  # seeds where the weight is: unweighted seeding spends centroids on points that do not matter
+        pick = torch.multinomial(w.cpu().double(), n_sample, replacement=True, generator=gen)
+    sample = x[pick.to(device)]
     if k <= 256:
         centroids = _kmeans_plus_plus(sample, k, gen)
     else:  # k-means++ is sequential in k: plain random seeding keeps large k fast

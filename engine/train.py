@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
@@ -140,12 +140,27 @@ class Trainer:
         self.dataset = dataset
         self.field = field.to(self.device)
         self.images = dataset.images.to(self.device)
-        self.cameras = dataset.cameras
-        self.c2w = dataset.cameras.c2w.to(self.device)
+        # poses on the training device; the distortion coefficients stay on the host, where rays_from_pixels tests
+        # them without waiting for the device
+        self.cameras = replace(dataset.cameras, c2w=dataset.cameras.c2w.to(self.device))
         self.background = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
         self.step_count = step
         self.history: list[dict] = []
-        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed + step)
+        self.generator = torch.Generator(device=self.device).manual_seed(settings.seed + step)
+        """Draws the rays (cameras, pixels, sample offsets) on the training device: nothing is copied per step."""
+        self.lod_generator = torch.Generator(device="cpu").manual_seed(settings.seed + step)
+        """Draws each step's LOD on the host: the LOD chooses which levels the step runs, so it has to be a host
+        value, and drawing it there costs no synchronisation with the device."""
+        self._pending: list[tuple[int, int, torch.Tensor]] = []
+        """(step, lod, loss on the device) of the steps whose loss has not been read yet (read once per
+        `step(n)` call: one synchronisation per call, not two per step)."""
+        self.importance: list[torch.Tensor] | None = None
+        """When set (per LOD, float [n_corners_k] zeros, by `track_importance`): each step adds every corner's
+        squared loss gradient, summed over its F features (a diagonal Fisher estimate: how much the loss moves when
+        that corner's feature moves), for the importance-weighted quantiser of engine/recipe.py."""
+        self._stats_read: list[dict] = []
+        self._good_state: dict[str, torch.Tensor] | None = None
+        """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
         self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias)
         self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
         self.train_seconds = 0.0
@@ -199,32 +214,34 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
 
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3]."""
+        """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3], all drawn and
+        built on the training device."""
         n, h, w, _ = self.images.shape
-        r = self.settings.batch_rays
-        cam = torch.randint(n, (r,), generator=self.generator)
-        ix = torch.randint(w, (r,), generator=self.generator)
-        iy = torch.randint(h, (r,), generator=self.generator)
-        cams = self.cameras
-        origins, dirs = rays_from_pixels(cams, cam, ix.float() + 0.5, iy.float() + 0.5)
-        target = self.images[cam.to(self.device), iy.to(self.device), ix.to(self.device)]
-        return origins.to(self.device), dirs.to(self.device), target
+        r, g, dev = self.settings.batch_rays, self.generator, self.device
+        cam = torch.randint(n, (r,), generator=g, device=dev)
+        ix = torch.randint(w, (r,), generator=g, device=dev)
+        iy = torch.randint(h, (r,), generator=g, device=dev)
+        origins, dirs = rays_from_pixels(self.cameras, cam, ix.float() + 0.5, iy.float() + 0.5)
+        return origins, dirs, self.images[cam, iy, ix]
 
     def step(self, n: int = 1) -> list[dict]:
-        """n optimiser steps; raises TrainingDiverged (and leaves the field as it was before the bad step's update)
-        when the loss is not finite."""
-        stats = []
+        """n optimiser steps and their stats. The losses stay on the device until the end of the call, where they
+        are read once; if one is not finite, the field goes back to its state after the last call whose losses
+        were all finite and TrainingDiverged is raised (the optimisers' moments restart)."""
+        if self._good_state is None:
+            self._good_state = self._snapshot()
+        t0 = time.perf_counter()
+        self._stats_read: list[dict] = []
         for _ in range(n):
-            t0 = time.perf_counter()
             self._maybe_prune()
             self._set_learning_rate()
-            lod = int(torch.multinomial(self.lod_p, 1, generator=self.generator))
+            lod = int(torch.multinomial(self.lod_p, 1, generator=self.lod_generator))
             origins, dirs, target = self.sample_batch()
-            offsets = torch.rand(origins.shape[0], generator=self.generator).to(self.device)
+            offsets = torch.rand(origins.shape[0], generator=self.generator, device=self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
             straight_through = self.field.kind == "vq" and not soft
-            if straight_through:
+            if straight_through or self.importance is not None:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
@@ -232,10 +249,11 @@ class Trainer:
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
                               skip_hidden=self.settings.skip_hidden)
             loss = torch.mean((out["rgb"] - target) ** 2)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training diverged at step {self.step_count} (loss is {loss.item()}); "
-                                       "the last checkpoint is intact: resume from it with a lower --lr/--grid-lr")
             loss.backward()
+            if self.importance is not None:
+                for acc, t in zip(self.importance, tables):
+                    if t.grad is not None:
+                        acc.add_(t.grad.detach().square().sum(dim=1))
             for opt in self.optimizers:
                 if isinstance(opt, VQLogitsAdam):  # the relaxed forward leaves a .grad on the logits instead
                     opt.step([t.grad for t in tables] if straight_through else None)
@@ -244,12 +262,50 @@ class Trainer:
             del tables  # and their gradients: not kept through the next step's forward
             self._zero_grad()  # now, not before the next backward: the gradients would sit through its forward
             self.step_count += 1
-            mse = loss.item()
-            self.train_seconds += time.perf_counter() - t0
-            record = {"step": self.step_count, "loss": mse, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "lod": lod}
-            self.history.append(record)
-            stats.append(record)
-        return stats
+            self._pending.append((self.step_count, lod, loss.detach()))
+        self._read_losses()
+        self.train_seconds += time.perf_counter() - t0
+        return self._stats_read
+
+    def _read_losses(self) -> None:
+        """Reads the pending steps' losses (one synchronisation) into the history and this call's stats; the NaN
+        guard's check, rollback and snapshot."""
+        if not self._pending:
+            return
+        losses = torch.stack([loss for _, _, loss in self._pending]).double().cpu().tolist()
+        pending, self._pending = self._pending, []
+        bad = next((step for (step, _, _), mse in zip(pending, losses) if not math.isfinite(mse)), None)
+        if bad is not None:
+            self._restore(self._good_state)
+            raise TrainingDiverged(f"training diverged at step {bad - 1} (the loss is not finite); the field is back at "
+                                   "its last good state and the last checkpoint is intact: resume from it with a "
+                                   "lower --lr/--grid-lr")
+        stats = [{"step": step, "loss": mse, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "lod": lod}
+                 for (step, lod, _), mse in zip(pending, losses)]
+        self.history.extend(stats)
+        self._stats_read.extend(stats)
+        self._good_state = self._snapshot()
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        """Copies of the field's parameters and buffers, on their device."""
+        return {k: v.detach().clone() for k, v in self.field.state_dict().items()}
+
+    def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Puts the field back to `state` (a `_snapshot`) and restarts the optimisers' moments."""
+        self._pending = []
+        self._zero_grad()
+        if state is None:
+            return
+        with torch.no_grad():
+            for k, v in self.field.state_dict().items():
+                v.copy_(state[k])
+        for opt in self.optimizers:
+            opt.state.clear()
+
+    def track_importance(self) -> None:
+        """Starts (or restarts) accumulating `importance`; a prune after this point would drop it."""
+        self.importance = [torch.zeros(c.shape[0] if c.ndim else 0, device=self.device)
+                           for c in self.field.corner_tables(self.field.n_lods - 1)]
 
     def _prune_steps(self) -> list[int]:
         return sorted(max(1, int(f * self.settings.steps)) for f in self.settings.prune_at)
@@ -261,6 +317,7 @@ class Trainer:
         if self._prunes_done >= len(due) or self.step_count < due[self._prunes_done]:
             return
         self._prunes_done += 1
+        self._read_losses()  # check the steps so far before the field changes shape (and the snapshot with it)
         keep = cells_to_keep(self.field, self.ray_step, self.settings.prune_alpha)
         if bool(keep.all()) or not bool(keep.any()):  # nothing to remove (or everything: keep the field then)
             return
@@ -271,6 +328,8 @@ class Trainer:
             opt.state.clear()
         self.field = prune_field(self.field, keep)
         self.optimizers = self._make_optimizers()
+        self._good_state = self._snapshot()
+        self.importance = None
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),

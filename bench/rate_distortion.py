@@ -1,0 +1,212 @@
+"""Rate-distortion benchmark: PSNR against file bytes for `vbnf train --size` at several budgets, plus dense.
+
+    python bench/rate_distortion.py DATA [--budgets 0.1,0.25,0.5,1,2] [--dense] [--split test]
+        [--scene lego] [--json docs/results/rate_distortion.json] [--plot docs/rate_distortion.png]
+    python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set dense_fraction=0.5 --tag a
+        (a probe of one recipe setting on validation views; settings are chosen there, never on test views)
+
+Each budget trains one model with the project's recipe (engine/recipe.py) and evaluates every LOD prefix of it:
+every prefix is an extra point (its bytes are the prefix's). Records (one per model and LOD) are merged into the JSON
+by (scene, tag, budget): scene, tag, budget_bytes, file_bytes, lod, prefix_bytes, psnr, ssim, train_s, steps,
+recipe, peak_gb, split, images, device, date, commit. For an instant-ngp data set every 8th frame is the test split
+and is left out of training. The plot marks published anchors (NeRF-Synthetic, 800x800) with their scene sets.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.cameras import select_cameras  # noqa: E402
+from engine.data import NGP_TEST_EVERY, load_dataset  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.fileformat import model_layout, save_model  # noqa: E402
+from engine.recipe import Recipe, recipe_for_budget, train_for_budget  # noqa: E402
+from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
+from engine.train_cli import CUDA_BATCH  # noqa: E402
+
+ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Synthetic at 800x800
+    ("Masked Wavelet (lego)", 0.79e6, 34.9, "lego"),
+    ("BiRF (8-scene mean)", 0.5e6, 32.0, "NeRF-Synthetic mean"),
+    ("CNC (8-scene mean)", 0.4e6, 33.2, "NeRF-Synthetic mean"),
+    ("instant-ngp (8-scene mean, uncompressed)", 25e6, 33.2, "NeRF-Synthetic mean"),
+]
+
+
+def commit() -> str:
+    if os.environ.get("VBNF_COMMIT"):
+        return os.environ["VBNF_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def train_split(data: str):
+    """The training images: for instant-ngp data (no splits) every frame except the every-8th test frames."""
+    train = load_dataset(data, "train")
+    if (Path(data) / "transforms.json").exists() and not (Path(data) / "transforms_train.json").exists():
+        keep = [i for i in range(train.images.shape[0]) if i % NGP_TEST_EVERY]
+        train = dataclasses.replace(train, images=train.images[keep],
+                                    alphas=None if train.alphas is None else train.alphas[keep],
+                                    cameras=select_cameras(train.cameras, keep),
+                                    image_paths=[train.image_paths[i] for i in keep])
+    return train
+
+
+def parse_overrides(text: str) -> dict:
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        kind = type(getattr(Recipe(budget_bytes=1), key))
+        out[key] = kind(value)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data")
+    ap.add_argument("--budgets", default="0.1,0.25,0.5,1,2", help="MB (10^6 bytes), comma-separated")
+    ap.add_argument("--dense", action="store_true", help="also train the dense grid with the same steps")
+    ap.add_argument("--steps", type=int, default=None, help="steps of every model (default: the recipe's)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--eval-images", type=int, default=None)
+    ap.add_argument("--scene", default=None, help="scene name in the records (default: the data folder's name)")
+    ap.add_argument("--set", dest="overrides", default="", help="recipe fields, e.g. dense_fraction=0.5")
+    ap.add_argument("--tag", default="", help="names a probe's records")
+    ap.add_argument("--out-dir", default="/tmp/rd_models")
+    ap.add_argument("--json", default="docs/results/rate_distortion.json")
+    ap.add_argument("--plot", default="docs/rate_distortion.png")
+    args = ap.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    card = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    scene = args.scene or Path(args.data).resolve().name
+    train = train_split(args.data)
+    test = load_dataset(args.data, args.split, max_images=args.eval_images)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
+    records = []
+
+    def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None) -> None:
+        path = out_dir / f"{scene}_{name}{args.tag}.vbnf"
+        save_model(path, field, {"recipe": recipe} if recipe else None)
+        layout = model_layout(path)
+        peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
+        rows = evaluate(field, test, device=str(device))
+        for r in rows:
+            records.append({"scene": scene, "tag": args.tag, "name": name, "budget_bytes": budget,
+                            "file_bytes": layout.total_bytes, "lod": r["lod"],
+                            "prefix_bytes": layout.lod_prefix_bytes[r["lod"]], "psnr": round(r["psnr"], 3),
+                            "ssim": round(r["ssim"], 4), "train_s": round(seconds, 1), "steps": steps,
+                            "recipe": recipe, "peak_gb": None if peak is None else round(peak, 2),
+                            "split": args.split, "images": r["images"], "device": card,
+                            "date": datetime.date.today().isoformat(), "commit": commit()})
+        best = rows[-1]
+        print(f"{name}: {layout.total_bytes:,} bytes, {best['psnr']:.2f} dB / {best['ssim']:.4f} at LOD "
+              f"{best['lod']}, trained {seconds:.0f} s, peak {peak or 0:.1f} GB", flush=True)
+
+    base = TrainSettings(batch_rays=batch, grid_lr=DEFAULT_GRID_LR["dense"])
+    for mb in [float(v) for v in args.budgets.split(",") if v]:
+        budget = int(mb * 1e6)
+        recipe = dataclasses.replace(recipe_for_budget(budget, device.type, args.steps),
+                                     **parse_overrides(args.overrides))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        tuner, recipe = train_for_budget(train, recipe, base, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        field = tuner.freeze()
+        del tuner
+        measure(f"{mb:g}MB", field, budget, seconds, recipe.steps, dataclasses.asdict(recipe))
+        del field
+    if args.dense:
+        steps = args.steps or Recipe(budget_bytes=1).steps
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        max_level = recipe_for_budget(10**9, device.type).max_level
+        trainer = Trainer(new_field(train, "dense", None, max_level, 2, device=device), train,
+                          dataclasses.replace(base, steps=steps), device)
+        while trainer.step_count < steps:
+            trainer.step(min(50, steps - trainer.step_count))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        measure("dense", trainer.freeze(), None, time.perf_counter() - t0, steps, None)
+        del trainer
+
+    path = Path(args.json)
+    old = json.loads(path.read_text()) if path.exists() else []
+    new_keys = {(r["scene"], r["tag"], r["name"]) for r in records}
+    merged = [r for r in old if (r["scene"], r.get("tag", ""), r["name"]) not in new_keys] + records
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1))
+    print(f"wrote {path} ({len(records)} new records)")
+    print_table(records)
+    if args.plot:
+        plot(merged, Path(args.plot))
+    return 0
+
+
+def print_table(records: list[dict]) -> None:
+    print("| scene | model | file bytes | LOD | prefix bytes | PSNR | SSIM | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in records:
+        print(f"| {r['scene']}{r['tag']} | {r['name']} | {r['file_bytes']:,} | {r['lod']} | {r['prefix_bytes']:,} | "
+              f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['train_s']:.0f} |")
+
+
+def plot(records: list[dict], out: Path) -> None:
+    """Bytes (log axis) against PSNR: each model's full file as a line over budgets, its prefixes as small dots,
+    and the published anchors (their scene sets in the labels)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for scene in sorted({r["scene"] for r in records if not r["tag"] and r["split"] == "test"}):
+        rows = [r for r in records if r["scene"] == scene and not r["tag"] and r["split"] == "test"]
+        full = sorted((r for r in rows if r["prefix_bytes"] == r["file_bytes"] and r["name"] != "dense"),
+                      key=lambda r: r["file_bytes"])
+        line, = ax.plot([r["file_bytes"] for r in full], [r["psnr"] for r in full], "o-", label=f"vbnf, {scene}")
+        ax.scatter([r["prefix_bytes"] for r in rows if r["prefix_bytes"] != r["file_bytes"]],
+                   [r["psnr"] for r in rows if r["prefix_bytes"] != r["file_bytes"]], s=8, color=line.get_color(),
+                   alpha=0.5, label=f"LOD prefixes, {scene}")
+        dense = [r for r in rows if r["name"] == "dense" and r["prefix_bytes"] == r["file_bytes"]]
+        if dense:
+            ax.scatter([dense[0]["file_bytes"]], [dense[0]["psnr"]], marker="s", color=line.get_color(),
+                       label=f"vbnf dense grid, {scene}")
+    for label, size, value, scene_set in ANCHORS:
+        ax.scatter([size], [value], marker="*", s=80, color="black")
+        ax.annotate(label, (size, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes (file or LOD prefix)")
+    ax.set_ylabel("PSNR (dB), test views")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Rate-distortion (vbnf at 400x400; anchors: published, NeRF-Synthetic at 800x800)", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

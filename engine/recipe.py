@@ -1,0 +1,225 @@
+"""Training for a byte budget: the rate-distortion recipe behind `vbnf train --size`.
+
+Straight-through logits from the first step (the paper's way) stay 2.5-2.9 dB under a dense grid on lego at every
+budget we measured (docs/research/). This recipe trains the features first and quantises them afterwards:
+
+1. dense: a dense grid trains for `dense_fraction` of the steps (with the usual density pruning); over the last part
+   of it the trainer accumulates each corner's importance (its squared loss gradient: `Trainer.importance`);
+2. prune: the finest cells that together hold less than `1 - keep_importance` of the importance are removed
+   (hidden interior cells: a file byte spent there never shows);
+3. bits: every level's bitwidth is chosen so that the file fits the budget: b at the finest level, one more per
+   coarser level (coarse levels have few corners, so their bits are cheap), no more rows than corners;
+4. quantise: per level, an importance-weighted k-means of the dense features gives the codebook and the indices;
+5. fine-tune: codebooks and decoder train with the indices fixed (a kmeans grid) for the remaining steps.
+
+The file stays a VQAD file (per level a codebook and b-bit indices, coarse to fine); only its training differs.
+`Recipe` is a plain value saved in the model's metadata ("recipe"), which `vbnf info` shows.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import torch
+
+from engine.data import Dataset
+from engine.errors import VbnfError
+from engine.field import InferenceField, NeuralField
+from engine.grids import LevelRows
+from engine.occupancy import prune_field
+from engine.quantize import kmeans
+from engine.train import TrainSettings, Trainer, new_field
+
+log = logging.getLogger("vbnf.train")
+
+MAX_RECIPE_BITS = 12
+"""Largest bitwidth the recipe gives a level (a 4096-row codebook)."""
+
+Progress = Callable[[str, Trainer], None]
+"""Called after every chunk of steps with the phase's name ("dense" or "fine-tune") and its trainer."""
+
+
+@dataclass
+class Recipe:
+    """How a model for a byte budget is trained. Plain values; saved in the model's metadata."""
+
+    budget_bytes: int
+    """The whole file's size may not exceed this."""
+    steps: int = 12000
+    """Optimiser steps of all phases together."""
+    dense_fraction: float = 0.6
+    """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
+    importance_fraction: float = 0.25
+    """Importance is accumulated over this last share of the dense phase (after its last density prune)."""
+    keep_importance: float = 0.999
+    """Importance pruning keeps the finest cells that hold this share of the total importance."""
+    max_level: int = 8
+    base_level: int = 2
+    feature_dim: int = 16
+    finetune_lr_scale: float = 0.5
+    """The fine-tune phase starts at this fraction of the dense phase's learning rates."""
+    kmeans_iterations: int = 20
+    level_bits: tuple[int, ...] = ()
+    """Chosen by the recipe (step 3); empty until then."""
+
+
+def parse_size(text: str) -> int:
+    """'500KB', '0.5M', '2MB', '120000' -> bytes (K = 1000, M = 1000^2: file sizes as users read them)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)[bB]?\s*", text)
+    if not m:
+        raise ValueError(f"not a size: '{text}' (examples: 500KB, 0.5MB, 2M, 120000)")
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"a size must be at least 1 byte, got '{text}'")
+    return int(value)
+
+
+def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = None) -> Recipe:
+    """The recipe the project uses for a budget (docs/ENGINE.md): 256^3 cells on CUDA (128^3 below 200 kB), 64^3 on
+    the CPU."""
+    if device_type == "cuda":
+        max_level = 7 if budget_bytes < 200_000 else 8
+    else:
+        max_level = 6
+    recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level)
+    return replace(recipe, steps=steps) if steps else recipe
+
+
+def model_bytes(field: InferenceField, level_bits: tuple[int, ...], metadata: dict | None = None) -> int:
+    """Size of the file `field` would make with these bitwidths (its indices and codebooks replaced by zeros)."""
+    from engine.fileformat import save_model_bytes
+    levels = [LevelRows(codebook=torch.zeros(1 << b, field.feature_dim), indices=torch.zeros(rows.n_corners,
+                        dtype=torch.int32), bits=b) for b, rows in zip(level_bits, field.levels)]
+    probe = replace(field, levels=levels, grid_kind="kmeans")
+    return len(save_model_bytes(probe.to("cpu"), metadata))
+
+
+def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None = None) -> tuple[int, ...]:
+    """The bitwidths of step 3: the largest finest-level b for which the file fits (one more bit per coarser level,
+    at most MAX_RECIPE_BITS and no more rows than a level has corners). VbnfError when even 1 bit does not fit."""
+    n = [rows.n_corners for rows in field.levels]
+
+    def ladder(b: int) -> tuple[int, ...]:
+        last = len(n) - 1
+        return tuple(max(1, min(b + last - k, MAX_RECIPE_BITS, math.ceil(math.log2(max(n[k], 2)))))
+                     for k in range(len(n)))
+
+    best = None
+    for b in range(1, MAX_RECIPE_BITS + 1):
+        if model_bytes(field, ladder(b), metadata) > budget_bytes:
+            break
+        best = ladder(b)
+    if best is None:
+        raise VbnfError(f"--size {budget_bytes:,} bytes: even 1 bit per corner needs "
+                        f"{model_bytes(field, ladder(1), metadata):,} bytes at this level count; "
+                        "give a larger --size or a smaller --max-level")
+    return best
+
+
+def keep_by_importance(importance: torch.Tensor, corners: torch.Tensor, keep_share: float) -> torch.Tensor:
+    """bool [n_cells]: the finest cells with the most importance (each cell's is the sum over its 8 corners of the
+    corner importance [n_corners]) that together hold `keep_share` of the total; corners: int32 [n_cells, 8]."""
+    cell = importance[corners.long()].sum(dim=1)
+    order = torch.argsort(cell, descending=True)
+    cumulative = torch.cumsum(cell[order].double(), 0)
+    total = float(cumulative[-1]) if cumulative.numel() else 0.0
+    if total <= 0:
+        return torch.ones_like(cell, dtype=torch.bool)
+    count = int(torch.searchsorted(cumulative, torch.tensor(keep_share * total, dtype=torch.float64,
+                                                              device=cumulative.device))) + 1
+    keep = torch.zeros_like(cell, dtype=torch.bool)
+    keep[order[:count]] = True
+    return keep
+
+
+@torch.no_grad()
+def quantise_levels(features: list[torch.Tensor], importance: list[torch.Tensor], level_bits: tuple[int, ...],
+                    iterations: int, seed: int) -> list[LevelRows]:
+    """Step 4: per level, weighted k-means of float [n_k, F] features into 2^b_k rows (weights: importance [n_k];
+    corners no ray reached weigh a little, so they still get their nearest row)."""
+    out = []
+    for k, (f, w, b) in enumerate(zip(features, importance, level_bits)):
+        floor = float(w.mean()) * 1e-3 if w.numel() else 0.0
+        codebook, assignment = kmeans(f.float(), 1 << b, weights=w + floor + 1e-12, iterations=iterations,
+                                      seed=seed + k)
+        out.append(LevelRows(codebook=codebook, indices=assignment.to(torch.int32), bits=b))
+    return out
+
+
+def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
+                     progress: Progress | None = None, chunk: int = 50) -> tuple[Trainer, Recipe]:
+    """Runs the recipe; returns the fine-tune phase's trainer (freeze it for the model) and the recipe with its
+    chosen bits. `settings` gives the dense phase's learning rates, batch and seed; the steps come from the recipe."""
+    dense_steps = max(1, int(recipe.steps * recipe.dense_fraction))
+    tune_steps = max(1, recipe.steps - dense_steps)
+    dense_settings = replace(settings, steps=dense_steps)
+    field = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
+                      settings.seed, device)
+    trainer = Trainer(field, dataset, dense_settings, device)
+    track_from = int(dense_steps * (1.0 - recipe.importance_fraction))
+    track_from = max(track_from, *(int(f * dense_steps) + 1 for f in dense_settings.prune_at), 0)
+    while trainer.step_count < dense_steps:
+        if trainer.importance is None and trainer.step_count >= track_from:
+            trainer.track_importance()  # again after a prune, which drops it
+        limit = dense_steps if trainer.importance is not None else track_from
+        trainer.step(max(1, min(chunk, limit - trainer.step_count)))
+        if progress:
+            progress("dense", trainer)
+    if trainer.importance is None:  # a very short run: at least one chunk of importance
+        trainer.track_importance()
+        trainer.step(min(chunk, dense_steps))
+    dense: NeuralField = trainer.field
+    importance = trainer.importance
+    dense_seconds = trainer.train_seconds
+
+    q0 = time.perf_counter()
+    keep = keep_by_importance(importance[-1], dense.corners[-1], recipe.keep_importance)
+    if not bool(keep.all()):
+        pruned = prune_field(dense, keep)
+        importance = _carry_importance(dense, pruned, importance)
+        dense = pruned
+    frozen = dense.freeze()
+    bits = choose_bits(frozen, recipe.budget_bytes, {"recipe": asdict(recipe)})
+    recipe = replace(recipe, level_bits=bits)
+    levels = quantise_levels([rows.features for rows in frozen.levels], importance, bits,
+                             recipe.kmeans_iterations, settings.seed)
+    quantised = NeuralField(dense.octree.to("cpu"), dense.base_level, "kmeans", dense.grid.feature_dim, bits,
+                            dense.scene_center.cpu(), dense.scene_half_size, seed=settings.seed).to(device)
+    for k, rows in enumerate(levels):
+        quantised.grid.set_level(k, rows)
+    with torch.no_grad():
+        for name, value in dense.decoder.items():
+            quantised.decoder[name].copy_(value)
+    del trainer, dense, frozen, importance
+    quantise_seconds = time.perf_counter() - q0
+    log.info("recipe: %d finest cells after importance pruning, bits %s, quantised in %.1f s",
+             quantised.octree.cells[-1].numel(), bits, quantise_seconds)
+
+    scale = recipe.finetune_lr_scale
+    tune_settings = replace(settings, steps=tune_steps, prune_at=(), lr=settings.lr * scale,
+                            grid_lr=settings.grid_lr * scale,
+                            codebook_lr=(settings.codebook_lr or settings.grid_lr) * scale, seed=settings.seed + 1)
+    tuner = Trainer(quantised, dataset, tune_settings, device)
+    while tuner.step_count < tune_steps:
+        tuner.step(min(chunk, tune_steps - tuner.step_count))
+        if progress:
+            progress("fine-tune", tuner)
+    tuner.train_seconds += dense_seconds + quantise_seconds  # the model's training time: every phase
+    return tuner, recipe
+
+
+def _carry_importance(old: NeuralField, new: NeuralField, importance: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-corner importance of `old`'s levels mapped onto the corners of `new` (a pruned copy of it)."""
+    from engine.octree import cell_corners
+    out = []
+    for k in range(new.n_lods):
+        level = new.base_level + k
+        old_keys = cell_corners(old.octree.to("cpu"), level)[0]
+        new_keys = cell_corners(new.octree.to("cpu"), level)[0]
+        rows = torch.searchsorted(old_keys, new_keys).to(importance[k].device)
+        out.append(importance[k][rows])
+    return out
