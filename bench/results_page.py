@@ -5,6 +5,7 @@
     train_speed.json / .md          bench/train_speed.py
     vq_gap_cpu.json / .md           bench/vq_gap_cpu.py (CPU, our procedural scene)
     format.json / .md               bench/format.py
+    bad_input.json / .md            bench/bad_input.py (hostile files: fuzz, one generator per class, loader memory)
     render.json / .md               bench/render.py (lego models)
     viewer.json / .md               bench/viewer_frame.py
     train_memory.json / .md         bench/train_memory.py (where training's GPU memory goes)
@@ -298,6 +299,9 @@ def main() -> None:
         "",
         section("format.md"),
         format_checks(load("format.json")),
+        "## Bad input: hostile model files (bench/bad_input.py)",
+        "",
+        section("bad_input.md"),
         "## Rendering speed (bench/render.py)",
         "",
         section("render.md"),

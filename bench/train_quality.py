@@ -85,10 +85,10 @@ def main() -> int:
     ap.add_argument("--codebook-lr", default="", help="per kind, e.g. vq=0.01 (default: the grid lr)")
     ap.add_argument("--logit-beta1", type=float, default=TrainSettings.logit_beta1,
                     help="vq: VQLogitsAdam's first-moment decay for the logits (0: no momentum)")
-    ap.add_argument("--estimator", default=None, choices=list(engine.grids.ESTIMATORS),
-                    help="vq: the logits' gradient estimator (default engine.grids.VQ_ESTIMATOR)")
-    ap.add_argument("--codebook-std", type=float, default=None,
-                    help="vq, random: std of the initial codebook entries (default engine.grids.CODEBOOK_STD)")
+    ap.add_argument("--estimator", default=TrainSettings.vq_estimator, choices=list(engine.grids.ESTIMATORS),
+                    help="vq: the logits' gradient estimator (TrainSettings.vq_estimator)")
+    ap.add_argument("--codebook-std", type=float, default=TrainSettings.codebook_std,
+                    help="vq, random: std of the initial codebook entries (TrainSettings.codebook_std)")
     ap.add_argument("--feature-dim", type=int, default=16, help="F of the trained grids (dense, vq, random)")
     ap.add_argument("--lod-bias", type=float, default=TrainSettings.lod_bias,
                     help="P(LOD k) proportional to lod_bias**k")
@@ -102,10 +102,6 @@ def main() -> int:
     args = ap.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if args.estimator is not None:
-        engine.grids.VQ_ESTIMATOR = args.estimator
-    if args.codebook_std is not None:
-        engine.grids.CODEBOOK_STD = args.codebook_std
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     grid_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.grid_lr.split(","))}
     codebook_lr = {k: float(v) for k, v in (kv.split("=") for kv in args.codebook_lr.split(",") if kv)}
@@ -142,10 +138,12 @@ def main() -> int:
                 print(f"  octree carved in {time.perf_counter() - t_carve:.0f} s", flush=True)
             settings = TrainSettings(steps=args.steps, batch_rays=args.batch, grid_lr=grid_lr[kind],
                                      codebook_lr=codebook_lr.get(kind), soft_fraction=args.soft_fraction,
-                                     logit_beta1=args.logit_beta1, lod_bias=args.lod_bias)
+                                     logit_beta1=args.logit_beta1, lod_bias=args.lod_bias,
+                                     vq_estimator=args.estimator, codebook_std=args.codebook_std)
             # no name for the new field: it would hold the unpruned field's memory all run (pruning replaces it)
             trainer = Trainer(new_field(train, kind, bits, args.max_level, args.base_level, args.feature_dim,
-                                        device=device, octree=octree), train, settings, device)
+                                        device=device, octree=octree, codebook_std=settings.codebook_std),
+                              train, settings, device)
             if args.profile:
                 profile(trainer)
             if device.type == "cuda":
@@ -187,8 +185,8 @@ def main() -> int:
                             "logit_beta1": args.logit_beta1 if kind == "vq" else None, "lod_bias": args.lod_bias,
                             "feature_dim": field.feature_dim,
                             "bits_per_corner": round(bits_per_corner(field), 3) if kind != "dense" else None,
-                            "codebook_std": engine.grids.CODEBOOK_STD if kind in ("vq", "random") else None,
-                            "estimator": engine.grids.VQ_ESTIMATOR if kind == "vq" else None,
+                            "codebook_std": args.codebook_std if kind in ("vq", "random") else None,
+                            "estimator": args.estimator if kind == "vq" else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
                             "device": gpu, "date": today, "commit": commit})
         finest = rows[-1]

@@ -4,8 +4,9 @@ with NVRTC alone (no GPU needed), so a GPU run spends no time compiling.
     VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf ...]
         [--models-only]
 
-The cache file name hashes the source, target, NVRTC version and options (engine.cuda.marcher.kernel_cache_file),
-so the GPU machine finds these files only if its NVRTC has the same major.minor version; otherwise it compiles.
+The cache file name hashes the source and the headers it includes, the target, the NVRTC version and the options
+(engine.cuda.toolchain.kernel_cache_file), so the GPU machine finds these files only if its NVRTC has the same
+major.minor version; otherwise it compiles.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from engine.cuda.features import SOURCE_PATH as FEATURES_SOURCE  # noqa: E402
+from engine.cuda.grid_features import SOURCE_PATH as FEATURES_SOURCE  # noqa: E402
 from engine.cuda.marcher import SOURCE_PATH as MARCHER_SOURCE  # noqa: E402
-from engine.cuda.marcher import (FeatureWidthOptions, GpuField, KernelOptions, MarchTuning,  # noqa: E402
-                                 compile_to_cache)
+from engine.cuda.marcher import GpuField, KernelOptions, MarchTuning  # noqa: E402
+from engine.cuda.toolchain import FeatureWidthOptions, compile_to_cache  # noqa: E402
 from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE  # noqa: E402
 from engine.render import RENDER_MODES  # noqa: E402
 
@@ -67,7 +68,7 @@ def variants(models: list[str]) -> list[KernelOptions]:
 def _compile(args) -> str:
     source, options, arch = args
     t0 = time.perf_counter()
-    _, origin = compile_to_cache(options, arch, source_path=source)
+    _, origin = compile_to_cache(source, options, arch)
     return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {source.name} {' '.join(options.defines())}"
 
 

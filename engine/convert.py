@@ -17,10 +17,11 @@ import time
 import numpy as np
 import torch
 
+from engine.cli_checks import int_in, seed_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.grids import LevelRows, kmeans_grid_from_dense
-from engine.modes import MAX_BITS, MIN_BITS
+from engine.limits import MAX_BITS, MIN_BITS
 
 SPLIT_NOISE = 1e-3  # perturbation of split codebook rows, relative to the codebook's RMS
 
@@ -162,11 +163,11 @@ def split_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .vbnf model file")
-    parser.add_argument("--bits", type=int, required=True,
+    parser.add_argument("--bits", type=int_in(MIN_BITS, MAX_BITS, "a bitwidth"), required=True,
                         help=f"target bits per corner index ({MIN_BITS}..{MAX_BITS})")
     parser.add_argument("--out", help="output file (default: MODEL's stem + _b<BITS>.vbnf next to it)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--seed", type=int, default=0, help="k-means / perturbation seed")
+    parser.add_argument("--seed", type=seed_int, default=0, help="k-means / perturbation seed")
 
 
 def default_out_path(model: str, bits: int) -> str:

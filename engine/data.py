@@ -93,7 +93,13 @@ def load_dataset(
     downscale = factor
     if max_images is not None and max_images < 1:
         raise DataError(f"max_images must be at least 1, got {max_images!r}")
-    json_path, fmt, split = find_transforms(Path(path), split)
+    try:
+        json_path, fmt, split = find_transforms(Path(path), split)
+    except PermissionError as e:
+        raise DataError(f"{e.filename or path}: permission denied; make the data set folder readable") from None
+    except OSError as e:
+        raise DataError(f"{e.filename or path}: cannot read ({_one_line(e.strerror or e)}); check the data set "
+                        "folder") from None
     meta = read_json(json_path)
     frames = _frames(meta, json_path)
     if fmt == "instant-ngp" and split != "train":
@@ -270,7 +276,25 @@ def _transform(frame: dict[str, Any], i: int, json_path: Path) -> torch.Tensor:
         )
     if m.shape == (3, 4):
         m = np.concatenate([m, [[0.0, 0.0, 0.0, 1.0]]])
+    bad = pose_problem(m)
+    if bad:
+        raise DataError(f"{json_path}: frame {i} 'transform_matrix' {bad}; fix or re-export the file")
     return torch.from_numpy(m).float()
+
+
+MAX_POSE_TRANSLATION = 1e6  # world units; beyond it float32 ray origins lose the scene
+
+
+def pose_problem(m: np.ndarray) -> str:
+    """'' when a 4x4 camera-to-world matrix is a usable camera pose, else what is wrong: a rotation part that is
+    singular or not orthogonal up to scale, or a position too far away (float32 rays would lose the scene)."""
+    rot, pos = m[:3, :3], m[:3, 3]
+    sv = np.linalg.svd(rot, compute_uv=False)
+    if not sv[0] > 0 or sv[-1] < 1e-3 * sv[0] or sv[0] > 1e3 or sv[-1] < 1e-3:
+        return f"has a degenerate rotation (singular values {', '.join(f'{v:.3g}' for v in sv)})"
+    if np.abs(pos).max() > MAX_POSE_TRANSLATION:
+        return f"puts the camera {np.abs(pos).max():.3g} units away (more than {MAX_POSE_TRANSLATION:g})"
+    return ""
 
 
 def _number(meta: dict[str, Any], key: str, json_path: Path, default: float | None = None) -> float:
@@ -288,14 +312,20 @@ def _number(meta: dict[str, Any], key: str, json_path: Path, default: float | No
     return v
 
 
+def _angle(meta: dict[str, Any], key: str, json_path: Path) -> float:
+    """A field-of-view angle in radians, in (0, pi); DataError otherwise."""
+    angle = _number(meta, key, json_path)
+    if not 1e-4 < angle < math.pi - 1e-4:
+        raise DataError(f"{json_path}: '{key}' must be in (0, pi) radians, got {angle}; fix the file")
+    return angle
+
+
 def _blender_cameras(
     meta: dict[str, Any], json_path: Path, c2w: torch.Tensor, width: int, height: int
 ) -> tuple[Cameras, torch.Tensor, float]:
     """Cameras of a Blender split (focal = 0.5 * W / tan(0.5 * camera_angle_x), centred principal point),
     scene cube centre [3] and half size."""
-    angle = _number(meta, "camera_angle_x", json_path)
-    if not 0.0 < angle < math.pi:
-        raise DataError(f"{json_path}: 'camera_angle_x' must be in (0, pi) radians, got {angle}; fix the file")
+    angle = _angle(meta, "camera_angle_x", json_path)
     focal = 0.5 * width / math.tan(0.5 * angle)
     cams = make_cameras(c2w, focal, focal, 0.5 * width, 0.5 * height, width, height)
     return cams, torch.zeros(3), BLENDER_HALF_SIZE
@@ -318,17 +348,24 @@ def _ngp_cameras(
     if "fl_x" in meta:
         fx = _number(meta, "fl_x", json_path)
     elif "camera_angle_x" in meta:
-        fx = 0.5 * width / math.tan(0.5 * _number(meta, "camera_angle_x", json_path))
+        fx = 0.5 * width / math.tan(0.5 * _angle(meta, "camera_angle_x", json_path))
     else:
         raise DataError(f"{json_path}: missing key 'fl_x' (or 'camera_angle_x'); add the focal length in pixels")
     if "fl_y" in meta:
         fy = _number(meta, "fl_y", json_path)
     elif "camera_angle_y" in meta:
-        fy = 0.5 * height / math.tan(0.5 * _number(meta, "camera_angle_y", json_path))
+        fy = 0.5 * height / math.tan(0.5 * _angle(meta, "camera_angle_y", json_path))
     else:
         fy = fx
     cx = _number(meta, "cx", json_path, 0.5 * width)
     cy = _number(meta, "cy", json_path, 0.5 * height)
+    for key, focal, side in (("fl_x", fx, width), ("fl_y", fy, height)):
+        if not 1e-3 * side <= focal <= 1e4 * side:
+            raise DataError(f"{json_path}: focal length {key} = {focal:g} pixels is degenerate for a {side}-pixel "
+                            f"side (expected {1e-3 * side:g}..{1e4 * side:g}); fix the file")
+    if not (0.0 <= cx <= width and 0.0 <= cy <= height):
+        raise DataError(f"{json_path}: principal point cx={cx:g} cy={cy:g} lies outside the {width}x{height} image; "
+                        "fix the file")
     dist = torch.tensor([_number(meta, k, json_path, 0.0) for k in ("k1", "k2", "p1", "p2")], dtype=torch.float32)
     cams = make_cameras(c2w, fx, fy, cx, cy, width, height, dist)
     aabb_scale = _number(meta, "aabb_scale", json_path, 1.0)

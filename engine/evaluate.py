@@ -14,11 +14,12 @@ from typing import Callable
 import torch
 
 from engine.cameras import Cameras, image_rays
+from engine.cli_checks import int_in, positive_int
 from engine.data import Dataset, load_dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.metrics import psnr, ssim
-from engine.render import render_image
+from engine.render import render_image, samples_per_ray_bound
 from engine.render_policy import choose_renderer, cuda_failure
 
 ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
@@ -30,13 +31,22 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VbnfError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise VbnfError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VbnfError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
                   prefer: str = "auto") -> tuple[ViewRenderer, str]:
     """A function rendering camera i of `cams` at a LOD, and the name of the renderer behind it ("cuda" or "torch"),
     as engine.render_policy.choose_renderer decides (cameras with lens distortion use the torch renderer)."""
+    samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     field = field.to(device)
     bg = tuple(float(v) for v in background)
     choice = choose_renderer(prefer, device, pinhole=not bool(cams.distortion.abs().sum() > 0))
@@ -94,13 +104,25 @@ def format_table(rows: list[dict], ladder: list[int] | None = None) -> str:
     return "\n".join(lines)
 
 
+def parse_lods(text: str) -> list[int]:
+    """--lods '0,2,3' -> [0, 2, 3] (checked against the model's LODs by `evaluate`); VbnfError in one line."""
+    try:
+        lods = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        lods = []
+    if not lods:
+        raise VbnfError(f"--lods takes 'all' or comma-separated LODs like 0,2,4, got {text!r}")
+    return lods
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="a .vbnf model file")
     parser.add_argument("data", help="data set folder (Blender or instant-ngp format) or its transforms JSON")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--lods", default="all", help="comma-separated LODs, or 'all' (default)")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--downscale", type=int, default=1, help="shrink images by this integer factor")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--downscale", type=int_in(1, 64, "an integer factor"), default=1,
+                        help="shrink images by this integer factor")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"])
     parser.add_argument("--json", dest="json_path", default=None, help="also write the rows to this JSON file")
@@ -110,9 +132,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from engine.fileformat import load_model, save_model
+    if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
+        raise VbnfError(f"--json {args.json_path}: its folder does not exist; create it or choose another path")
     field = load_model(args.model)
     dataset = load_dataset(args.data, args.split, downscale=args.downscale, max_images=args.max_images)
-    lods = None if args.lods == "all" else [int(v) for v in args.lods.split(",") if v.strip()]
+    lods = None if args.lods == "all" else parse_lods(args.lods)
     rows = evaluate(field, dataset, lods, args.device, args.renderer, progress=True)
     try:
         from engine.fileformat import model_layout
@@ -124,6 +148,9 @@ def run(args) -> int:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
     if args.store:
+        if ladder is not None and len(field.levels) < len(ladder):
+            raise VbnfError(f"{args.model} is a partial file ({len(field.levels)} of {len(ladder)} LODs present); "
+                            "--store would rewrite it with only those LODs: complete the file first")
         metrics = dict(field.metadata.get("metrics", {}))
         metrics[f"{args.split}_per_lod"] = [{"lod": r["lod"], "psnr": round(r["psnr"], 3),
                                              "ssim": round(r["ssim"], 4)} for r in rows]

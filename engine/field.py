@@ -23,6 +23,11 @@ FieldFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tenso
 """(unit points [M,3], cell indices [levels, M] from `descend`, unit dirs [M,3]) -> (sigma [M], rgb [M,3]).
 A function with the attribute `needs_cells = False` finds the cells itself and is passed None instead."""
 
+FeatureLookup = Callable[[torch.Tensor, Octree, list[torch.Tensor], list[torch.Tensor], int, int], torch.Tensor]
+"""(unit points [M,3], octree, corners per LOD, tables per LOD, base_level, lod) -> features [M,F]: the sum over LOD
+0..lod of each LOD's trilinear corner features, cells found by the lookup itself (engine.cuda.grid_features has the
+CUDA one and its torch twin). This module never imports engine.cuda: the trainer chooses and passes the lookup."""
+
 
 @dataclass
 class InferenceField:
@@ -131,7 +136,7 @@ class NeuralField(nn.Module):
 
     def __init__(self, octree: Octree, base_level: int, kind: GridKind, feature_dim: int = 16,
                  bits: Bits | None = None, scene_center: torch.Tensor | None = None, scene_half_size: float = 1.5,
-                 seed: int = 0):
+                 seed: int = 0, codebook_std: float = 0.1):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.octree = octree
@@ -141,7 +146,7 @@ class NeuralField(nn.Module):
             raise ValueError(f"base level {base_level} is finer than the octree's finest level {octree.max_level}")
         self.corners = [cell_corners(octree, base_level + k)[1] for k in range(self.n_lods)]
         n_corners = [int(c.max()) + 1 if c.numel() else 0 for c in self.corners]
-        self.grid = FeatureGrid(kind, n_corners, feature_dim, bits, generator=gen)
+        self.grid = FeatureGrid(kind, n_corners, feature_dim, bits, codebook_std=codebook_std, generator=gen)
         self.decoder = nn.ParameterDict({k: nn.Parameter(v) for k, v in init_decoder(feature_dim, gen).items()})
         self.register_buffer("scene_center", (scene_center if scene_center is not None else torch.zeros(3)).float())
         self.scene_half_size = float(scene_half_size)
@@ -161,20 +166,21 @@ class NeuralField(nn.Module):
         """Per LOD 0..lod, float [n_corners_k, F]: every corner's feature (FeatureGrid.corner_features)."""
         return [self.grid.corner_features(k, soft) for k in range(lod + 1)]
 
-    def field_fn(self, lod: int, fused: bool = False, soft: bool = False,
+    def field_fn(self, lod: int, lookup: FeatureLookup | None = None, soft: bool = False,
                  tables: list[torch.Tensor] | None = None) -> FieldFn:
-        """The field at `lod` for `render_rays`. fused: look features up with the CUDA kernel of
-        engine/cuda/features.py (training on a GPU; the function then ignores cell indices, has `needs_cells`
-        False, and gives no gradient with respect to the points). soft: see FeatureGrid.corner_features.
-        tables: `corner_tables(lod, soft)` made by the caller (the trainer reads their gradients)."""
+        """The field at `lod` for `render_rays`. lookup: None for the torch lookup (`feature_from_cells` on the
+        renderer's cells); or a FeatureLookup that descends the octree itself (the trainer passes the fused CUDA
+        one, engine.cuda.grid_features.grid_features, on a GPU): the function then ignores cell indices, has
+        `needs_cells` False and, with that kernel, gives no gradient with respect to the points.
+        soft: see FeatureGrid.corner_features. tables: `corner_tables(lod, soft)` made by the caller (the trainer
+        reads their gradients)."""
         tables = self.corner_tables(lod, soft) if tables is None else tables
-        if not fused:
+        if lookup is None:
             return make_field_fn(tables, self.corners, dict(self.decoder), self.base_level, lod)
-        from engine.cuda.features import grid_features
         decoder, octree, corners, base_level = dict(self.decoder), self.octree, self.corners, self.base_level
 
         def field_fn(points: torch.Tensor, cell_index: torch.Tensor | None, dirs: torch.Tensor):
-            return decode(decoder, grid_features(points, octree, corners, tables, base_level, lod), dirs)
+            return decode(decoder, lookup(points, octree, corners, tables, base_level, lod), dirs)
         field_fn.needs_cells = False
         return field_fn
 

@@ -12,10 +12,13 @@ metadata lists every chunk's kind, LOD and length, so a reader knows the whole b
 hundred bytes, and every length field is checked against it (and against the structure) before anything is read.
 
 Every malformed input raises one `FormatError` (one line: the source, the problem, the byte offset); a file that ends
-after its first LOD but before its last loads the complete LODs with a `TruncatedModelWarning`.
+after its first LOD but before its last loads the complete LODs with a `TruncatedModelWarning`. Every count is
+validated against the others and against engine/limits.py before anything is built, and the memory the counts imply
+is bounded by the file's size (`load_working_bytes`; docs/FORMAT.md "Limits and the memory bound").
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,10 +33,12 @@ import numpy as np
 import torch
 
 from engine import decoder as decoder_arch
+from engine import limits
 from engine.bitpack import pack_bits, packed_size, unpack_bits
 from engine.errors import FormatError, VbnfError
 from engine.field import InferenceField, check_decoder
 from engine.grids import LevelRows
+from engine.metadata import sanitize_metadata
 from engine.octree import POPCOUNT8, cell_corners, octree_from_child_masks
 
 MAGIC = b"VBNF"
@@ -44,11 +49,12 @@ CHUNK_HEADER_BYTES = 16
 CHUNK_TRAILER_BYTES = 4
 CHUNK_OVERHEAD = CHUNK_HEADER_BYTES + CHUNK_TRAILER_BYTES
 NO_LOD = 0xFFFFFFFF
-MAX_METADATA_BYTES = 1 << 24
-MAX_METADATA_DEPTH = 32  # nesting of the free-form metadata (what `vbnf info` prints recursively)
-MAX_OCTREE_LEVEL = 20  # corner keys (2^l + 1)^3 and Morton codes must fit in int64
-MAX_FEATURE_DIM = 1024
-MAX_BITS = 16
+# The limits live in engine/limits.py (one place); these names are kept for the modules that import them from here.
+MAX_METADATA_BYTES = limits.MAX_METADATA_BYTES
+MAX_METADATA_DEPTH = limits.MAX_METADATA_DEPTH
+MAX_OCTREE_LEVEL = limits.MAX_OCTREE_LEVEL
+MAX_FEATURE_DIM = limits.MAX_FEATURE_DIM
+MAX_BITS = limits.MAX_BITS
 GRID_KINDS = ("dense", "vq", "random", "kmeans")
 DECODER_ARCHITECTURE = "vbnf-mlp-v1"
 
@@ -58,7 +64,8 @@ KINDS_BY_TAG = {tag: kind for kind, tag in TAGS.items()}
 
 
 class TruncatedModelWarning(UserWarning):
-    """The file ends inside a LOD it was asked for; the complete coarser LODs were loaded."""
+    """The file ends inside a LOD it was asked for; the complete coarser LODs were loaded. The message is one line,
+    "SOURCE: partial: A of B bytes, k of n LODs present (...)"; the `vbnf` command prints it as a note."""
 
 
 @dataclass
@@ -129,6 +136,18 @@ def theoretical_bytes(field: InferenceField) -> int:
     for rows in field.levels:
         total += _rows_bytes(rows, field.feature_dim)
     return total
+
+
+def load_working_bytes(grid: dict, lods: int) -> int:
+    """Upper bound of the memory (bytes) the loader needs, beyond limits.LOAD_ALLOWANCE_BYTES, to build LOD
+    0..lods-1 of a validated grid block: per cell of octree levels 0..base_level+lods-1, per corner of those LODs, and
+    4 bytes per payload byte (fp16 rows become float32; the file's bytes are held once). The loader refuses a file
+    for which this exceeds limits.LOAD_BYTES_PER_FILE_BYTE x the bytes holding those LODs (docs/FORMAT.md)."""
+    base, f = grid["base_level"], grid["feature_width"]
+    cells = sum(grid["octree_nodes"][:base + lods])
+    corners = sum(lv["corners"] for lv in grid["levels"][:lods])
+    payload = sum(length for _, lod, length in expected_chunks(grid) if lod is None or lod < lods)
+    return limits.LOAD_BYTES_PER_CELL * cells + limits.LOAD_BYTES_PER_CORNER * corners + 4 * payload
 
 
 def _rows_bytes(rows: LevelRows, feature_dim: int) -> int:
@@ -278,40 +297,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to a temp file beside `path`, fsyncs it, then renames it over `path` (then fsyncs the folder).
-
-    On any failure (including KeyboardInterrupt) the temp file is removed and `path` is untouched; OS errors become a
-    VbnfError naming the path.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    fd = -1
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        _write_all(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException as err:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise VbnfError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
-    try:  # make the rename itself durable; not every platform can open a folder
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Writes `data` to a temp file `.NAME.tmp-PID` beside `path`, fsyncs it, renames it over `path`, fsyncs the
+    folder (engine/atomic.py). On any failure (including KeyboardInterrupt and SIGTERM) the temp file is removed and
+    `path` is untouched; the next write removes temp files of writers killed outright. OS errors become a VbnfError
+    naming the path."""
+    from engine.atomic import write_atomic_with
+    write_atomic_with(path, lambda f: _write_all(f.fileno(), data))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,6 +363,15 @@ def load_model_bytes(data: bytes | bytearray | memoryview, max_lod: int | None =
     grid = structure["grid"]
     kind, base, f = grid["kind"], grid["base_level"], grid["feature_width"]
     nodes = grid["octree_nodes"]
+    present = min(wanted, sum(1 for p in prefix if p <= len(view)))
+    if present:  # the memory bound, from validated counts only, before anything is built
+        need, held = load_working_bytes(grid, present), prefix[present - 1]
+        if need > limits.LOAD_BYTES_PER_FILE_BYTE * held:
+            raise FormatError(f"{source}: grid.octree_nodes and grid.levels claim {sum(nodes[:base + present])} cells"
+                              f" and {sum(lv['corners'] for lv in grid['levels'][:present])} corners for LOD "
+                              f"0..{present - 1}, needing {need} bytes of memory, more than "
+                              f"{limits.LOAD_BYTES_PER_FILE_BYTE} x the {held} bytes that hold them "
+                              f"(engine/limits.py) at byte {HEADER_BYTES + CHUNK_HEADER_BYTES}")
     decoder = None
     masks: list[torch.Tensor] = []
     levels: list[dict] = []
@@ -407,9 +407,10 @@ def load_model_bytes(data: bytes | bytearray | memoryview, max_lod: int | None =
     if loaded < wanted:
         cut = next(c for c in chunks if c.end > len(view))
         where = "before" if len(view) <= cut.offset else "inside"
-        warnings.warn(f"{source}: file ends at byte {len(view)} {where} the {cut.kind} chunk of LOD {cut.lod} "
-                      f"(bytes {cut.offset}..{cut.end}); loaded LOD 0..{loaded - 1} of {n_stored} "
-                      f"(truncated model)", TruncatedModelWarning, stacklevel=2)
+        warnings.warn(f"{source}: partial: {len(view)} of {chunks[-1].end} bytes, {loaded} of {n_stored} LODs "
+                      f"present (the file ends {where} the {cut.kind} chunk of LOD {cut.lod}, bytes "
+                      f"{cut.offset}..{cut.end}); loaded LOD 0..{loaded - 1} of {n_stored}", TruncatedModelWarning,
+                      stacklevel=2)
     if loaded == n_stored and wanted == n_stored and len(view) > chunks[-1].end:
         raise FormatError(f"{source}: {len(view) - chunks[-1].end} unexpected bytes after the last chunk "
                           f"at byte {chunks[-1].end}")
@@ -458,6 +459,42 @@ def model_layout(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryvi
         bits=[lv["bits"] for lv in grid["levels"]], structure=structure, metadata=user, chunks=chunks,
         lod_prefix_bytes=prefix, total_bytes=chunks[-1].end, available_bytes=available,
         complete_lods=sum(1 for p in prefix if p <= available))
+
+
+def chunk_states(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview, layout: ModelLayout
+                 ) -> list[str]:
+    """Per chunk of `layout` (metadata first): "intact" (all bytes present, tag, LOD, length and CRC right),
+    "damaged" (present but one of those wrong), "partial" (the file ends inside it) or "missing" (ends before it).
+    Reads one chunk at a time, so memory stays at the largest chunk."""
+    e = "<" if layout.byte_order == "little" else ">"
+
+    def check(view: memoryview, chunk: ChunkInfo) -> str:
+        try:
+            _checked_payload(view, dataclasses.replace(chunk, offset=0, end=len(view)), e, "")
+        except FormatError:
+            return "damaged"
+        return "intact"
+
+    states = []
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = memoryview(path_or_bytes).cast("B")
+        for c in layout.chunks:
+            states.append("missing" if c.offset >= len(data) else "partial" if c.end > len(data)
+                          else check(data[c.offset:c.end], c))
+        return states
+    try:
+        with open(path_or_bytes, "rb") as f:
+            for c in layout.chunks:
+                if c.offset >= layout.available_bytes:
+                    states.append("missing")
+                elif c.end > layout.available_bytes:
+                    states.append("partial")
+                else:
+                    f.seek(c.offset)
+                    states.append(check(memoryview(f.read(c.end - c.offset)), c))
+    except OSError as err:
+        raise FormatError(f"cannot read {os.fspath(path_or_bytes)}: {err.strerror or err}") from None
+    return states
 
 
 def _check_limits(max_bytes: int | None, max_lod: int | None) -> None:
@@ -536,7 +573,7 @@ def _parse_metadata(view: memoryview, e: str, source: str) -> tuple[dict, dict, 
         _validate_structure(structure)
     except ValueError as err:
         raise FormatError(f"{source}: invalid metadata: {err} at byte {where}") from None
-    return structure, user, chunk.end
+    return structure, sanitize_metadata(user, source), chunk.end
 
 
 def _checked_payload(view: memoryview, chunk: ChunkInfo, e: str, source: str) -> memoryview:
@@ -682,8 +719,14 @@ def _validate_structure(structure) -> None:
         raise ValueError(f"scene.center must hold 3 numbers, got {len(center)}")
     for i, v in enumerate(center):
         _finite(v, f"scene.center[{i}]")
-    if _finite(scene.get("half_size"), "scene.half_size") <= 0:
-        raise ValueError(f"scene.half_size must be > 0, got {scene['half_size']}")
+    half = _finite(scene.get("half_size"), "scene.half_size")
+    if not limits.MIN_SCENE_HALF_SIZE <= half <= limits.MAX_SCENE_COORD:
+        raise ValueError(f"scene.half_size must be in {limits.MIN_SCENE_HALF_SIZE:g}..{limits.MAX_SCENE_COORD:g} "
+                         f"(world units), got {_short(scene['half_size'])}")
+    far = max(abs(float(v)) for v in center)
+    if far > limits.MAX_SCENE_COORD or far > limits.MAX_CENTER_OVER_HALF_SIZE * half:
+        raise ValueError(f"scene.center {_short(center)} is too far from the origin for half_size {half:g} (at most "
+                         f"{limits.MAX_SCENE_COORD:g} and {limits.MAX_CENTER_OVER_HALF_SIZE:g} x half_size)")
 
     grid = _obj(structure.get("grid"), "structure.grid", dict)
     kind = grid.get("kind")
@@ -711,6 +754,8 @@ def _validate_structure(structure) -> None:
     for k, lv in enumerate(levels):
         name = f"grid.levels[{k}]"
         _obj(lv, name, dict)
+        if kind == "dense":
+            lv.setdefault("bits", None)  # a dense level may leave bits out; readers may rely on the key
         if lv.get("lod") != k or isinstance(lv.get("lod"), bool) or lv.get("octree_level") != base + k:
             raise ValueError(f"{name} must be LOD {k} at octree level {base + k}")
         if kind == "dense":
@@ -725,7 +770,8 @@ def _validate_structure(structure) -> None:
         cells = _int(lv.get("cells"), f"{name}.cells", 0, nodes[base + k])
         if cells != nodes[base + k]:
             raise ValueError(f"{name}.cells {cells} disagrees with grid.octree_nodes {nodes[base + k]}")
-        _int(lv.get("corners"), f"{name}.corners", 8 if cells else 0, 8 * cells)
+        # Each cell's corner (0, 0, 0) is a distinct corner, so there are at least as many corners as cells.
+        _int(lv.get("corners"), f"{name}.corners", max(8, cells) if cells else 0, 8 * cells)
 
     table = _obj(structure.get("chunks"), "structure.chunks", list)
     expected = expected_chunks(grid)
@@ -733,7 +779,8 @@ def _validate_structure(structure) -> None:
         raise ValueError(f"structure.chunks lists {len(table)} chunks, the grid needs {len(expected)}")
     for i, (entry, (kind_, lod, length)) in enumerate(zip(table, expected)):
         _obj(entry, f"structure.chunks[{i}]", dict)
-        if entry.get("kind") != kind_ or entry.get("lod") != lod or isinstance(entry.get("lod"), bool):
+        if (entry.get("kind") != kind_ or "lod" not in entry or entry["lod"] != lod
+                or isinstance(entry["lod"], bool)):
             raise ValueError(f"structure.chunks[{i}] must be the {kind_} chunk of LOD {lod}, got "
                              f"{_short(entry.get('kind'))} of LOD {_short(entry.get('lod'))}")
         if entry.get("length") != length or isinstance(entry.get("length"), bool):

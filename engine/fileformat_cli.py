@@ -1,13 +1,14 @@
-"""`vbnf info [MODEL] [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind and the
-metrics stored at save time. Reads only the header and the metadata chunk, so it also works on a partial download.
-Without MODEL it describes the bundled default model (engine/bundled.py).
+"""`vbnf info [MODEL] [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind, the
+metrics stored at save time, and which chunks are intact (every chunk's CRC is checked, one chunk in memory at a time).
+Works on a partial download: it says how many bytes and LODs are there. Without MODEL it describes the bundled default
+model (engine/bundled.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from engine.fileformat import CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, model_layout
+from engine.fileformat import CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, chunk_states, model_layout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +22,40 @@ def run(args: argparse.Namespace) -> int:
         from engine.bundled import bundled_model_path
         args.model = str(bundled_model_path())
     layout = model_layout(args.model)
+    states = chunk_states(args.model, layout)
     if args.json:
-        print(json.dumps(layout.as_dict(), indent=2))
+        print(json.dumps({**layout.as_dict(), "chunk_states": states, "state": state_text(layout, states)}, indent=2))
     else:
-        print("\n".join(info_lines(layout, args.model)))
+        print("\n".join(info_lines(layout, args.model, states)))
     return 0
+
+
+def state_text(layout: ModelLayout, states: list[str] | None = None) -> str:
+    """One phrase for the header line: "complete", "partial: A of B bytes, k of n LODs present",
+    or "damaged: ..." naming the first chunk whose CRC (or tag, LOD, length) is wrong and the LODs before it that
+    are intact. states: from `chunk_states` (None: CRCs not checked)."""
+    stored = len(layout.lod_prefix_bytes)
+    if states is not None and "damaged" in states:
+        i = states.index("damaged")
+        bad = layout.chunks[i]
+        intact = bad.lod if bad.lod is not None else 0
+        where = f"the {bad.kind} chunk" + ("" if bad.lod is None else f" of LOD {bad.lod}")
+        return (f"damaged: {where} (bytes {bad.offset}..{bad.end}) fails its CRC check; "
+                f"{states.count('damaged')} of {len(states)} chunks damaged, {intact} of {stored} LODs intact")
+    if layout.available_bytes < layout.total_bytes:
+        return (f"partial: {layout.available_bytes} of {layout.total_bytes} bytes, {layout.complete_lods} of {stored} "
+                f"LODs present")
+    if layout.available_bytes > layout.total_bytes:
+        return f"damaged: {layout.available_bytes - layout.total_bytes} unexpected bytes after the last chunk"
+    return "complete"
+
+
+def integrity_text(states: list[str]) -> str:
+    """'all 14 chunks intact (CRC checked)' or counts per state, e.g. '9 intact, 1 damaged, 1 partial, 3 missing'."""
+    if all(s == "intact" for s in states):
+        return f"all {len(states)} chunks intact (CRC checked)"
+    return ", ".join(f"{states.count(s)} {s}" for s in ("intact", "damaged", "partial", "missing") if s in states) + \
+        f" of {len(states)} chunks (CRC checked)"
 
 
 def lod_rows(layout: ModelLayout) -> list[dict]:
@@ -42,13 +72,12 @@ def lod_rows(layout: ModelLayout) -> list[dict]:
     return rows
 
 
-def info_lines(layout: ModelLayout, name: str) -> list[str]:
-    """The human-readable report of `vbnf info`."""
+def info_lines(layout: ModelLayout, name: str, states: list[str] | None = None) -> list[str]:
+    """The human-readable report of `vbnf info`. states: per chunk, from `chunk_states` (None: not checked)."""
     grid, scene, dec = layout.structure["grid"], layout.structure["scene"], layout.structure["decoder"]
     stored = len(grid["levels"])
-    state = ("complete" if layout.available_bytes >= layout.total_bytes else
-             f"partial: {layout.available_bytes} of {layout.total_bytes} bytes, {layout.complete_lods} of {stored} "
-             f"LODs present")
+    state = state_text(layout, states)
+    damaged_lods = {c.lod for c, s in zip(layout.chunks, states or []) if s == "damaged"}
     distinct = set(layout.bits)
     if distinct == {None}:
         bits_text = "fp16 features (dense)"
@@ -64,6 +93,7 @@ def info_lines(layout: ModelLayout, name: str) -> list[str]:
         f" of {layout.n_lods}, LOD 0 at octree level {layout.base_level}",
         f"scene: center ({', '.join(f'{v:g}' for v in scene['center'])}), half size {scene['half_size']:g}",
         f"decoder: {dec['architecture']} ({dec['dtype']}), {decoder_chunk.length} bytes",
+        *([f"chunks: {integrity_text(states)}"] if states is not None else []),
         f"container: header {HEADER_BYTES} B + metadata chunk {meta_chunk.end - meta_chunk.offset} B + "
         f"{CHUNK_OVERHEAD} B per other chunk = {overhead} B; payload (theoretical size) "
         f"{layout.total_bytes - overhead} B",
@@ -76,6 +106,7 @@ def info_lines(layout: ModelLayout, name: str) -> list[str]:
         p = row["payload"]
         rows_b = p.get("codebook", 0) + p.get("indices", 0) + p.get("features", 0)
         mark = "" if row["present"] else "  (missing)"
+        mark = "  (damaged)" if row["lod"] in damaged_lods else mark
         lines.append(f"{row['lod']:>3} {row['octree_level']:>5} {'-' if row['bits'] is None else row['bits']:>4}"
                      f" {row['cells']:>9} {row['corners']:>9} {p.get('octree', 0):>9} {rows_b:>10} {row['bytes']:>10}"
                      f" {row['cumulative']:>13} {row['cumulative'] / 1e6:>8.3f}{mark}")

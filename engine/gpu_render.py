@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.cuda.marcher import (CudaMarcher, MarchTuning, PinholeCamera, _check, cuda_unavailable_reason,
-                                 make_current, require_cuda)
+from engine.cuda.marcher import CudaMarcher, MarchTuning, PinholeCamera
+from engine.cuda.toolchain import check, make_current, require_cuda
 from engine.field import InferenceField
 from engine.render import RENDER_MODES, RenderMode, render_image
 from engine.render_policy import RenderChoice, RenderPath, choose_renderer
@@ -45,8 +45,8 @@ def gl_interop_unavailable_reason() -> str | None:
     try:
         from cuda.bindings import driver
         make_current(torch.device("cuda", torch.cuda.current_device()))
-        count, devices = _check(driver.cuGLGetDevices(4, driver.CUGLDeviceList.CU_GL_DEVICE_LIST_ALL),
-                                "cuGLGetDevices")
+        count, devices = check(driver.cuGLGetDevices(4, driver.CUGLDeviceList.CU_GL_DEVICE_LIST_ALL),
+                               "cuGLGetDevices")
     except Exception as e:
         return f"the GL context is not on a CUDA device ({str(e).splitlines()[0]})"
     if count == 0:

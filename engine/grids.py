@@ -28,10 +28,6 @@ from engine.quantize import kmeans
 
 GridKind = Literal["dense", "vq", "random", "kmeans"]
 
-CODEBOOK_STD = 0.1
-"""Standard deviation of a new codebook's entries (vq, random); bench/train_quality.py --codebook-std sets it."""
-
-
 @dataclass
 class LevelRows:
     """The feature rows of one feature level as inference keeps them (exactly one of the two forms is set).
@@ -56,14 +52,13 @@ class LevelRows:
         return int(self.features.shape[0] if self.features is not None else self.indices.shape[0])
 
 
-VQ_ESTIMATOR = "ste"
-"""The logits' gradient estimator: "ste" (straight-through: the softmax's Jacobian) or "reinmax" (Liu et al. 2023,
-second-order accurate). bench/train_quality.py --estimator sets it."""
 ESTIMATORS = ("ste", "reinmax")
+"""The vq logits' gradient estimators: "ste" (straight-through: the softmax's Jacobian) or "reinmax" (Liu et al.
+2023, second-order accurate); TrainSettings.vq_estimator chooses."""
 
 
 def ste_gradient(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor,
-                 estimator: str | None = None, chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+                 estimator: str = "ste", chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
     """The vq logits' gradient under the straight-through estimator, for the corners that received one.
 
     The forward pass uses codebook[argmax(logits)] as each corner's feature; grad_table is the gradient of the loss
@@ -76,7 +71,6 @@ def ste_gradient(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch
     logits: float [N, K]; codebook: float [K, F]; grad_table: float [N, F].
     Returns (rows int64 [n], ascending: the corners whose v is not zero; values float [n, K]: their gradients).
     """
-    estimator = estimator or VQ_ESTIMATOR
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown vq estimator '{estimator}' (ste or reinmax)")
     n, k = logits.shape
@@ -143,13 +137,12 @@ class FeatureGrid(nn.Module):
     """
 
     def __init__(self, kind: GridKind, n_corners: list[int], feature_dim: int, bits: Bits | None = None,
-                 feature_std: float = 0.01, codebook_std: float | None = None, logit_std: float = 0.01,
+                 feature_std: float = 0.01, codebook_std: float = 0.1, logit_std: float = 0.01,
                  generator: torch.Generator | None = None):
         super().__init__()
         if kind not in ("dense", "vq", "random", "kmeans"):
             raise ValueError(f"unknown grid kind '{kind}' (dense, vq, random or kmeans)")
         per_level = level_bits(bits, len(n_corners)) if kind != "dense" else ()
-        codebook_std = CODEBOOK_STD if codebook_std is None else codebook_std
         self.kind = kind
         self.feature_dim = feature_dim
         self.level_bits = per_level
@@ -165,6 +158,9 @@ class FeatureGrid(nn.Module):
             self.codebooks.append(nn.Parameter(torch.randn(size, feature_dim, generator=generator) * codebook_std))
             if kind == "vq":
                 self.logits.append(nn.Parameter(torch.randn(n, size, generator=generator) * logit_std))
+                # each corner's argmax, kept up to date by VQLogitsAdam (not saved: derived from the logits)
+                self.register_buffer(f"argmax_{k}", self.logits[k].detach().argmax(dim=1).to(torch.int32),
+                                     persistent=False)
             else:
                 idx = torch.randint(size, (n,), generator=generator, dtype=torch.int64).to(torch.int32)
                 self.register_buffer(f"indices_{k}", idx)
@@ -178,8 +174,15 @@ class FeatureGrid(nn.Module):
     def indices(self, k: int) -> torch.Tensor:
         """int64 [n_corners]: the codebook row each corner uses now (argmax of the logits for vq)."""
         if self.kind == "vq":
-            return self.logits[k].argmax(dim=1)
+            return getattr(self, f"argmax_{k}").long()
         return getattr(self, f"indices_{k}").long()
+
+    @torch.no_grad()
+    def refresh_indices(self) -> None:
+        """vq: recompute every corner's argmax from the logits (after they changed outside VQLogitsAdam: loading,
+        pruning, a rollback); other kinds: nothing to do."""
+        for k, logits in enumerate(self.logits):
+            getattr(self, f"argmax_{k}").copy_(logits.argmax(dim=1))
 
     def corner_features(self, k: int, soft: bool = False) -> torch.Tensor:
         """float [n_corners_k, F]. soft (vq only): softmax(logits) @ codebook, a relaxation that gives the logits a
@@ -196,6 +199,58 @@ class FeatureGrid(nn.Module):
             return LevelRows(features=self.features[k].detach().clone())
         return LevelRows(codebook=self.codebooks[k].detach().clone(), indices=self.indices(k).to(torch.int32),
                          bits=self.level_bits[k])
+
+    # -- the training rules of this grid's kind: the trainer asks, it never branches on kinds ----------------------
+    def optimizer_groups(self, grid_lr: float, codebook_lr: float) -> list[dict]:
+        """Parameter groups of the main optimiser: dense features at grid_lr, codebooks at codebook_lr (the vq
+        logits have an optimiser of their own, `index_optimizer`)."""
+        groups = [{"params": list(self.features), "lr": grid_lr}, {"params": list(self.codebooks), "lr": codebook_lr}]
+        return [g for g in groups if g["params"]]
+
+    def index_optimizer(self, lr: float, beta1: float, estimator: str) -> torch.optim.Optimizer | None:
+        """The optimiser of what chooses each corner's row (vq: VQLogitsAdam on the logits, lazy in the rows a step
+        touched); None for kinds whose rows are fixed or absent."""
+        if self.kind != "vq":
+            return None
+        from engine.optim import VQLogitsAdam  # engine.optim imports this module
+        return VQLogitsAdam(list(self.logits), list(self.codebooks), lr=lr, betas=(beta1, 0.99), eps=1e-15,
+                            estimator=estimator, indices=[getattr(self, f"argmax_{k}") for k in range(self.n_lods)])
+
+    def needs_table_gradients(self, soft: bool) -> bool:
+        """Whether the index optimiser steps from the gradients of the corner tables (vq's straight-through
+        estimator) rather than from its parameters' own .grad (the softmax-relaxed forward)."""
+        return self.kind == "vq" and not soft
+
+    @torch.no_grad()
+    def take_rows(self, old: "FeatureGrid", rows: list[torch.Tensor]) -> None:
+        """After pruning: this grid's corners are old's corners `rows` (per LOD, int64 [n_corners_k] into old's)."""
+        for k, r in enumerate(rows):
+            if self.kind == "dense":
+                self.features[k].copy_(old.features[k][r])
+                continue
+            self.codebooks[k].copy_(old.codebooks[k])
+            if self.kind == "vq":
+                self.logits[k].copy_(old.logits[k][r])
+            else:
+                getattr(self, f"indices_{k}").copy_(getattr(old, f"indices_{k}")[r])
+        self.refresh_indices()
+
+    @torch.no_grad()
+    def load_level(self, k: int, rows: LevelRows, logit_margin: float = 4.0) -> None:
+        """Level k renders like `rows` (inference form): dense copies the features; vq copies the codebook and
+        makes each corner's logits pick its stored index by `logit_margin`; random and kmeans copy codebook and
+        indices."""
+        if self.kind == "dense":
+            self.features[k].copy_(rows.features)
+            return
+        self.codebooks[k].copy_(rows.codebook)
+        if self.kind == "vq":
+            logits = self.logits[k]
+            logits.mul_(0.01)
+            logits.scatter_(1, rows.indices.long().to(logits.device)[:, None], logit_margin)
+            getattr(self, f"argmax_{k}").copy_(logits.argmax(dim=1))
+        else:
+            getattr(self, f"indices_{k}").copy_(rows.indices.to(torch.int32))
 
     @torch.no_grad()
     def set_level(self, k: int, rows: LevelRows) -> None:

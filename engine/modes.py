@@ -1,11 +1,13 @@
 """Names and ranges the whole tool set shares, each defined once: the render modes and their shader ids, and the
-codebook bitwidths a user may ask for (the viewer's sliders, `vbnf convert/compare/train --bits`).
+codebook bitwidths a user may ask for (owned by engine/limits.py; the viewer's sliders, `vbnf convert/compare/train --bits`).
 
 The shader (shaders/field.frag) repeats the mode ids as GLSL constants; tests/test_colormap.py checks they match.
 """
 from __future__ import annotations
 
 from typing import Literal
+
+from engine.limits import MAX_BITS, MIN_BITS  # the bits range's one owner is the file limits; re-exported here
 
 RenderMode = Literal["rgb", "depth", "normal", "samples", "level"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
@@ -14,7 +16,5 @@ normals; samples [H,W] samples taken per ray; level [H,W] the finest octree leve
 MODE_IDS: dict[str, int] = {mode: i for i, mode in enumerate(RENDER_MODES)}
 """Render mode -> the integer the shader's `mode_a`/`mode_b` uniforms take."""
 
-MIN_BITS = 1
-MAX_BITS = 16
-"""Codebook bitwidths b (2^b rows) the tools accept, inclusive: 1..16 everywhere a user picks one."""
 BITS_RANGE = range(MIN_BITS, MAX_BITS + 1)
+"""Codebook bitwidths b (2^b rows) the tools accept, inclusive: the file's limit, 1..16, everywhere a user picks one."""

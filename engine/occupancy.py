@@ -136,19 +136,13 @@ def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:
     new = NeuralField(octree, field.base_level, field.kind, field.grid.feature_dim, field.grid.bits,
                       field.scene_center.cpu(), field.scene_half_size).to(device)
     with torch.no_grad():
+        rows = []
         for k in range(field.n_lods):
             level = field.base_level + k
             old_keys = cell_corners(field.octree.to("cpu"), level)[0]
             new_keys = cell_corners(octree, level)[0]
-            rows = torch.searchsorted(old_keys, new_keys).to(device)
-            if field.kind == "dense":
-                new.grid.features[k].copy_(field.grid.features[k][rows])
-            else:
-                new.grid.codebooks[k].copy_(field.grid.codebooks[k])
-                if field.kind == "vq":
-                    new.grid.logits[k].copy_(field.grid.logits[k][rows])
-                else:
-                    getattr(new.grid, f"indices_{k}").copy_(getattr(field.grid, f"indices_{k}")[rows])
+            rows.append(torch.searchsorted(old_keys, new_keys).to(device))
+        new.grid.take_rows(field.grid, rows)
         for name, value in field.decoder.items():
             new.decoder[name].copy_(value)
     return new

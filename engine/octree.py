@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 POPCOUNT8 = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32)
@@ -157,18 +158,38 @@ def _device_constant(table: torch.Tensor, device: torch.device, cache: dict = {}
     return cache[key]
 
 
+DENSE_LOOKUP_MAX_LEVEL = 9
+"""Finest level whose occupancy `lookup_occupied` keeps as a dense bool grid (2^27 B = 128 MiB); deeper levels are
+looked up by binary search in the sorted cell codes, so no level read from a file sets an allocation of 8^level."""
+
+
 def occupied_dense(octree: Octree, level: int) -> torch.Tensor:
-    """bool [R^3] flat dense occupancy of `level` (index (x*R + y)*R + z), cached on the octree."""
+    """bool [R^3] flat dense occupancy of `level` (index (x*R + y)*R + z), cached on the octree; level must be at
+    most DENSE_LOOKUP_MAX_LEVEL."""
+    if level > DENSE_LOOKUP_MAX_LEVEL:
+        raise ValueError(f"a dense occupancy grid of level {level} would take {8 ** level:,} bytes")
     if level not in octree.dense_cache:
         octree.dense_cache[level] = occupancy_grid(octree, level).reshape(-1)
     return octree.dense_cache[level]
 
 
 def lookup_occupied(octree: Octree, points: torch.Tensor, level: int) -> torch.Tensor:
-    """points float [N,3] unit cube -> bool [N]: the point's cell at `level` is occupied (one gather)."""
+    """points float [N,3] unit cube -> bool [N]: the point's cell at `level` is occupied (one gather up to
+    DENSE_LOOKUP_MAX_LEVEL, a binary search in cells[level] beyond)."""
     r = 1 << level
     ijk = (points * r).floor().long().clamp_(0, r - 1)
-    return occupied_dense(octree, level)[(ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]]
+    if level <= DENSE_LOOKUP_MAX_LEVEL:
+        return occupied_dense(octree, level)[(ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]]
+    cells = octree.cells[level]
+    if cells.numel() == 0:
+        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    # an occupied cell has an occupied ancestor: cull with the dense grid first, search only the survivors
+    occupied = lookup_occupied(octree, points, DENSE_LOOKUP_MAX_LEVEL)
+    survivors = occupied.nonzero().squeeze(1)
+    codes = morton_encode(ijk[survivors])
+    at = torch.searchsorted(cells, codes).clamp_(max=cells.numel() - 1)
+    occupied[survivors] = cells[at] == codes
+    return occupied
 
 
 def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -187,6 +208,11 @@ def descend(octree: Octree, points: torch.Tensor, level: int) -> tuple[torch.Ten
     depth = torch.where(alive, 0, -1).to(torch.int64)
     indices = [index]
     for l in range(level):
+        if octree.child_mask[l].numel() == 0:  # an empty level: nothing below it is occupied
+            index = torch.zeros_like(index)
+            alive = torch.zeros_like(alive)
+            indices.extend(index for _ in range(level - l))
+            break
         r = 1 << (l + 1)
         ijk = (points * r).floor().long().clamp_(0, r - 1)
         octant = ((ijk[:, 0] & 1) << 2) | ((ijk[:, 1] & 1) << 1) | (ijk[:, 2] & 1)
@@ -216,15 +242,36 @@ def corner_keys(level: int, corner_xyz: torch.Tensor) -> torch.Tensor:
     return (corner_xyz[..., 0] * r1 + corner_xyz[..., 1]) * r1 + corner_xyz[..., 2]
 
 
+def _sorted_unique_(values: torch.Tensor) -> torch.Tensor:
+    """int64 [m] -> its sorted distinct values; sorts `values` in place. On the CPU the sort is numpy's in-place one
+    (torch.unique would hold two more copies of `values`)."""
+    if values.device.type != "cpu":
+        return torch.unique(values, sorted=True)
+    a = values.numpy()
+    a.sort()
+    keep = np.empty(a.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return torch.from_numpy(a[keep])
+
+
 def cell_corners(octree: Octree, level: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Corner table of one level.
 
     Returns (keys [n_corners] int64 sorted corner keys, corners_of_cell [n_cells, 8] int32 row into that table).
+    Peak memory about 200 bytes per cell (every key computed from the cell's first corner, rows found by binary
+    search in blocks), which the file reader's memory bound (engine/limits.py) relies on.
     """
-    xyz = cell_coords(octree, level)
-    corners = xyz.unsqueeze(1) + CORNER_OFFSETS.to(xyz.device)  # [n, 8, 3]
-    keys, inverse = torch.unique(corner_keys(level, corners).reshape(-1), sorted=True, return_inverse=True)
-    return keys, inverse.reshape(-1, 8).to(torch.int32)
+    r1 = (1 << level) + 1
+    first = corner_keys(level, cell_coords(octree, level))  # [n] key of each cell's corner (0, 0, 0)
+    step = torch.tensor([(dx * r1 + dy) * r1 + dz for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)],
+                        dtype=torch.int64, device=first.device)
+    keys = _sorted_unique_((first.unsqueeze(1) + step).reshape(-1))
+    table = torch.empty((first.numel(), 8), dtype=torch.int32, device=first.device)
+    block = 1 << 17
+    for start in range(0, first.numel(), block):
+        table[start:start + block] = torch.searchsorted(keys, first[start:start + block].unsqueeze(1) + step)
+    return keys, table
 
 
 def trilinear_weights(points: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:

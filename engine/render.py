@@ -13,8 +13,11 @@ reference does not stop, so the two differ by less than EARLY_STOP per channel.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
+from engine.errors import VbnfError
 from engine.field import FieldFn, InferenceField
 from engine.modes import RENDER_MODES, RenderMode  # noqa: F401  (engine.render.RENDER_MODES for its callers)
 from engine.octree import Octree, descend, lookup_occupied
@@ -22,6 +25,15 @@ from engine.octree import Octree, descend, lookup_occupied
 EARLY_STOP = 1e-4
 STEPS_PER_CELL = 2.0
 SKIP_CHUNK = 1 << 20  # samples per chunk of the no-gradient pass of skip_hidden
+SAMPLE_BUDGET = 1 << 22
+"""Ray samples one chunk of `render_field_rays` may hold ([rays, samples] tensors): the chunk of rays shrinks as the
+samples per ray grow, so memory is bounded by this constant, not by the model's level count."""
+MAX_SAMPLES_PER_RAY = 1 << 16
+"""The torch renderer refuses a model whose step would need more samples per ray (finest octree level above 14)."""
+
+
+class RenderError(VbnfError):
+    """A model the renderer cannot render within its bounds (one line)."""
 
 
 def default_step(scene_half_size: float, finest_level: int) -> float:
@@ -29,8 +41,32 @@ def default_step(scene_half_size: float, finest_level: int) -> float:
     return 2.0 * scene_half_size / (1 << finest_level) / STEPS_PER_CELL
 
 
+def max_samples_per_ray(half_size: float, step: float) -> int:
+    """Samples that the longest chord of the scene cube (its diagonal) can hold at this step."""
+    return int(math.ceil(2.0 * math.sqrt(3.0) * half_size / step)) + 1
+
+
 def field_step(field: InferenceField) -> float:
     return default_step(field.scene_half_size, field.base_level + field.n_lods - 1)
+
+
+def samples_per_ray_bound(field: InferenceField) -> int:
+    """Most samples any ray can take through the scene cube (its diagonal over the step); RenderError when the
+    scene box or the level count give a step the renderer cannot march (not finite, or more than
+    MAX_SAMPLES_PER_RAY samples)."""
+    finest = field.base_level + field.n_lods - 1
+    half = float(field.scene_half_size)
+    center_ok = bool(torch.isfinite(torch.as_tensor(field.scene_center, dtype=torch.float64)).all())
+    step = default_step(half, min(finest, 1000)) if math.isfinite(half) else math.nan
+    if not (math.isfinite(half) and half > 0 and center_ok and math.isfinite(step) and step > 0):
+        raise RenderError(f"the model's scene box is not finite and positive (half size {half:g}); it cannot be "
+                          "rendered: re-export the model")
+    bound = math.sqrt(3.0) * STEPS_PER_CELL * 2.0 ** min(finest, 1000) + 2
+    if bound > MAX_SAMPLES_PER_RAY:
+        raise RenderError(f"the model's finest octree level {finest} (base level {field.base_level} + {field.n_lods} "
+                          f"LODs) needs up to {bound:,.0f} samples per ray; the torch renderer marches at most "
+                          f"{MAX_SAMPLES_PER_RAY:,}: the file's level count is implausible")
+    return int(math.ceil(bound))
 
 
 def ray_cube_interval(origins: torch.Tensor, dirs: torch.Tensor, center: torch.Tensor, half_size: float
@@ -53,8 +89,8 @@ def to_unit(points: torch.Tensor, center: torch.Tensor, half_size: float) -> tor
 
 def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Tensor, half_size: float,
                 step: float, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
-                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False
-                ) -> dict[str, torch.Tensor]:
+                offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False,
+                max_samples: int | None = None) -> dict[str, torch.Tensor]:
     """Volume-renders rays through the occupied cells of `level`.
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
@@ -63,6 +99,8 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     skip_hidden: first evaluate every sample without gradients, then evaluate (with gradients) only those whose
     transmittance is still >= EARLY_STOP, as the marcher does (training: samples behind opaque surfaces cost
     nothing; the image changes by less than EARLY_STOP).
+    max_samples: samples per ray to lay out (`max_samples_per_ray`: enough for any ray); None: as many as the
+    longest of these rays needs, which reads a value back from the device.
     Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
     "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
     "level" [R] (deepest occupied octree level met before termination, -1 if none).
@@ -73,7 +111,10 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     if offsets is None:
         offsets = torch.full((r,), 0.5, device=device)
     span = (t_far - t_near).clamp_min(0.0)
-    k_max = int(torch.ceil(span.max() / step).item()) + 1 if r else 0
+    if max_samples is not None:
+        k_max = max_samples
+    else:
+        k_max = int(torch.ceil(span.max() / step).item()) + 1 if r else 0
     k = torch.arange(max(k_max, 1), device=device, dtype=origins.dtype)
     t = t_near[:, None] + (k[None, :] + offsets[:, None]) * step  # [R,K]
     inside = t < t_far[:, None]
@@ -140,17 +181,26 @@ def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, 
 def render_field_rays(field: InferenceField, lod: int, origins: torch.Tensor, dirs: torch.Tensor,
                       background: torch.Tensor, extras: tuple[str, ...] = (), chunk: int = 1 << 14
                       ) -> dict[str, torch.Tensor]:
-    """Renders an InferenceField at `lod` (clamped to what it holds) in chunks of rays, without gradients."""
+    """Renders an InferenceField at `lod` (clamped to what it holds) without gradients, in chunks of at most `chunk`
+    rays and SAMPLE_BUDGET samples (memory bounded by those constants, whatever the file says); RenderError when the
+    model cannot be marched (see samples_per_ray_bound)."""
     lod = max(0, min(lod, field.max_lod))
+    rays_per_chunk = max(1, min(chunk, SAMPLE_BUDGET // samples_per_ray_bound(field)))
     fn = field.field_fn(lod)
     parts: dict[str, list[torch.Tensor]] = {}
     level = field.base_level + lod
-    for i in range(0, origins.shape[0], chunk):
+    for i in range(0, origins.shape[0], rays_per_chunk):
+        j = i + rays_per_chunk
         with torch.no_grad():
             out = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, field_step(field),
-                              origins[i:i + chunk], dirs[i:i + chunk], background, extras=extras)
+                              origins[i:j], dirs[i:j], background, extras=extras)
         for key, value in out.items():
             parts.setdefault(key, []).append(value.detach())
+    if not parts:  # no rays
+        with torch.no_grad():
+            empty = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, field_step(field),
+                                origins, dirs, background, extras=extras)
+        return {key: value.detach() for key, value in empty.items()}
     return {key: torch.cat(values) for key, values in parts.items()}
 
 

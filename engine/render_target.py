@@ -34,7 +34,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from engine.cuda.marcher import ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F, CudaOutput, make_current, mode_channels
+from engine.cuda.marcher import ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F, CudaOutput, mode_channels
+from engine.cuda.toolchain import make_current
 
 log = logging.getLogger("vbnf.render")
 
@@ -238,7 +239,7 @@ class GLTextureTarget(RenderTarget):
     def _begin_interop(self, device: torch.device, stream: int) -> CudaOutput:
         from cuda.bindings import driver
 
-        from engine.cuda.marcher import _check
+        from engine.cuda.toolchain import check
         make_current(device)
         if self.interop == "buffer":
             return self._begin_buffer_interop(device, stream)
@@ -246,46 +247,46 @@ class GLTextureTarget(RenderTarget):
             return self._begin_external_interop(device)
         if self._resource is None or self._device != device:
             self._unregister()
-            self._resource = _check(driver.cuGraphicsGLRegisterImage(
+            self._resource = check(driver.cuGraphicsGLRegisterImage(
                 self.texture.glo, GL_TEXTURE_2D,
                 int(driver.CUgraphicsRegisterFlags.CU_GRAPHICS_REGISTER_FLAGS_SURFACE_LDST)),
                 "cuGraphicsGLRegisterImage")
             self._device = device
             if self.write_discard:
-                _check(driver.cuGraphicsResourceSetMapFlags(
+                check(driver.cuGraphicsResourceSetMapFlags(
                     self._resource, int(driver.CUgraphicsMapResourceFlags.CU_GRAPHICS_MAP_RESOURCE_FLAGS_WRITE_DISCARD)),
                     "cuGraphicsResourceSetMapFlags")
         s = driver.CUstream(stream)
-        _check(driver.cuGraphicsMapResources(1, self._resource, s), "cuGraphicsMapResources")
+        check(driver.cuGraphicsMapResources(1, self._resource, s), "cuGraphicsMapResources")
         self._mapped = True
-        array = _check(driver.cuGraphicsSubResourceGetMappedArray(self._resource, 0, 0),
-                       "cuGraphicsSubResourceGetMappedArray")
+        array = check(driver.cuGraphicsSubResourceGetMappedArray(self._resource, 0, 0),
+                      "cuGraphicsSubResourceGetMappedArray")
         if self._surface_array is None or int(array) != int(self._surface_array):
             self._destroy_surface(stream)
             desc = driver.CUDA_RESOURCE_DESC()
             desc.resType = driver.CUresourcetype.CU_RESOURCE_TYPE_ARRAY
             desc.res.array.hArray = array
-            self._surface = int(_check(driver.cuSurfObjectCreate(desc), "cuSurfObjectCreate"))
+            self._surface = int(check(driver.cuSurfObjectCreate(desc), "cuSurfObjectCreate"))
             self._surface_array = array
         return CudaOutput(self.encoding, surface=self._surface, flip_y=self.flip_y)
 
     def _begin_buffer_interop(self, device: torch.device, stream: int) -> CudaOutput:
         from cuda.bindings import driver
 
-        from engine.cuda.marcher import _check
+        from engine.cuda.toolchain import check
         esize = 1 if self.encoding == ENC_RGBA8 else 4
         pitch = self.width * 4 * esize
         if self._resource is None or self._device != device:
             self._unregister()
             self._pbo = self.ctx.buffer(reserve=pitch * self.height)
-            self._resource = _check(driver.cuGraphicsGLRegisterBuffer(
+            self._resource = check(driver.cuGraphicsGLRegisterBuffer(
                 self._pbo.glo, int(driver.CUgraphicsRegisterFlags.CU_GRAPHICS_REGISTER_FLAGS_WRITE_DISCARD)),
                 "cuGraphicsGLRegisterBuffer")
             self._device = device
-        _check(driver.cuGraphicsMapResources(1, self._resource, driver.CUstream(stream)), "cuGraphicsMapResources")
+        check(driver.cuGraphicsMapResources(1, self._resource, driver.CUstream(stream)), "cuGraphicsMapResources")
         self._mapped = True
-        ptr, _ = _check(driver.cuGraphicsResourceGetMappedPointer(self._resource),
-                        "cuGraphicsResourceGetMappedPointer")
+        ptr, _ = check(driver.cuGraphicsResourceGetMappedPointer(self._resource),
+                       "cuGraphicsResourceGetMappedPointer")
         return CudaOutput(self.encoding, ptr=int(ptr), pitch=pitch, flip_y=self.flip_y)
 
     def _begin_external_interop(self, device: torch.device) -> CudaOutput:
@@ -301,10 +302,10 @@ class GLTextureTarget(RenderTarget):
     def _unmap(self, stream: int) -> None:
         from cuda.bindings import driver
 
-        from engine.cuda.marcher import _check
+        from engine.cuda.toolchain import check
         self._mapped = False
-        _check(driver.cuGraphicsUnmapResources(1, self._resource, driver.CUstream(stream)),
-               "cuGraphicsUnmapResources")
+        check(driver.cuGraphicsUnmapResources(1, self._resource, driver.CUstream(stream)),
+              "cuGraphicsUnmapResources")
         if self._pbo is not None:
             self.texture.write(self._pbo)  # GPU copy, ordered after the unmap by the driver
 
@@ -389,28 +390,28 @@ class _ExternalBuffer:
         """Allocates, maps and exports self.size bytes on `device`; returns the fd (the caller owns it)."""
         from cuda.bindings import driver
 
-        from engine.cuda.marcher import _check
+        from engine.cuda.toolchain import check
         fd_type = driver.CUmemAllocationHandleType.CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR
         prop = driver.CUmemAllocationProp()
         prop.type = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
         prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
         prop.location.id = device.index if device.index is not None else torch.cuda.current_device()
         prop.requestedHandleTypes = fd_type
-        granularity = _check(driver.cuMemGetAllocationGranularity(
+        granularity = check(driver.cuMemGetAllocationGranularity(
             prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM),
             "cuMemGetAllocationGranularity")
         self.size = -(-self.nbytes // int(granularity)) * int(granularity)
-        self.handle = _check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
-        self._va = _check(driver.cuMemAddressReserve(self.size, 0, 0, 0), "cuMemAddressReserve")
-        _check(driver.cuMemMap(self._va, self.size, 0, self.handle, 0), "cuMemMap")
+        self.handle = check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
+        self._va = check(driver.cuMemAddressReserve(self.size, 0, 0, 0), "cuMemAddressReserve")
+        check(driver.cuMemMap(self._va, self.size, 0, self.handle, 0), "cuMemMap")
         self._mapped = True
         access = driver.CUmemAccessDesc()
         access.location.type = prop.location.type
         access.location.id = prop.location.id
         access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-        _check(driver.cuMemSetAccess(self._va, self.size, [access], 1), "cuMemSetAccess")
+        check(driver.cuMemSetAccess(self._va, self.size, [access], 1), "cuMemSetAccess")
         self.ptr = int(self._va)
-        return int(_check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0), "cuMemExportToShareableHandle"))
+        return int(check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0), "cuMemExportToShareableHandle"))
 
     def wait_copied(self) -> None:
         """Waits (CPU) until GL's copy out of the buffer is done, so a kernel may write it."""
@@ -423,8 +424,8 @@ class _ExternalBuffer:
         moderngl Texture of nbytes) on the GPU, and sets the fence wait_copied waits on."""
         from cuda.bindings import driver
 
-        from engine.cuda.marcher import _check
-        _check(driver.cuStreamSynchronize(driver.CUstream(stream)), "cuStreamSynchronize")
+        from engine.cuda.toolchain import check
+        check(driver.cuStreamSynchronize(driver.CUstream(stream)), "cuStreamSynchronize")
         texture.write(self.buffer)
         self.fence = self.gl.fence_sync()
 

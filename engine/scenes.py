@@ -438,16 +438,25 @@ def _albedo(materials: torch.Tensor, local: torch.Tensor, prim: torch.Tensor) ->
 
 def add_arguments(parser) -> None:
     """`vbnf make-scene OUT`: write the procedural demo data set (Blender format)."""
+    from engine.cli_checks import int_in, seed_int
     parser.add_argument("out", help="folder to write (transforms_*.json and PNGs)")
     parser.add_argument("--name", default="toys")
-    parser.add_argument("--resolution", type=int, default=200)
-    parser.add_argument("--train", type=int, default=100)
-    parser.add_argument("--test", type=int, default=20)
-    parser.add_argument("--val", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resolution", type=int_in(1, 4096, "a size in pixels"), default=200)
+    parser.add_argument("--train", type=int_in(1, 10000, "a view count"), default=100)
+    parser.add_argument("--test", type=int_in(0, 10000, "a view count"), default=20)
+    parser.add_argument("--val", type=int_in(0, 10000, "a view count"), default=10)
+    parser.add_argument("--seed", type=seed_int, default=0)
+    parser.add_argument("--force", action="store_true", help="overwrite a data set already in OUT")
 
 
 def run(args) -> int:
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VbnfError(f"{out_dir} is a file, not a folder; choose another OUT")
+    existing = sorted(out_dir.glob("transforms*.json")) if out_dir.is_dir() else []
+    if existing and not args.force:
+        raise VbnfError(f"{out_dir} already holds a data set ({existing[0].name}); pass --force to overwrite it or "
+                        "choose another OUT")
     out = make_scene(args.out, args.name, args.train, args.test, args.val, args.resolution, args.seed)
     print(f"wrote {out} ({args.train}/{args.val}/{args.test} views at {args.resolution}x{args.resolution})")
     return 0

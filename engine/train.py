@@ -14,14 +14,15 @@ from typing import Literal
 import torch
 
 from engine.cameras import rays_from_pixels
+from engine.cuda.grid_features import fused_features_reason, grid_features
 from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
-from engine.grids import Bits, GridKind, level_bits, normal_bits
+from engine.grids import Bits, GridKind, LevelRows, level_bits, normal_bits
+from engine.limits import MAX_BITS, MIN_BITS
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
-from engine.optim import VQLogitsAdam
 from engine.octree import Octree, octree_from_cells
-from engine.render import default_step, render_rays
+from engine.render import default_step, max_samples_per_ray, render_rays
 
 
 log = logging.getLogger("vbnf.train")
@@ -62,6 +63,10 @@ class TrainSettings:
     prune_alpha: float = 0.005
     """A finest cell is pruned when its largest alpha over one ray step is below this."""
     seed: int = 0
+    vq_estimator: Literal["ste", "reinmax"] = "ste"
+    """vq: the logits' gradient estimator (engine.grids.ste_gradient)."""
+    codebook_std: float = 0.1
+    """vq, random: standard deviation of a new codebook's entries (used where the field is made: `new_field`)."""
     skip_hidden: bool = True
     """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
     without gradients (engine.render.render_rays)."""
@@ -69,7 +74,7 @@ class TrainSettings:
 
 def new_field(dataset: Dataset, kind: GridKind, bits: Bits | None, max_level: int, base_level: int,
               feature_dim: int = 16, seed: int = 0, device: torch.device | str = "cpu",
-              octree: Octree | None = None) -> NeuralField:
+              octree: Octree | None = None, codebook_std: float = 0.1) -> NeuralField:
     """An untrained field whose octree is carved from the data set's alpha masks (dense without them), or is
     `octree` (one carved earlier for the same data set and max_level)."""
     if not 1 <= base_level <= max_level:
@@ -86,33 +91,25 @@ def new_field(dataset: Dataset, kind: GridKind, bits: Bits | None, max_level: in
         raise VbnfError(f"{dataset.root}: carving with the alpha masks left no occupied cell; "
                         "check that the images have an alpha channel with the object opaque")
     return NeuralField(octree, base_level, kind, feature_dim, bits, dataset.scene_center, dataset.scene_half_size,
-                       seed=seed)
+                       seed=seed, codebook_std=codebook_std)
 
 
 def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin: float = 4.0) -> NeuralField:
     """A NeuralField that renders like `field` and can keep training (the viewer's live training).
 
-    vq and kmeans grids become vq grids whose logits pick the stored index by `logit_margin`; random stays random;
-    dense stays dense. The field must hold all its LODs.
+    Each kind keeps training as itself (FeatureGrid.load_level): vq through logits that pick the stored index by
+    `logit_margin`; kmeans (the --size recipe's last phase) and random with their indices fixed; dense as dense. The field must hold all its LODs.
     """
     if field.max_lod != field.n_lods - 1:
         raise VbnfError("this model is a partial prefix; load all of it before training")
-    kind: GridKind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
+    kind: GridKind = field.grid_kind
     bits = None if kind == "dense" else normal_bits(tuple(field.level_bits))
     out = NeuralField(field.octree.to("cpu"), field.base_level, kind, field.feature_dim, bits,
                       field.scene_center.cpu(), field.scene_half_size, seed=seed)
     with torch.no_grad():
         for k, rows in enumerate(field.levels):
-            if kind == "dense":
-                out.grid.features[k].copy_(rows.features.cpu())
-                continue
-            out.grid.codebooks[k].copy_(rows.codebook.cpu())
-            if kind == "vq":
-                logits = out.grid.logits[k]
-                logits.mul_(0.01)
-                logits.scatter_(1, rows.indices.long().cpu()[:, None], logit_margin)
-            else:
-                getattr(out.grid, f"indices_{k}").copy_(rows.indices.cpu())
+            cpu = LevelRows(**{f: (v.cpu() if isinstance(v, torch.Tensor) else v) for f, v in vars(rows).items()})
+            out.grid.load_level(k, cpu, logit_margin)
         for name, value in field.decoder.items():
             out.decoder[name].copy_(value.cpu())
     return out
@@ -167,24 +164,22 @@ class Trainer:
         self.optimizers = self._make_optimizers()
         self._prunes_done = sum(1 for d in self._prune_steps() if d < step)
         self.fused = False
-        """Features come from the fused CUDA lookup (engine/cuda/features.py), not the torch one."""
+        """Features come from the fused CUDA lookup (engine/cuda/grid_features.py), not the torch one."""
         if self.device.type == "cuda":
-            from engine.cuda.features import fused_features_reason
             why = fused_features_reason(self.device)
             self.fused = why is None
             if why:
                 log.warning("%s; training with the torch feature lookup", why)
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[VQLogitsAdam of the vq logits, when there are logits] + [features/codebooks/decoder optimiser]: the
-        logits' step comes first, since their gradient is computed from the codebooks before these move."""
+        """[the grid's index optimiser, when its kind has one (vq: VQLogitsAdam)] + [features/codebooks/decoder
+        optimiser]: the index step comes first, since its gradient is computed from the codebooks before these
+        move. The grid kind decides its groups and its index optimiser (FeatureGrid)."""
         s = self.settings
         grid = self.field.grid
         codebook_lr = s.grid_lr if s.codebook_lr is None else s.codebook_lr
-        groups = [{"params": list(grid.features), "lr": s.grid_lr},
-                  {"params": list(grid.codebooks), "lr": codebook_lr},
-                  {"params": list(self.field.decoder.values()), "lr": s.lr}]
-        groups = [g for g in groups if g["params"]]
+        groups = grid.optimizer_groups(s.grid_lr, codebook_lr) + [{"params": list(self.field.decoder.values()),
+                                                                   "lr": s.lr}]
         if s.optimizer == "adam":
             # fused: one kernel per step and no temporaries the size of the parameters
             optimizers = [torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=self.device.type == "cuda")]
@@ -192,10 +187,11 @@ class Trainer:
             optimizers = [torch.optim.RMSprop(groups, alpha=0.99, eps=1e-10)]
         else:
             raise VbnfError(f"unknown optimizer '{s.optimizer}': use adam or rmsprop")
-        if len(grid.logits):
-            # the touched corners only: no gradient of the logits' size, no update of untouched rows
-            optimizers.insert(0, VQLogitsAdam(list(grid.logits), list(grid.codebooks), lr=s.grid_lr,
-                                              betas=(s.logit_beta1, 0.99), eps=1e-15))
+        index_optimizer = grid.index_optimizer(s.grid_lr, s.logit_beta1, s.vq_estimator)
+        self.index_optimizer = index_optimizer
+        """Steps first, from the corner tables' gradients when the grid needs them (see `step`)."""
+        if index_optimizer is not None:
+            optimizers.insert(0, index_optimizer)
         for opt in optimizers:
             for g in opt.param_groups:
                 g["initial_lr"] = g["lr"]
@@ -240,14 +236,16 @@ class Trainer:
             offsets = torch.rand(origins.shape[0], generator=self.generator, device=self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
-            straight_through = self.field.kind == "vq" and not soft
-            if straight_through or self.importance is not None:
+            from_tables = self.field.grid.needs_table_gradients(soft)
+            if from_tables or self.importance is not None:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
-            out = render_rays(self.field.field_fn(lod, fused=self.fused, tables=tables), self.field.octree,
+            lookup = grid_features if self.fused else None  # the fused CUDA lookup, else the torch one
+            out = render_rays(self.field.field_fn(lod, lookup, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
-                              skip_hidden=self.settings.skip_hidden)
+                              skip_hidden=self.settings.skip_hidden,
+                              max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step))
             loss = torch.mean((out["rgb"] - target) ** 2)
             loss.backward()
             if self.importance is not None:
@@ -255,8 +253,8 @@ class Trainer:
                     if t.grad is not None:
                         acc.add_(t.grad.detach().square().sum(dim=1))
             for opt in self.optimizers:
-                if isinstance(opt, VQLogitsAdam):  # the relaxed forward leaves a .grad on the logits instead
-                    opt.step([t.grad for t in tables] if straight_through else None)
+                if opt is self.index_optimizer:  # without table gradients it steps from its parameters' .grad
+                    opt.step([t.grad for t in tables] if from_tables else None)
                 else:
                     opt.step()
             del tables  # and their gradients: not kept through the next step's forward
@@ -299,6 +297,7 @@ class Trainer:
         with torch.no_grad():
             for k, v in self.field.state_dict().items():
                 v.copy_(state[k])
+        self.field.grid.refresh_indices()
         for opt in self.optimizers:
             opt.state.clear()
 
@@ -356,8 +355,8 @@ CHECKPOINT_KEYS = ("format", "step", "settings", "kind", "bits", "feature_dim", 
 
 
 def load_checkpoint(path) -> dict:
-    """The checkpoint at `path` (plain tensors and values), or a one-line VbnfError when it is unreadable, truncated
-    or not a vbnf checkpoint."""
+    """The checkpoint at `path` (plain tensors and values), or a one-line VbnfError when it is unreadable, truncated,
+    not a vbnf checkpoint, or holds a field of the wrong type."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -368,15 +367,68 @@ def load_checkpoint(path) -> dict:
     if missing or ckpt.get("format") != "vbnf-checkpoint-1":
         raise VbnfError(f"{path}: not a vbnf checkpoint (missing {', '.join(missing) or 'its format tag'}); "
                         "start a new run with another --out")
+    bad = checkpoint_type_error(ckpt)
+    if bad:
+        raise VbnfError(f"{path}: damaged checkpoint: {bad}; start a new run with another --out")
     return ckpt
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def checkpoint_type_error(ckpt: dict) -> str:
+    """'' when every field of a checkpoint has the type `field_from_checkpoint` needs, else what is wrong (one
+    line)."""
+    def tensor(v, ndim=None):
+        return isinstance(v, torch.Tensor) and (ndim is None or v.ndim == ndim)
+    bits = ckpt["bits"]
+    checks = [
+        ("step", _is_int(ckpt["step"]) and ckpt["step"] >= 0, "a non-negative integer"),
+        ("settings", isinstance(ckpt["settings"], dict), "a dict"),
+        ("kind", ckpt["kind"] in ("dense", "vq", "random"), "dense, vq or random"),
+        ("bits", bits is None or (_is_int(bits) and MIN_BITS <= bits <= MAX_BITS)
+         or (isinstance(bits, (list, tuple)) and bool(bits)
+             and all(_is_int(b) and MIN_BITS <= b <= MAX_BITS for b in bits)),
+         f"None, an integer {MIN_BITS}..{MAX_BITS} or a list of them"),
+        ("feature_dim", _is_int(ckpt["feature_dim"]) and 1 <= ckpt["feature_dim"] <= 4096, "an integer 1..4096"),
+        ("base_level", _is_int(ckpt["base_level"]) and 0 <= ckpt["base_level"] <= 20, "an integer 0..20"),
+        ("scene_center", tensor(ckpt["scene_center"]) and ckpt["scene_center"].shape == (3,)
+         and bool(torch.isfinite(ckpt["scene_center"]).all()), "a finite float tensor [3]"),
+        ("scene_half_size", isinstance(ckpt["scene_half_size"], (int, float)) and not isinstance(
+            ckpt["scene_half_size"], bool) and math.isfinite(ckpt["scene_half_size"]) and ckpt["scene_half_size"] > 0,
+         "a positive number"),
+        ("cells", isinstance(ckpt["cells"], list) and 1 <= len(ckpt["cells"]) <= 21
+         and all(tensor(c, 1) and not c.is_floating_point() for c in ckpt["cells"]),
+         "a list of 1..21 integer tensors [n]"),
+        ("field", isinstance(ckpt["field"], dict) and all(isinstance(k, str) and tensor(v)
+                                                           for k, v in ckpt["field"].items()),
+         "a dict of tensors"),
+        ("optimizers", ckpt.get("optimizers") is None or isinstance(ckpt.get("optimizers"), list), "a list"),
+        ("history", isinstance(ckpt.get("history", []), list), "a list"),
+        ("train_seconds", isinstance(ckpt.get("train_seconds", 0.0), (int, float)), "a number"),
+        ("dataset", ckpt.get("dataset") is None or isinstance(ckpt.get("dataset"), dict), "a dict"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            value = ckpt.get(name)
+            shown = type(value).__name__ if isinstance(value, (torch.Tensor, dict, list)) else repr(value)[:40]
+            return f"'{name}' must be {want}, got {shown}"
+    return ""
+
+
 def field_from_checkpoint(ckpt: dict) -> NeuralField:
-    octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
-    bits = tuple(ckpt["bits"]) if isinstance(ckpt["bits"], list) else ckpt["bits"]
-    field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
-                        ckpt["scene_center"], ckpt["scene_half_size"])
-    field.load_state_dict(ckpt["field"])
+    """The training field stored in a checkpoint; VbnfError (one line) when its tensors do not fit together."""
+    try:
+        octree = octree_from_cells([c.to(torch.int64) for c in ckpt["cells"]])
+        bits = tuple(ckpt["bits"]) if isinstance(ckpt["bits"], list) else ckpt["bits"]
+        field = NeuralField(octree, ckpt["base_level"], ckpt["kind"], ckpt["feature_dim"], bits,
+                            ckpt["scene_center"], ckpt["scene_half_size"])
+        field.load_state_dict(ckpt["field"])
+        field.grid.refresh_indices()
+    except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as e:
+        raise VbnfError(f"damaged checkpoint: its field does not load ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}); start a new run with another --out") from None
     return field
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.cuda.toolchain import read_source
+
 
 def cxx() -> str | None:
     """The system C++ compiler, or None."""
@@ -20,9 +22,11 @@ needs_cxx = pytest.mark.skipif(cxx() is None, reason="no C++ compiler for the ho
 
 
 def host_library(source_path: Path, defines: list[str], tmp_dir: Path) -> ctypes.CDLL:
-    """`source_path` compiled as a C++ shared library with `defines` (cached in tmp_dir per source and defines)."""
-    source = source_path.read_text()
-    digest = hashlib.sha256((source + " ".join(defines)).encode()).hexdigest()[:16]
+    """`source_path` compiled as a C++ shared library with `defines` (cached in tmp_dir per source, the headers it
+    includes and defines; the compiler finds the headers, e.g. common.cuh, next to the source)."""
+    source, headers = read_source(source_path)
+    text = source + "".join(name + body for name, body in headers.items())
+    digest = hashlib.sha256((text + " ".join(defines)).encode()).hexdigest()[:16]
     lib = tmp_dir / f"{source_path.stem}_host_{digest}.so"
     if not lib.exists():
         subprocess.run([cxx(), "-O1", "-shared", "-fPIC", "-std=c++17", "-x", "c++", *defines, "-o", str(lib),

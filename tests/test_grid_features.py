@@ -1,17 +1,17 @@
-"""The fused training lookup (engine/cuda/grid_features.cu) against its torch reference, `descend` +
-`feature_from_cells`: values and table gradients. The .cu file is built as C++ on the CPU (runs in CI) and through
-NVRTC on a GPU (skipped without one)."""
+"""The fused training lookup (grid_features, engine/cuda/grid_features.cu) against its torch twin grid_features_torch
+(`descend` + `feature_from_cells`): values and table gradients. The .cu file is built as C++ on the CPU (runs in CI)
+and through NVRTC on a GPU (skipped without one)."""
 from __future__ import annotations
 
 import ctypes
+import math
 
 import pytest
 import torch
 
-from engine.cuda.features import SOURCE_PATH, FeatureParams, feature_params
-from engine.cuda.marcher import cuda_unavailable_reason
-from engine.field import feature_from_cells
-from engine.octree import cell_corners, descend
+from engine.cuda.grid_features import SOURCE_PATH, FeatureParams, feature_params, grid_features_torch
+from engine.cuda.toolchain import cuda_unavailable_reason
+from engine.octree import cell_corners
 from tests.fields import sphere_shell_octree
 from tests.host_build import assert_layout_matches, cxx, host_library
 
@@ -42,8 +42,7 @@ def problem(seed: int, n_points: int = 3000, device: str = "cpu"):
 
 def reference(octree, corners, tables, points, lod, grad_out=None):
     tables = [t.clone().requires_grad_(True) for t in tables]
-    cells = descend(octree, points, BASE + lod)[0]
-    out = feature_from_cells(tables, corners, BASE, lod, points, cells)
+    out = grid_features_torch(points, octree, corners, tables, BASE, lod)
     grads = None
     if grad_out is not None:
         out.backward(grad_out)
@@ -84,7 +83,7 @@ needs_cuda = pytest.mark.skipif(cuda_unavailable_reason() is not None, reason=f"
 @needs_cuda
 @pytest.mark.parametrize("lod", [0, 3])
 def test_cuda_kernel_equals_the_torch_lookup_and_its_gradient(lod):
-    from engine.cuda.features import grid_features
+    from engine.cuda.grid_features import grid_features
     octree, corners, tables, points = problem(seed=10 + lod, n_points=20000, device="cuda")
     grad_out = torch.randn(points.shape[0], FEAT, device="cuda")
     want, want_grads = reference(octree, corners, tables, points, lod, grad_out)
@@ -95,3 +94,51 @@ def test_cuda_kernel_equals_the_torch_lookup_and_its_gradient(lod):
     for k in range(lod + 1):
         torch.testing.assert_close(leaves[k].grad, want_grads[k], atol=1e-4, rtol=1e-4)
     assert all(t.grad is None for t in leaves[lod + 1:])
+
+
+def test_a_field_given_a_lookup_finds_its_own_cells_and_renders_the_same_image():
+    """The trainer hands NeuralField.field_fn the fused lookup on CUDA; any lookup with grid_features' arguments
+    (here its torch twin) must render what the field's own torch lookup renders, gradients included."""
+    from engine.field import NeuralField
+    from engine.render import render_rays
+    field = NeuralField(sphere_shell_octree(MAX_LEVEL), BASE, "dense", feature_dim=8, seed=1)
+    with torch.no_grad():
+        for p in field.grid.features:
+            p.normal_()
+        field.decoder["b1"][0] = 3.0
+    gen = torch.Generator().manual_seed(2)
+    origins = torch.tensor([0.0, 0.0, 3.0]) + 0.3 * torch.randn(64, 3, generator=gen)
+    dirs = torch.nn.functional.normalize(torch.tensor([0.0, 0.0, -1.0]) + 0.2 * torch.randn(64, 3, generator=gen),
+                                         dim=1)
+    lod = 2
+    images, grads = [], []
+    for lookup in (None, grid_features_torch):
+        field.zero_grad(set_to_none=True)
+        fn = field.field_fn(lod, lookup)
+        assert getattr(fn, "needs_cells", True) == (lookup is None)
+        out = render_rays(fn, field.octree, BASE + lod, field.scene_center, field.scene_half_size, 0.02, origins,
+                          dirs, torch.ones(3))
+        out["rgb"].sum().backward()
+        images.append(out["rgb"].detach())
+        grads.append(field.grid.features[lod].grad.clone())
+    assert float(images[0].std()) > 0.01  # the shell is visible: the comparison means something
+    torch.testing.assert_close(images[1], images[0])
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+@needs_cuda
+def test_the_trainer_on_cuda_hands_the_field_the_fused_lookup_and_its_first_loss_is_torchs(toy_scene):
+    """On CUDA the trainer passes grid_features to the field (engine/train.py): its first step sees the loss the torch
+    lookup gives on the same batch (up to float summation order), and training goes on."""
+    from engine.data import load_dataset
+    from engine.train import TrainSettings, Trainer, new_field
+    train = load_dataset(toy_scene, "train", max_images=4)
+    losses = []
+    for fused in (True, False):
+        trainer = Trainer(new_field(train, "vq", 4, 4, 2), train, TrainSettings(steps=4, batch_rays=512, prune_at=()),
+                          device="cuda")
+        assert trainer.fused  # chosen by the trainer: CUDA and NVRTC are here
+        trainer.fused = fused
+        losses.append([s["loss"] for s in trainer.step(4)])
+    assert all(math.isfinite(x) for x in losses[0])
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)

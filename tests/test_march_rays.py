@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.cuda.marcher import (MAX_LEVELS, GpuField, KernelOptions, MarchParams, MarchTuning, PinholeCamera,
-                                 cuda_unavailable_reason, fill_params, host_reference_options, CudaOutput,
-                                 ENC_FLOAT, SOURCE_PATH, mode_channels)
+from engine.cuda.marcher import (GpuField, KernelOptions, MarchParams, MarchTuning, PinholeCamera, fill_params,
+                                 host_reference_options, CudaOutput, ENC_FLOAT, SOURCE_PATH, mode_channels)
+from engine.cuda.toolchain import MAX_LEVELS, cuda_unavailable_reason
 from engine.field import NeuralField
 from engine.gpu_render import march_rays_torch, make_renderer
 from engine.render_policy import choose_renderer

@@ -1,14 +1,13 @@
 """VQLogitsAdam, the optimiser of the vq logits: the straight-through gradient from each level's table gradient, then
-Adam on the rows it touches and nothing elsewhere; its CUDA kernel (engine/cuda/vq_adam.cu) against the torch
-reference, as a host C++ build here and through NVRTC on a GPU."""
+Adam on the rows it touches and nothing elsewhere; its CUDA kernel (vq_adam, engine/cuda/vq_adam.cu) against its torch
+twin vq_adam_torch, as a host C++ build here and through NVRTC on a GPU."""
 import ctypes
 
 import pytest
 import torch
 
-from engine import optim
 from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM_SOURCE
-from engine.cuda.vq_adam import VQAdamParams, vq_adam_params
+from engine.cuda.vq_adam import VQAdamParams, vq_adam_params, vq_adam_torch
 from engine.grids import FeatureGrid, ste_gradient
 from engine.optim import VQLogitsAdam
 from tests.host_build import assert_layout_matches, host_library, needs_cxx
@@ -19,6 +18,7 @@ def _grid(n=40, bits=3, feature_dim=8, seed=0) -> FeatureGrid:
     grid = FeatureGrid("vq", [n], feature_dim, bits)
     with torch.no_grad():
         grid.logits[0].normal_()
+    grid.refresh_indices()
     return grid
 
 
@@ -94,7 +94,7 @@ def _random_case(seed: int, k: int, beta1: float, n: int = 120, feat: int = 16):
 
 def _reference(case, estimator, beta1):
     logits, codebook, grad_table, sq, m = [None if t is None else t.clone() for t in case]
-    optim.vq_adam_reference(logits, codebook, grad_table, estimator, sq, m, beta1, 0.99, 0.05, 0.3, 1e-8)
+    vq_adam_torch(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
     return logits, sq, m
 
 
@@ -114,9 +114,14 @@ def test_host_build_of_the_kernel_equals_the_reference(tmp_path, k, estimator, b
     case = _random_case(3, k, beta1)
     want = _reference(case, estimator, beta1)
     logits, codebook, grad_table, sq, m = case
-    params = vq_adam_params(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
+    before = logits.argmax(dim=1).to(torch.int32)
+    indices = before.clone()
+    params = vq_adam_params(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8, indices)
     lib.vq_adam_host(ctypes.byref(params))
     torch.testing.assert_close(logits, want[0])
+    stepped = (grad_table != 0).any(dim=1)  # their argmax is kept up to date; other rows keep theirs
+    assert torch.equal(indices[stepped], want[0].argmax(dim=1).to(torch.int32)[stepped])
+    assert torch.equal(indices[~stepped], before[~stepped])
     torch.testing.assert_close(sq, want[1])
     if m is not None:
         torch.testing.assert_close(m, want[2])
@@ -130,8 +135,11 @@ def test_cuda_kernel_equals_the_reference(k, estimator, beta1):
     case = _random_case(4, k, beta1, n=3000)
     want = _reference(case, estimator, beta1)
     got = [None if t is None else t.cuda() for t in case]
-    vq_adam(got[0], got[1], got[2], got[3], got[4], estimator, beta1, 0.99, 0.05, 0.3, 1e-8)
+    indices = got[0].argmax(dim=1).to(torch.int32)
+    vq_adam(got[0], got[1], got[2], got[3], got[4], estimator, beta1, 0.99, 0.05, 0.3, 1e-8, indices=indices)
     torch.testing.assert_close(got[0].cpu(), want[0])
+    stepped = (case[2] != 0).any(dim=1)
+    assert torch.equal(indices.cpu()[stepped], got[0].cpu().argmax(dim=1).to(torch.int32)[stepped])
     torch.testing.assert_close(got[3].cpu(), want[1])
 
 
@@ -148,3 +156,18 @@ def test_cuda_optimizer_equals_cpu_optimizer():
             _step(opt, grid, upstream.to(device))
         results.append(grid.logits[0].detach().cpu())
     torch.testing.assert_close(results[0], results[1])
+
+
+def test_the_index_table_follows_the_logits_without_a_full_argmax():
+    grid = _grid(n=200, bits=4, feature_dim=8, seed=3)
+    opt = grid.index_optimizer(lr=0.5, beta1=0.0, estimator="ste")
+    gen = torch.Generator().manual_seed(1)
+    changed = False
+    for _ in range(6):
+        before = grid.indices(0).clone()
+        upstream = torch.randn(200, 8, generator=gen)
+        upstream[torch.randperm(200, generator=gen)[:80]] = 0
+        _step(opt, grid, upstream)
+        changed |= not torch.equal(before, grid.indices(0))
+        assert torch.equal(grid.indices(0), grid.logits[0].detach().argmax(dim=1))
+    assert changed  # the steps did move some corners to other rows

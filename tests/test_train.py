@@ -92,6 +92,30 @@ def test_nan_loss_stops_with_a_clear_error_before_updating(toy_scene):
     assert torch.equal(before, trainer.field.grid.codebooks[0])
 
 
+def test_a_nan_in_a_later_call_rolls_back_to_the_last_good_state(toy_scene):
+    train = load_dataset(toy_scene, "train", max_images=4)
+    trainer = Trainer(new_field(train, "dense", None, 4, 2), train, TrainSettings(steps=10, batch_rays=128))
+    stats = trainer.step(3)
+    assert [s["step"] for s in stats] == [1, 2, 3] and len(trainer.history) == 3
+    good = {k: v.clone() for k, v in trainer.field.state_dict().items()}
+    with torch.no_grad():
+        trainer.field.decoder["w3"].fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
+        trainer.step(2)
+    assert all(torch.equal(good[k], v) for k, v in trainer.field.state_dict().items())
+    assert len(trainer.history) == 3  # the bad steps are not in the history
+
+
+def test_importance_accumulates_where_rays_reach(toy_scene):
+    train = load_dataset(toy_scene, "train", max_images=4)
+    trainer = Trainer(new_field(train, "dense", None, 4, 2), train, TrainSettings(steps=10, batch_rays=256,
+                                                                                 prune_at=()))
+    trainer.track_importance()
+    trainer.step(4)
+    assert len(trainer.importance) == trainer.field.n_lods
+    assert all(float(i.sum()) > 0 and (i >= 0).all() for i in trainer.importance)
+
+
 def test_cli_train_checkpoint_resume_eval_render(toy_scene, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", str(toy_scene), "--grid", "vq", "--bits", "3", "--max-level", "4", "--steps", "60",

@@ -111,11 +111,14 @@ class App:
 
     # -- for scripts and tests -------------------------------------------------------------------------------------
 
-    def run_until_idle(self, timeout_s: float = 30.0) -> bool:
-        """Runs frames until every image is final and no capture waits (True), or until the timeout (False)."""
+    def run_until_idle(self, timeout_s: float = 30.0, stop_on_error: bool = False) -> bool:
+        """Runs frames until every image is final and no capture waits (True), or until the timeout (False).
+        stop_on_error: return False at once when a frame leaves an error (a failed render never becomes final)."""
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
             self.frame()
+            if stop_on_error and self.state.error:
+                return False
             if not self.state.stats.refining and not self.view.captures and not self.view.scheduler.busy():
                 self.frame()  # one more so the final image is on screen
                 return True
@@ -187,10 +190,11 @@ def run(args) -> int:
             raise VbnfError(app.state.error)
         if args.screenshot:
             app.actions.screenshot()
-            if not app.run_until_idle(timeout_s=600.0):
-                raise VbnfError("the screenshot did not finish within 10 minutes; try a smaller --size")
+            finished = app.run_until_idle(timeout_s=600.0, stop_on_error=True)
             if app.state.error:
-                raise VbnfError(app.state.error)
+                raise VbnfError(f"no screenshot: {app.state.error}")
+            if not finished:
+                raise VbnfError("the screenshot did not finish within 10 minutes; try a smaller --size")
             print(app.state.message)
             return 0
         return app.run()

@@ -201,9 +201,15 @@ def run(args) -> int:
         raise VbnfError(f"{source.name} is a dense grid: --bits does not apply")
     if any(b is not None and not MIN_BITS <= b <= MAX_BITS for b in bits_list):
         raise VbnfError(f"--bits values must be between {MIN_BITS} and {MAX_BITS}")
-    cam_values = [float(v) for v in args.camera.split(",")] if args.camera else []
-    if len(cam_values) not in (2, 3) or not all(math.isfinite(v) for v in cam_values):
-        raise VbnfError(f"--camera takes azimuth,elevation[,distance], got {args.camera!r}")
+    try:
+        cam_values = [float(v) for v in args.camera.split(",")] if args.camera else []
+    except ValueError:
+        cam_values = []
+    if len(cam_values) not in (2, 3) or not all(math.isfinite(v) for v in cam_values) or \
+            (len(cam_values) == 3 and not 0 < cam_values[2] <= 1e6):
+        raise VbnfError(f"--camera takes azimuth,elevation[,distance > 0], got {args.camera!r}")
+    if not 1.0 <= args.fov <= 170.0:
+        raise VbnfError(f"--fov {args.fov:g} must be between 1 and 170 degrees")
     camera = default_camera(full.scene_center, full.scene_half_size, args.fov)
     camera.azimuth_deg, camera.elevation_deg = cam_values[0], cam_values[1]
     if len(cam_values) == 3:

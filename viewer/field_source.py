@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,12 +63,10 @@ class FieldSource:
         """Reads a .vbnf file; FormatError/VbnfError (one line naming the path) when it cannot be used."""
         path = Path(path)
         data = read_model_file(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a truncated file is an error when opening (streaming is explicit)
-            try:
-                full = load_model_bytes(data, source=str(path))  # validates everything; errors name the path
-            except Warning as w:
-                raise VbnfError(f"{w}; the file is incomplete: re-download or re-save it") from None
+        # A partial file (a prefix holding at least LOD 0) opens like everywhere else: its complete LODs load and the
+        # TruncatedModelWarning ("partial: A of B bytes, k of n LODs present") is passed on (`vbnf` prints it as a
+        # one-line note).
+        full = load_model_bytes(data, source=str(path))  # validates everything; errors name the path
         return cls(path, data, model_layout(data), full)
 
     # -- facts -----------------------------------------------------------------------------------------------------
@@ -89,9 +86,10 @@ class FieldSource:
 
     def lods_in_budget(self, budget: int | None) -> int:
         """Complete LODs within the first `budget` bytes of the file (all of them for None)."""
+        held = self.layout.complete_lods  # fewer than stored when the file is a prefix
         if budget is None:
-            return len(self.layout.lod_prefix_bytes)
-        return sum(1 for p in self.layout.lod_prefix_bytes if p <= budget)
+            return held
+        return min(held, sum(1 for p in self.layout.lod_prefix_bytes if p <= budget))
 
     def layout_of(self, shown: Versioned) -> ModelLayout:
         """The file layout `shown` would have if saved (the stored file's own for the stored field): its bitrate
@@ -132,7 +130,7 @@ class FieldSource:
         key = (bits, n)
         if key not in self._fields:
             if bits is None:
-                field = (self.full.field if n == len(self.layout.lod_prefix_bytes) else
+                field = (self.full.field if n == self.layout.complete_lods else
                          load_model_bytes(self.data[:budget], max_bytes=budget, source=f"{self.name}[:{budget}]"))
             else:
                 from engine.convert import convert_bits

@@ -8,27 +8,16 @@
 // One thread per point; the backward recomputes the descent and the weights instead of storing them. Points whose
 // cell at some level is unoccupied use cell 0 there, as `descend` does (the trainer culls them before).
 //
-// Compiled at run time by NVRTC (engine/cuda/features.py) with -DFEAT=F. The same file compiles as plain C++ on
+// Compiled at run time by NVRTC (engine/cuda/grid_features.py) with -DFEAT=F. The same file compiles as plain C++ on
 // the host (no __CUDACC__): tests/test_grid_features.py checks it against the torch functions on the CPU.
 
 #ifndef FEAT
 #define FEAT 16
 #endif
-#define MAX_LEVELS 16
 
-#ifdef __CUDACC__
-#define HD __device__ __forceinline__
-#define POPC(x) __popc(x)
-#else  // host build (tests only)
-#include <cmath>
-#include <cstddef>
-using std::floor;
-#define HD static inline
-#define __restrict__
-#define POPC(x) __builtin_popcount(x)
-#endif
+#include "common.cuh"  // HD, POPC, MAX_LEVELS, child_octant / has_child / child_index, corner_weights
 
-// Mirrored by engine/cuda/features.py FeatureParams (ctypes).
+// Mirrored by engine/cuda/grid_features.py FeatureParams (ctypes).
 struct FeatureParams {
     const float* points;                        // [n, 3] unit cube
     const unsigned char* child_mask[MAX_LEVELS]; // per octree level: uint8 [n_l]
@@ -65,17 +54,6 @@ extern "C" int feature_params_layout(long long* offsets) {
 }
 #endif
 
-// Trilinear weights of a point in its cell at `level`, corner c = dx*4 + dy*2 + dz (octree.trilinear_weights).
-HD void corner_weights(const float px, const float py, const float pz, const int level, float w[8]) {
-    const float r = (float)(1 << level);
-    const float sx = px * r, sy = py * r, sz = pz * r;
-    const float fx = sx - fminf(fmaxf(floor(sx), 0.0f), r - 1.0f);
-    const float fy = sy - fminf(fmaxf(floor(sy), 0.0f), r - 1.0f);
-    const float fz = sz - fminf(fmaxf(floor(sz), 0.0f), r - 1.0f);
-    const float wx[2] = {1.0f - fx, fx}, wy[2] = {1.0f - fy, fy}, wz[2] = {1.0f - fz, fz};
-    for (int c = 0; c < 8; ++c) w[c] = wx[c >> 2] * wy[(c >> 1) & 1] * wz[c & 1];
-}
-
 // Descends one point from the root: cell[l] = index into cells[l] for l = 0..max_level (0 where unoccupied).
 HD void descend_point(const FeatureParams& p, const float px, const float py, const float pz, const int max_level,
                       int cell[MAX_LEVELS]) {
@@ -87,12 +65,12 @@ HD void descend_point(const FeatureParams& p, const float px, const float py, co
         const int ix = (int)fminf(fmaxf(floor(px * (float)r), 0.0f), (float)(r - 1));
         const int iy = (int)fminf(fmaxf(floor(py * (float)r), 0.0f), (float)(r - 1));
         const int iz = (int)fminf(fmaxf(floor(pz * (float)r), 0.0f), (float)(r - 1));
-        const int octant = ((ix & 1) << 2) | ((iy & 1) << 1) | (iz & 1);
-        const unsigned int mask = p.child_mask[l][index];
-        const bool has_child = alive && ((mask >> octant) & 1u);
-        const int child = p.child_start[l][index] + POPC(mask & ((1u << octant) - 1u));
-        index = has_child ? child : 0;
-        alive = has_child;
+        const int octant = child_octant(ix, iy, iz, 0);
+        const int mask = p.child_mask[l][index];
+        const bool occupied = alive && has_child(mask, octant);
+        const int child = child_index(mask, p.child_start[l][index], octant);
+        index = occupied ? child : 0;
+        alive = occupied;
         cell[l + 1] = index;
     }
 }

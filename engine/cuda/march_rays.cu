@@ -60,6 +60,8 @@
 #define BLOCK_Y 8
 #endif
 
+#include "common.cuh"  // HD, LDG, POPC, MAX_LEVELS, the host shim, octree descent steps, corner weights
+
 #define MODE_RGB 0
 #define MODE_DEPTH 1
 #define MODE_NORMAL 2
@@ -70,7 +72,6 @@
 #define ENC_RGBA8 1   // uchar4, value in [0,1] -> round(255 v); scalars as grey (v * display_scale)
 #define ENC_RGBA32F 2 // float4, raw values (scalars in r, g and b), alpha 1
 
-#define MAX_LEVELS 16
 #define HIDDEN 64
 #define GEO_DIM 15
 #define DIR_DIM 15
@@ -105,9 +106,6 @@
 static_assert(OFF_B0 % 4 == 0 && OFF_W1 % 4 == 0 && OFF_W2 % 4 == 0 && OFF_B2 % 4 == 0, "decoder offsets");
 
 #ifdef __CUDACC__
-#define HD __device__ __forceinline__
-#define LDG(p) __ldg(p)
-#define POPC(x) __popc(x)
 #define FMUL(a, b) __fmul_rn(a, b)
 #define FADD(a, b) __fadd_rn(a, b)
 #define FSUB(a, b) __fsub_rn(a, b)
@@ -127,20 +125,7 @@ __device__ __forceinline__ float4 lds4(const float* ptr) {
     asm("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
     return v;
 }
-#else  // host build (tests only)
-#include <cmath>
-#include <cstddef>
-using std::floor;
-struct int2 { int x, y; };
-struct int4 { int x, y, z, w; };
-struct uint2 { unsigned int x, y; };
-struct uint4 { unsigned int x, y, z, w; };
-struct float4 { float x, y, z, w; };
-struct uchar4 { unsigned char x, y, z, w; };
-#define HD static inline
-#define __restrict__
-#define LDG(p) (*(p))
-#define POPC(x) __builtin_popcount(x)
+#else  // host build (tests only; the rest of the host shim is in common.cuh)
 #define FMUL(a, b) ((float)((a) * (b)))
 #define FADD(a, b) ((float)((a) + (b)))
 #define FSUB(a, b) ((float)((a) - (b)))
@@ -149,8 +134,6 @@ struct uchar4 { unsigned char x, y, z, w; };
 static const float* g_host_dec;
 #define DEC(i) g_host_dec[(i)]
 #define DEC4(i) (*(const float4*)&g_host_dec[(i)])
-static inline int min(int a, int b) { return a < b ? a : b; }
-static inline int max(int a, int b) { return a > b ? a : b; }
 #endif
 
 // Kernel parameters, passed by value. Mirrored field by field by marcher.MarchParams (ctypes); the host build
@@ -255,16 +238,11 @@ HD void load_row(const float* src, float* v) {
 #endif
 }
 
-// engine.octree.trilinear_weights at LOD k: per axis the weights (1 - f, f) of the two corner planes; r = 2^level.
+// engine.octree.trilinear_weights at LOD k: per axis the weights (1 - f, f) of the two corner planes
+// (common.cuh corner_fractions); r = 2^level.
 HD void lod_fractions(int k, float u0, float u1, float u2, float* wx, float* wy, float* wz, float* r_out) {
-    const float r = (float)(1 << (BASE_LEVEL + k));
-    const float rmax = r - 1.f;
-    const float s0 = u0 * r, s1 = u1 * r, s2 = u2 * r;
-    const float f0 = s0 - fminf(fmaxf(floorf(s0), 0.f), rmax);
-    const float f1 = s1 - fminf(fmaxf(floorf(s1), 0.f), rmax);
-    const float f2 = s2 - fminf(fmaxf(floorf(s2), 0.f), rmax);
-    wx[0] = 1.f - f0; wx[1] = f0; wy[0] = 1.f - f1; wy[1] = f1; wz[0] = 1.f - f2; wz[1] = f2;
-    *r_out = r;
+    corner_fractions(u0, u1, u2, BASE_LEVEL + k, wx, wy, wz);
+    *r_out = (float)(1 << (BASE_LEVEL + k));
 }
 
 // Sum over LOD 0..lod of the trilinear interpolation of the 8 corner rows of the sample's cell
@@ -285,7 +263,7 @@ HD void gather_features(const Params& p, const float* const* rows_k, const int* 
         for (int f = 0; f < FEAT; ++f) lv[f] = 0.f;
 #pragma unroll
         for (int q = 0; q < 8; ++q) {
-            const float w = (wx[q >> 2] * wy[(q >> 1) & 1]) * wz[q & 1];
+            const float w = corner_weight(wx, wy, wz, q);
             float v[FEAT];
             load_row(rows_k[k] + (long long)row[q] * FEAT, v);
 #pragma unroll
@@ -603,9 +581,9 @@ HD bool ray_step(const Params& p, const float* const* rows_k, RayState& s) {
             if (l >= start && l < L && alive) {
                 const int2 node = LDG(p.nodes[l] + s.idx[l]);
                 const int sh = L - l - 1;
-                const int oct = (((c0 >> sh) & 1) << 2) | (((c1 >> sh) & 1) << 1) | ((c2 >> sh) & 1);
-                if ((node.x >> oct) & 1) {
-                    s.idx[l + 1] = node.y + POPC(node.x & ((1 << oct) - 1));
+                const int oct = child_octant(c0, c1, c2, sh);
+                if (has_child(node.x, oct)) {
+                    s.idx[l + 1] = child_index(node.x, node.y, oct);
                     depth = l + 1;
                 } else {
                     alive = false;

@@ -1,13 +1,12 @@
-"""Compile and launch march_rays.cu: NVRTC through cuda-python, driver API launches on torch's current stream.
+"""The host side of march_rays.cu, the fused inference ray marcher: the field's layout on the GPU, the kernel's
+parameter struct, its compiled variants and one frame's launch on torch's current stream.
 
-Layer: engine (torch, numpy; cuda-python is imported lazily, on the first CUDA call). Never imports GL: render
-targets hand the marcher a `CudaOutput` (a device pointer or a surface object).
+Layer: engine (torch, numpy; the CUDA toolchain of engine/cuda/toolchain.py, which imports cuda-python lazily). Never
+imports GL: render targets hand the marcher a `CudaOutput` (a device pointer or a surface object). The public pair
+`march_rays` / `march_rays_torch` is in engine/gpu_render.py.
 
-- `cuda_unavailable_reason()`: None, or one line saying why CUDA rendering cannot run here.
-- `KernelOptions` / `get_kernel(device, options)`: a compiled variant, cached per (device, options) in process and as
-  a cubin under ~/.cache/vbnf/kernels (VBNF_CACHE_DIR overrides; VBNF_KERNEL_CACHE=0 turns the disk cache off).
-- `load_functions(device, options, source_path, names)` / `launch_1d(...)`: the same compile-and-cache path for the
-  training kernels of engine/cuda (grid_features.cu, vq_adam.cu), and their one-dimensional launch.
+- `KernelOptions` / `get_kernel(device, options)`: a compiled variant (every option a -D define), cached per
+  (device, options) in process and on disk (toolchain.compile_to_cache).
 - `GpuField.from_field(field, device)`: the field's arrays in the layout the kernel reads (docs/CUDA.md).
 - `CudaMarcher`: uploads fields once (cached by identity and tensor versions) and launches one frame.
 - `MarchParams`: the kernel's parameter struct (ctypes twin of `struct Params` in march_rays.cu).
@@ -15,10 +14,8 @@ targets hand the marcher a `CudaOutput` (a device pointer or a surface object).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import math
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -28,127 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.cuda.toolchain import MAX_LEVELS, check, cuda_device, load_module, make_current, require_cuda
 from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN
-from engine.errors import VbnfError
 from engine.field import InferenceField, check_decoder
-from engine.render import EARLY_STOP, RENDER_MODES, field_step
+from engine.modes import MODE_IDS, RENDER_MODES  # ids: rgb 0, depth 1, normal 2, samples 3, level 4 (as the shader)
+from engine.render import EARLY_STOP, field_step, samples_per_ray_bound
 
 log = logging.getLogger("vbnf.cuda")
 
 SOURCE_PATH = Path(__file__).with_name("march_rays.cu")
-MAX_LEVELS = 16  # octree levels / LODs the parameter struct has room for
-MODE_INDEX = {name: i for i, name in enumerate(RENDER_MODES)}  # rgb 0, depth 1, normal 2, samples 3, level 4
 ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F = 0, 1, 2
 SHARED_CODEBOOK_BYTES = 48 * 1024  # codebooks up to this size (all LODs together) go to shared memory
 OUT1 = 1 + GEO_DIM
 assert EARLY_STOP == 1e-4  # hard-coded in march_rays.cu
 
 
-class CudaUnavailable(VbnfError):
-    """The CUDA path cannot run here; str(e) is one line saying why."""
-
-
-class CudaError(VbnfError):
-    """A CUDA driver or NVRTC call failed; the message names the call and the error."""
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Availability
-
-
-_UNAVAILABLE: list[str | None] = []  # memo of cuda_unavailable_reason()
-
-
-def cuda_unavailable_reason() -> str | None:
-    """None when the CUDA marcher can run in this process, else one line saying why not (checked once)."""
-    if not _UNAVAILABLE:
-        _UNAVAILABLE.append(_probe_cuda())
-    return _UNAVAILABLE[0]
-
-
-def _probe_cuda() -> str | None:
-    try:
-        from cuda.bindings import driver, nvrtc
-    except ImportError as e:
-        return f"cuda-python is not installed ({e}); pip install cuda-python"
-    if not torch.cuda.is_available():
-        return f"torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda})"
-    try:
-        err, = driver.cuInit(0)
-        if int(err) != 0:
-            return f"cuInit failed: {_error_name(err)}"
-        err, count = driver.cuDeviceGetCount()
-        if int(err) != 0 or count == 0:
-            return f"the CUDA driver reports no device ({_error_name(err)})"
-    except Exception as e:  # the driver library itself is missing
-        return f"no usable NVIDIA driver: {str(e).splitlines()[0]}"
-    try:
-        err, major, minor = nvrtc.nvrtcVersion()
-    except Exception as e:
-        return f"NVRTC is not available: {str(e).splitlines()[0]}"
-    return None
-
-
-def require_cuda() -> None:
-    reason = cuda_unavailable_reason()
-    if reason is not None:
-        raise CudaUnavailable(f"CUDA rendering is unavailable: {reason}")
-
-
-def _error_name(err) -> str:
-    from cuda.bindings import driver
-    try:
-        e, name = driver.cuGetErrorName(err)
-        return name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:
-        return str(err)
-
-
-def _check(result, what: str):
-    """cuda-python returns (status, *values): raise on a bad status, return the values (one, a tuple, or None)."""
-    status, *values = result
-    if int(status) != 0:
-        name = _error_name(status) if "nvrtc" not in type(status).__name__.lower() else str(status)
-        raise CudaError(f"{what} failed: {name}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Contexts: the primary context of the device, shared with torch
-
-
-_CONTEXTS: dict[int, object] = {}
-
-
-def make_current(device: torch.device) -> None:
-    """Makes the primary context of `device` (the one torch uses) current on this thread."""
-    from cuda.bindings import driver
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    ctx = _CONTEXTS.get(index)
-    if ctx is None:
-        torch.cuda.init()
-        dev = _check(driver.cuDeviceGet(index), "cuDeviceGet")
-        ctx = _check(driver.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain")
-        _CONTEXTS[index] = ctx
-    current = _check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
-    if current is None or int(current) != int(ctx):
-        _check(driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
-
-
-def cuda_device(device: torch.device | str | int | None = None) -> torch.device:
-    """A torch CUDA device with an explicit index (default: torch's current device)."""
-    if device is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    device = torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
-    if device.type != "cuda":
-        raise ValueError(f"the CUDA marcher needs a cuda device, got {device}")
-    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Kernel variants: compile (NVRTC), cache (process + disk), load
+# Kernel variants: options, load, cache
 
 
 @dataclass(frozen=True)
@@ -177,7 +70,7 @@ class KernelOptions:
 
     def ptxas_options(self) -> list[str]:
         """Extra ptxas flags per variant (none now: the normal-mode gradient pass is written so -O3 does not spill;
-        see docs/cuda_notes.md)."""
+        see docs/research/2026-11-25-cuda-marcher-versions.md)."""
         return []
 
     def shared_bytes(self) -> int:
@@ -201,60 +94,6 @@ def pack_decoder(decoder: dict[str, torch.Tensor]) -> torch.Tensor:
     """float32 [DEC_SIZE]: w0, b0, w1, b1, w2, b2, w3, b3 flattened row-major (input index major)."""
     return torch.cat([decoder[k].detach().float().reshape(-1) for k in ("w0", "b0", "w1", "b1", "w2", "b2",
                                                                        "w3", "b3")]).contiguous()
-
-
-def kernel_cache_dir() -> Path | None:
-    if os.environ.get("VBNF_KERNEL_CACHE", "1") == "0":
-        return None
-    root = os.environ.get("VBNF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vbnf")
-    return Path(root) / "kernels"
-
-
-def nvrtc_target(compute_capability: tuple[int, int]) -> tuple[str, bool]:
-    """(--gpu-architecture value, True for a cubin / False for PTX the driver JIT-compiles)."""
-    from cuda.bindings import nvrtc
-    cc = compute_capability[0] * 10 + compute_capability[1]
-    try:
-        n = _check(nvrtc.nvrtcGetNumSupportedArchs(), "nvrtcGetNumSupportedArchs")
-        archs = list(_check(nvrtc.nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs") or [])[:n]
-    except Exception:
-        archs = [cc]
-    if cc in archs:
-        return f"sm_{cc}", True
-    lower = [a for a in archs if a <= cc]
-    return f"compute_{max(lower) if lower else min(archs)}", False
-
-
-def compile_source(options: KernelOptions, arch: str, cubin: bool, source: str | None = None,
-                   extra: tuple[str, ...] = (), source_path: Path = SOURCE_PATH) -> tuple[bytes, str]:
-    """NVRTC: the .cu file (march_rays.cu by default) with `options` -> (cubin or PTX bytes, compiler log).
-    `options` is anything with defines() and ptxas_options(). Raises CudaError with the log."""
-    from cuda.bindings import nvrtc
-    source = source_path.read_text() if source is None else source
-    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), source_path.name.encode(), 0, [], []),
-                  "nvrtcCreateProgram")
-    opts = [f"--gpu-architecture={arch}", "--std=c++17", "-lineinfo", *options.defines(),
-            *options.ptxas_options(), *extra]
-    try:
-        status, = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
-        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * size
-        nvrtc.nvrtcGetProgramLog(prog, buf)
-        compile_log = buf.decode(errors="replace").rstrip("\x00").strip()
-        if int(status) != 0:
-            raise CudaError(f"NVRTC could not compile {source_path.name} ({' '.join(opts)}): {compile_log}")
-        if cubin:
-            size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-            image = b" " * size
-            _check(nvrtc.nvrtcGetCUBIN(prog, image), "nvrtcGetCUBIN")
-        else:
-            size = _check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            image = b" " * size
-            _check(nvrtc.nvrtcGetPTX(prog, image), "nvrtcGetPTX")
-        return image, compile_log
-    finally:
-        nvrtc.nvrtcDestroyProgram(prog)
 
 
 @dataclass
@@ -288,113 +127,24 @@ def get_kernel(device: torch.device, options: KernelOptions) -> Kernel:
         return kernel
 
 
-def kernel_cache_file(options: KernelOptions, arch: str, cubin: bool, source: str, stem: str = "march_rays"
-                      ) -> Path | None:
-    """Where the disk cache keeps a variant: named by a hash of the source, target, NVRTC version and options."""
-    from cuda.bindings import nvrtc
-    cache_dir = kernel_cache_dir()
-    if cache_dir is None:
-        return None
-    version = _check(nvrtc.nvrtcVersion(), "nvrtcVersion")
-    digest = hashlib.sha256("\n".join([source, arch, str(tuple(version)), *options.defines(),
-                                       *options.ptxas_options()]).encode()).hexdigest()[:32]
-    return cache_dir / f"{stem}-{digest}.{'cubin' if cubin else 'ptx'}"
-
-
-def compile_to_cache(options: KernelOptions, arch: str, cubin: bool = True, source_path: Path = SOURCE_PATH
-                     ) -> tuple[bytes, str]:
-    """The variant's cubin/PTX from the disk cache, else compiled by NVRTC and stored there (no GPU needed).
-
-    Returns (image, "disk cache" or "compiled")."""
-    source = source_path.read_text()
-    path = kernel_cache_file(options, arch, cubin, source, source_path.stem)
-    if path is not None and path.is_file():
-        return path.read_bytes(), "disk cache"
-    image, compile_log = compile_source(options, arch, cubin, source, source_path=source_path)
-    if compile_log:
-        log.debug("NVRTC log for %s: %s", options, compile_log)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(image)
-            os.replace(tmp, path)
-        except OSError as e:
-            log.debug("kernel cache not written (%s)", e)
-    return image, "compiled"
-
-
-@dataclass(frozen=True)
-class FeatureWidthOptions:
-    """Compile options of a training kernel (grid_features.cu, vq_adam.cu): only the feature width F (-DFEAT)."""
-
-    feat: int = 16
-
-    def defines(self) -> list[str]:
-        return [f"-DFEAT={self.feat}"]
-
-    def ptxas_options(self) -> list[str]:
-        return []
-
-
-_FUNCTIONS: dict[tuple, tuple] = {}
-_FUNCTION_LOCK = threading.Lock()
-
-
-def load_functions(device: torch.device, options: FeatureWidthOptions, source_path: Path, names: tuple[str, ...]
-                   ) -> tuple:
-    """The kernels `names` of the .cu file `source_path`, compiled with `options` for `device`: NVRTC or the disk
-    cache on first use, then kept for the process. For the training kernels (feature lookup, vq logits step); the
-    marcher, with its constant memory, has `get_kernel`."""
-    from cuda.bindings import driver
-    key = (device.index, options, source_path, names)
-    with _FUNCTION_LOCK:
-        if key not in _FUNCTIONS:
-            make_current(device)
-            arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
-            image, _ = compile_to_cache(options, arch, cubin, source_path=source_path)
-            module = _check(driver.cuModuleLoadData(image), f"cuModuleLoadData({source_path.name})")
-            _FUNCTIONS[key] = tuple(_check(driver.cuModuleGetFunction(module, n.encode()), f"cuModuleGetFunction({n})")
-                                    for n in names)
-        return _FUNCTIONS[key]
-
-
-def launch_1d(function, device: torch.device, params: ctypes.Structure, n_threads: int, block: int, name: str
-              ) -> None:
-    """Launch `function(params)` (one struct argument) on `device`'s current torch stream with n_threads threads in
-    blocks of `block`. Makes the device's context current first: autograd runs backward on a thread of its own."""
-    from cuda.bindings import driver
-    if n_threads == 0:
-        return
-    make_current(device)
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
-    blocks = (n_threads + block - 1) // block
-    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-    _check(driver.cuLaunchKernel(function, blocks, 1, 1, block, 1, 1, 0, stream, ctypes.addressof(args), 0),
-           f"cuLaunchKernel({name})")
-
-
 def _load_kernel(device: torch.device, options: KernelOptions) -> Kernel:
     from cuda.bindings import driver
-    make_current(device)
-    arch, cubin = nvrtc_target(torch.cuda.get_device_capability(device))
-    image, origin = compile_to_cache(options, arch, cubin)
-    module = _check(driver.cuModuleLoadData(image), "cuModuleLoadData")
-    function = _check(driver.cuModuleGetFunction(module, b"march_rays"), "cuModuleGetFunction")
+    module, arch, origin = load_module(device, options, SOURCE_PATH)
+    function = check(driver.cuModuleGetFunction(module, b"march_rays"), "cuModuleGetFunction")
     shared = options.shared_bytes()
     if shared > 48 * 1024:
-        _check(driver.cuFuncSetAttribute(
+        check(driver.cuFuncSetAttribute(
             function, driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared),
             "cuFuncSetAttribute")
     const_ptr, const_bytes = 0, 0
     if not options.w_shared:
-        ptr, const_bytes = _check(driver.cuModuleGetGlobal(module, b"c_dec"), "cuModuleGetGlobal(c_dec)")
+        ptr, const_bytes = check(driver.cuModuleGetGlobal(module, b"c_dec"), "cuModuleGetGlobal(c_dec)")
         const_ptr = int(ptr)
     resident = 0
     if options.persistent:
         threads = options.block[0] * options.block[1]
-        per_sm = _check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(function, threads, shared),
-                        "cuOccupancyMaxActiveBlocksPerMultiprocessor")
+        per_sm = check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(function, threads, shared),
+                       "cuOccupancyMaxActiveBlocksPerMultiprocessor")
         resident = max(1, int(per_sm)) * torch.cuda.get_device_properties(device).multi_processor_count
     log.debug("march_rays %s for %s (%s)", arch, options, origin)
     return Kernel(options, module, function, const_ptr, const_bytes, source=origin, resident_blocks=resident)
@@ -474,6 +224,7 @@ class GpuField:
     @staticmethod
     def from_field(field: InferenceField, device: torch.device | str) -> "GpuField":
         device = torch.device(device)
+        samples_per_ray_bound(field)  # RenderError (one line) for a level count or scene box no renderer marches
         n_lods = field.max_lod + 1
         feat = field.feature_dim
         check_decoder(field.decoder, feat)
@@ -526,12 +277,12 @@ class GpuField:
                         field.octree.cells[0].numel() > 0, next(_TOKENS))
 
     def kernel_options(self, mode: str, tuning: "MarchTuning") -> KernelOptions:
-        if mode not in MODE_INDEX:
+        if mode not in MODE_IDS:
             raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
         cb_bytes = self.n_lods * self.cb_rows * self.feat * 4
         cb_shared = bool(self.codes) and (tuning.cb_shared if tuning.cb_shared is not None
                                           else cb_bytes <= SHARED_CODEBOOK_BYTES)
-        return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_INDEX[mode], self.codes,
+        return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_IDS[mode], self.codes,
                              self.cb_rows if self.codes else 0, cb_shared, tuning.w_shared, tuning.path_cache,
                              tuning.block, tuning.persistent, tuning.mlp_rolled)
 
@@ -628,7 +379,7 @@ class MarchTuning:
     rgb_min_weight: float = 1e-6    # samples of compositing weight below this skip the colour MLP
     block: tuple[int, int] = (16, 8)  # threads per block (x, y); the persistent kernel uses x * y in 1-D
     persistent: bool = False        # persistent threads refilling idle lanes from a pixel counter (slower on an
-                                    # H100: docs/cuda_notes.md)
+                                    # H100: docs/research/2026-11-25-cuda-marcher-versions.md)
     mlp_rolled: bool = True         # MLP input loops rolled, inputs staged per thread in shared memory: 2x less
                                     # code, 127 registers, 2.2x faster than fully unrolled on an H100
 
@@ -728,9 +479,9 @@ class CudaMarcher:
         kernel = get_kernel(self.device, options)
         stream = driver.CUstream(self.stream())
         if not options.w_shared and kernel.const_owner != gpu.token:
-            _check(driver.cuMemcpyDtoDAsync(driver.CUdeviceptr(kernel.const_ptr),
-                                            driver.CUdeviceptr(gpu.decoder.data_ptr()),
-                                            gpu.decoder.numel() * 4, stream), "cuMemcpyDtoDAsync(c_dec)")
+            check(driver.cuMemcpyDtoDAsync(driver.CUdeviceptr(kernel.const_ptr),
+                                           driver.CUdeviceptr(gpu.decoder.data_ptr()),
+                                           gpu.decoder.numel() * 4, stream), "cuMemcpyDtoDAsync(c_dec)")
             kernel.const_owner = gpu.token
         if camera.width <= 0 or camera.height <= 0:
             return
@@ -745,9 +496,9 @@ class CudaMarcher:
             bx, by = bx * by, 1
         else:
             grid = ((camera.width + bx - 1) // bx, (camera.height + by - 1) // by)
-        _check(driver.cuLaunchKernel(kernel.function, grid[0], grid[1], 1, bx, by, 1,
-                                     options.shared_bytes(), stream, ctypes.addressof(args), 0),
-               "cuLaunchKernel(march_rays)")
+        check(driver.cuLaunchKernel(kernel.function, grid[0], grid[1], 1, bx, by, 1,
+                                    options.shared_bytes(), stream, ctypes.addressof(args), 0),
+              "cuLaunchKernel(march_rays)")
 
 
 def mode_channels(mode: str) -> int:

@@ -1,5 +1,5 @@
-// vq_adam: the vq logits' training step in one pass (engine/optim.py's VQLogitsAdam). Twin of engine/optim.py
-// `vq_adam_reference`: the straight-through gradient of the logits (engine/grids.py `ste_gradient`) followed by an
+// vq_adam: the vq logits' training step in one pass (engine/optim.py's VQLogitsAdam). Twin of engine/cuda/vq_adam.py
+// `vq_adam_torch`: the straight-through gradient of the logits (engine/grids.py `ste_gradient`) followed by an
 // Adam step on the rows that have one.
 //
 //   for each corner row r whose feature gradient v = grad_table[r, :] is not all zero:
@@ -10,30 +10,28 @@
 //     v2 = beta2 * exp_avg_sq[r, j] + (1 - beta2) g_j^2;  m = beta1 * exp_avg[r, j] + (1 - beta1) g_j (m = g_j
 //     without exp_avg);  logits[r, j] -= step_size * m / (sqrt(v2) / root_correction + eps)
 //   rows whose v is zero (no sample reached the corner this step) are left alone, moments included ("lazy" Adam).
+//   indices[r] = argmax_j logits[r, j] after the step, when indices is given: the index table the next forward
+//   reads is kept up to date row by row instead of by an argmax over every corner each step.
 //
 // One warp per row on the GPU (its lanes stride over the K = 2^b logits), one thread per row on the host. Nothing is
 // materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
 // Compiled at run time by NVRTC (engine/cuda/vq_adam.py) with -DFEAT=F; the same file compiles as plain C++ on the
-// host (tests/test_optim.py compares it with the torch reference).
+// host (tests/test_optim.py compares it with its torch twin, vq_adam_torch).
 
 #ifndef FEAT
 #define FEAT 16
 #endif
 
+#include "common.cuh"  // HD and the host shim
+
 #ifdef __CUDACC__
-#define HD __device__ __forceinline__
 #define EXP expf
 #define SQRT sqrtf
-#define FMAX fmaxf
 #define LANES 32
 #else  // host build (tests only)
-#include <cmath>
-#define HD static inline
 #define EXP std::exp
 #define SQRT std::sqrt
-#define FMAX std::fmax
 #define LANES 1
-#define __restrict__
 #endif
 
 struct VQAdamParams {
@@ -42,6 +40,7 @@ struct VQAdamParams {
     float* logits;            // [n_rows, K]
     float* exp_avg_sq;        // [n_rows, K]
     float* exp_avg;           // [n_rows, K] or null (no first moment)
+    int* indices;             // [n_rows] or null: each stepped row's argmax after the step
     long long n_rows;
     int k;                    // codebook rows K = 2^b
     int reinmax;              // 0: straight-through, 1: ReinMax
@@ -123,6 +122,14 @@ HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
         }
         logits[j] -= p.step_size * m / (SQRT(v2) / p.root_correction + p.eps);
     }
+    if (p.indices) {  // each lane reads back only the logits it wrote: no barrier needed
+        float best = -3.4028235e38f;
+        int best_j = p.k;
+        for (int j = lane; j < p.k; j += LANES)
+            if (logits[j] > best) { best = logits[j]; best_j = j; }
+        lanes_argmax(best, best_j);
+        if (lane == 0) p.indices[r] = best_j < p.k ? best_j : 0;  // all-NaN row: a valid index (the guard rolls back)
+    }
 }
 
 #ifdef __CUDACC__
@@ -136,7 +143,6 @@ extern "C" void vq_adam_host(const VQAdamParams* p) {
 }
 
 // Field offsets and size of VQAdamParams (tests check the ctypes twin against them).
-#include <cstddef>
 extern "C" int vq_adam_params_layout(long long* out) {
     int i = 0;
     out[i++] = offsetof(VQAdamParams, grad_table);
@@ -144,6 +150,7 @@ extern "C" int vq_adam_params_layout(long long* out) {
     out[i++] = offsetof(VQAdamParams, logits);
     out[i++] = offsetof(VQAdamParams, exp_avg_sq);
     out[i++] = offsetof(VQAdamParams, exp_avg);
+    out[i++] = offsetof(VQAdamParams, indices);
     out[i++] = offsetof(VQAdamParams, n_rows);
     out[i++] = offsetof(VQAdamParams, k);
     out[i++] = offsetof(VQAdamParams, reinmax);

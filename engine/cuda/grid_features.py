@@ -1,10 +1,12 @@
-"""The fused training-time feature lookup (grid_features.cu): octree descent + trilinear gather of every LOD's corner
-features, forward and backward, one thread per point. A drop-in for `descend` + `feature_from_cells` when training on
-CUDA: same values (up to float summation order), far fewer kernel launches and no [M, 8, F] intermediates.
+"""The training-time feature lookup, fused (grid_features.cu), and its torch twin: octree descent + trilinear gather
+of every LOD's corner features, forward and backward.
 
-    grid_features(points [M,3], octree, corners, tables, base_level, lod) -> float [M,F]   (autograd: tables only)
-
-The torch pair stays the reference (tests/test_grid_features.py compares both, on the host build and on a GPU).
+    grid_features(points [M,3], octree, corners, tables, base_level, lod) -> float [M,F]
+        CUDA, one thread per point (autograd: tables only); far fewer kernel launches than torch and no [M, 8, F]
+        intermediates. The trainer passes it to NeuralField.field_fn when it trains on CUDA.
+    grid_features_torch(...)  (same arguments and result): `descend` + `engine.field.feature_from_cells`, the lookup
+        every torch path uses (there the cells come from the renderer's own descent) and the reference the tests
+        compare the kernel with (tests/test_grid_features.py, on the host build and on a GPU).
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from engine.cuda.marcher import MAX_LEVELS, FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
-from engine.octree import Octree
+from engine.cuda.toolchain import (MAX_LEVELS, FeatureWidthOptions, cuda_device, launch_1d, load_functions,
+                                   require_cuda)
+from engine.field import feature_from_cells
+from engine.octree import Octree, descend
 
 SOURCE_PATH = Path(__file__).with_name("grid_features.cu")
 THREADS = 128
@@ -135,12 +139,20 @@ def grid_features(points: torch.Tensor, octree: Octree, corners: list[torch.Tens
     """Sum over LOD 0..lod of the trilinear interpolation of each LOD's corner features, on CUDA.
 
     points: float32 [M,3] unit cube (no gradient); octree, corners: as in NeuralField; tables: per LOD float32
-    [n_corners, F] (gradients flow to these). Returns float32 [M,F]. Equals
-    `feature_from_cells(tables, corners, base_level, lod, points, descend(octree, points, base_level + lod)[0])`.
+    [n_corners, F] (gradients flow to these). Returns float32 [M,F], equal to its twin `grid_features_torch` up to
+    float summation order.
     """
     require_cuda()
     cuda_device(points.device)
     if points.requires_grad:
-        raise ValueError("grid_features: no gradient with respect to the points (use feature_from_cells)")
+        raise ValueError("grid_features: no gradient with respect to the points (use grid_features_torch)")
     return _GridFeatures.apply(points.contiguous().float(), octree, corners, base_level, lod,
                                *[t.float() for t in tables[: lod + 1]])
+
+
+def grid_features_torch(points: torch.Tensor, octree: Octree, corners: list[torch.Tensor],
+                        tables: list[torch.Tensor], base_level: int, lod: int) -> torch.Tensor:
+    """The torch twin of `grid_features` (same arguments and result, any device, gradients to the tables and the
+    points): `feature_from_cells` on the cells `descend` finds for the points at level base_level + lod."""
+    cells = descend(octree, points, base_level + lod)[0]
+    return feature_from_cells(tables, corners, base_level, lod, points, cells)

@@ -1,0 +1,71 @@
+"""The rate-distortion recipe (engine/recipe.py) and `vbnf train --size`."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.cli import main
+from engine.data import load_dataset
+from engine.fileformat import load_model, model_layout, save_model_bytes
+from engine.recipe import Recipe, choose_bits, keep_by_importance, parse_size, train_for_budget
+from engine.train import TrainSettings
+
+
+@pytest.mark.parametrize("text,expected", [("500KB", 500_000), ("0.5M", 500_000), ("2MB", 2_000_000),
+                                           ("120000", 120_000), ("1.5 mb", 1_500_000), ("64k", 64_000)])
+def test_sizes_read_as_users_write_them(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "-5KB", "1e9XB", "0.0001KB"])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_importance_pruning_keeps_the_cells_that_hold_the_share():
+    importance = torch.tensor([0.0, 10.0, 1.0, 0.0, 0.001])
+    corners = torch.tensor([[0] * 8, [1] * 8, [2] * 8, [3] * 8, [4] * 8], dtype=torch.int32)
+    keep = keep_by_importance(importance, corners, 0.99)
+    assert keep.tolist() == [False, True, True, False, False]
+    assert keep_by_importance(torch.zeros(5), corners, 0.99).all()  # nothing measured: keep everything
+
+
+@pytest.fixture(scope="module")
+def small_train(toy_scene):
+    return load_dataset(toy_scene, "train", max_images=8)
+
+
+def test_the_recipe_writes_a_file_within_its_budget(small_train):
+    recipe = Recipe(budget_bytes=20_000, steps=40, max_level=4)
+    tuner, recipe = train_for_budget(small_train, recipe, TrainSettings(batch_rays=256), torch.device("cpu"),
+                                     chunk=10)
+    field = tuner.freeze({"recipe": {}})
+    assert field.grid_kind == "kmeans" and len(recipe.level_bits) == field.n_lods
+    assert len(save_model_bytes(field)) <= 20_000
+    # coarse levels never get fewer bits than finer ones; a larger budget never gets fewer bits
+    assert list(recipe.level_bits) == sorted(recipe.level_bits, reverse=True) or \
+        all(b >= recipe.level_bits[-1] for b in recipe.level_bits)
+    assert all(a >= b for a, b in zip(choose_bits(field, 200_000), choose_bits(field, 20_000)))
+    assert tuner.history and all(torch.isfinite(torch.tensor(r["loss"])) for r in tuner.history)
+
+
+def test_train_size_cli_fits_the_budget_and_info_shows_the_recipe(toy_scene, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", str(toy_scene), "--size", "25KB", "--steps", "40", "--max-level", "4", "--batch", "256",
+            "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    model = out / "model.vbnf"
+    assert model_layout(model).total_bytes <= 25_000
+    field = load_model(model)
+    assert field.metadata["recipe"]["budget_bytes"] == 25_000 and field.metadata["recipe"]["level_bits"]
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "recipe" in capsys.readouterr().out
+
+
+def test_a_budget_too_small_for_the_levels_is_one_line(toy_scene, tmp_path, capsys):
+    code = main(["train", str(toy_scene), "--size", "2KB", "--steps", "20", "--max-level", "4", "--batch", "128",
+                 "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--size" in err and len(err.splitlines()) == 1
