@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from engine.modes import MAX_BITS, MIN_BITS
+from engine.limits import MAX_BITS, MIN_BITS
 from engine.quantize import kmeans
 
 GridKind = Literal["dense", "vq", "random", "kmeans"]
@@ -114,7 +114,7 @@ Bits = int | tuple[int, ...]
 
 def level_bits(bits: Bits | list[int] | None, n_lods: int) -> tuple[int, ...]:
     """bits (one b, or one per level) -> one b per level; ValueError (one line) when a b is outside
-    MIN_BITS..MAX_BITS (engine/modes.py: 1..16) or the list does not have one entry per level."""
+    MIN_BITS..MAX_BITS (engine/limits.py: 1..16) or the list does not have one entry per level."""
     per_level = (bits,) * n_lods if bits is None or isinstance(bits, int) else tuple(int(b) for b in bits)
     if len(per_level) != n_lods:
         raise ValueError(f"--bits lists {len(per_level)} bitwidths for a grid of {n_lods} levels")

@@ -25,6 +25,7 @@ log = logging.getLogger("vbnf.render")
 
 RenderPath = Literal["cuda+interop", "cuda+upload", "cpu"]
 Prefer = Literal["auto", "cuda", "torch"]
+FALLBACK_NOTE = "; the torch reference renderer runs instead"
 
 
 class RenderChoice(NamedTuple):
@@ -55,7 +56,8 @@ def choose_renderer(prefer: Prefer = "auto", device: torch.device | str | None =
     """
     choice = _decide(prefer, None if device is None else torch.device(device), gl_available, pinhole)
     if prefer == "cuda" and not choice.uses_cuda:
-        raise VbnfError(f"the CUDA marcher cannot run: {choice.reason}")
+        why = choice.reason.replace(FALLBACK_NOTE, "")
+        raise VbnfError(f"the CUDA marcher cannot run: {why}; use --renderer torch (or auto)")
     log.info("render path: %s (%s)", choice.path, choice.reason)
     return choice
 
@@ -75,7 +77,7 @@ def _decide(prefer: Prefer, device: torch.device | None, gl_available: bool, pin
     except Exception as e:  # a broken CUDA layer means the torch path, said in the reason
         reason = f"the CUDA layer failed to import ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     if reason is not None:
-        return RenderChoice("cpu", f"CUDA unavailable: {reason}; the torch reference renderer runs instead")
+        return RenderChoice("cpu", f"CUDA unavailable: {reason}{FALLBACK_NOTE}")
     if device is not None and device.type != "cuda":
         return RenderChoice("cpu", f"the torch renderer on device {device} (the CUDA marcher needs a CUDA device)")
     if not pinhole:

@@ -359,6 +359,13 @@ def run_recipe(args) -> int:
     if args.max_level:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16
+    if not 1 <= recipe.base_level <= recipe.max_level:
+        raise VbnfError(f"--base-level {recipe.base_level} must be between 1 and --max-level {recipe.max_level}")
+    # the recipe's first phase trains a dense grid at its finest level: refused here, before training, when that
+    # would not fit (as a --grid run is)
+    dense_phase = argparse.Namespace(grid="dense", bits=None, max_level=recipe.max_level,
+                                     base_level=recipe.base_level, feature_dim=recipe.feature_dim)
+    carved_octree_that_fits(dataset, dense_phase, device, batch)
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
                              grid_lr=args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR["dense"],
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
