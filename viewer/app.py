@@ -177,6 +177,14 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _check_renderable(model: str) -> None:
+    """A scripted screenshot of a model no renderer can march fails here, in one line, before the window opens and
+    the render path is chosen (and logged)."""
+    from engine.fileformat import load_model
+    from engine.render import samples_per_ray_bound
+    samples_per_ray_bound(load_model(model))
+
+
 def run(args) -> int:
     width, height = _parse_size(args.size)
     model = args.model
@@ -184,6 +192,8 @@ def run(args) -> int:
         model = str(bundled_model_path())
     if not Path(model).exists():
         raise VbnfError(f"{model}: no such file; pass an existing .vbnf model")
+    if args.screenshot:
+        _check_renderable(model)
     app = App(model, width, height, headless=args.headless, cpu_only=args.cpu, output_dir=args.output_dir)
     try:
         if app.state.error:

@@ -180,6 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
+    from engine.render import samples_per_ray_bound
     from engine.render_policy import choose_renderer, cuda_failure
     from viewer.camera import default_camera
     from engine.colormap import display_rgb, to_uint8
@@ -215,6 +216,7 @@ def run(args) -> int:
     if len(cam_values) == 3:
         camera.distance = cam_values[2]
     background = (1.0, 1.0, 1.0)
+    samples_per_ray_bound(full)  # a model no renderer should march: refused before the renderer is chosen
     use_cuda = choose_renderer(args.renderer).uses_cuda
     tiles, labels = [], []
     for bits in bits_list:
