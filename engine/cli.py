@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("viewer.app", "open the interactive viewer (default: the bundled model)"),
     "compare": ("viewer.compare", "write a labelled contact sheet comparing LODs and bitwidths"),
     "make-scene": ("engine.scenes", "generate a procedural multi-view data set (Blender format)"),
+    "warmup": ("viewer.warmup", "compile the CUDA kernels of the viewer and training ahead (kernel disk cache)"),
 }
 DEBUG_ENV = "VBNF_DEBUG"
 

@@ -63,9 +63,10 @@ def test_training_with_a_bad_data_set_is_one_line(make_app, tiny_model, tmp_path
     app.state.training.dataset_path = str(tmp_path / "nowhere")
     app.actions.start_training()
     deadline = time.perf_counter() + 20
-    while time.perf_counter() < deadline and "nowhere" not in app.state.training.status:
+    while time.perf_counter() < deadline and "nowhere" not in app.state.training.status + app.state.error:
         app.frame()
-    assert "nowhere" in app.state.training.status and "\n" not in app.state.training.status
+    said = app.state.error or app.state.training.status  # a missing folder is caught before training starts
+    assert "nowhere" in said and "\n" not in said and "type its folder" in said
     assert not app.state.training.running
     app.frame()  # still running, model still shown
     assert app.state.view.label_a

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from engine.errors import VbnfError
 from viewer.camera import camera_from_c2w, default_camera
-from viewer.field_source import Models
+from engine.fileformat import model_layout
+from viewer.field_source import FieldSource, Models
 from viewer.field_view import CaptureRequest, FieldView, dataset_path
+from viewer.file_browser import FileBrowser, system_dialog_available
 from viewer.screenshot import free_path
 from viewer.state import AppState
-from viewer.training_session import DatasetCache, TrainingSession
+from viewer.training_session import DEFAULT_SHARE, DatasetCache, TrainingSession, device_batch, new_run_field
 
 DOWNLOAD_SECONDS = 4.0  # "simulate download" fills the whole file in this time
 
@@ -25,14 +27,25 @@ class Actions:
     """Commands over the app's parts (each passed in explicitly; none of them knows the window)."""
 
     def __init__(self, state: AppState, models: Models, view: FieldView, datasets: DatasetCache,
-                 training_device: str = "cpu"):
+                 training_device: str = "cpu", training_device_reason: str = "", wake=None):
         self.state = state
         self.models = models
         self.view = view
         self.datasets = datasets
         self.training: TrainingSession | None = None
+        self._new_run = False  # the running session trains a new model whose first field is not shown yet
         self.training_device = training_device
-        self._dialog = None  # a pending portable_file_dialogs.open_file
+        self.prepare_snapshot = None
+        """Called by the training thread with each snapshot (the app uploads it to the CUDA marcher there)."""
+        self.wake = wake
+        """Called from worker threads when they have news for the frame (the app wakes its idle loop with it)."""
+        state.training.device = training_device
+        state.training.device_reason = training_device_reason
+        state.training.batch = device_batch(training_device)
+        self._dialog = None  # a pending portable_file_dialogs.open_file / select_folder
+        self._dialog_purpose = ""
+        self.browser: FileBrowser | None = None
+        """The viewer's own chooser while it is open (machines without a system file dialog)."""
 
     # -- model -----------------------------------------------------------------------------------------------------
 
@@ -63,34 +76,75 @@ class Actions:
         s.compare.lod_b = max(0, field.max_lod - 2)
         s.compare.bits_b = max(1, (source.trained_bits or 4) - 2)
         s.camera = default_camera(field.scene_center, field.scene_half_size, s.camera.fov_y_deg)
-        s.training.dataset_path = str(field.metadata.get("dataset", "") or "")
-        s.save_path = str(free_path(Path(path).with_name(Path(path).stem + "_edited.vbnf")))
+        s.training.dataset_path = resolve_dataset(field.metadata.get("dataset", ""), Path(path))
+        s.save_path = str(free_path(Path(s.output_dir) / (Path(path).stem + "_edited.vbnf")))
         s.error = ""
         s.message = f"opened {path} ({source.file_bytes} bytes, {field.n_lods} LODs)"
         return True
 
     def browse_for_model(self) -> None:
-        """Opens the native file dialog (portable-file-dialogs: zenity/kdialog on Linux) without waiting for it;
-        `poll_dialog` opens what was chosen."""
-        if self._dialog is not None:
+        """Chooses a model file without waiting: the system dialog (portable-file-dialogs) where the machine has
+        one, else the viewer's own ImGui chooser; `poll_dialog` opens what was chosen."""
+        self.browse("model")
+
+    def browse(self, purpose: str) -> None:
+        """A chooser for `purpose`: "model" (a .vbnf file to open), "dataset" (a data set folder or transforms
+        JSON, for training and ground truth) or "output" (the folder for screenshots, comparisons and saves)."""
+        if self._dialog is not None or self.browser is not None:
             return
-        try:
-            from imgui_bundle import portable_file_dialogs as pfd
-            self._dialog = pfd.open_file("Open a vbnf model", str(Path(self.state.model_path or ".").parent),
-                                         ["vbnf models", "*.vbnf", "All files", "*"])
-        except Exception as e:
-            self.state.error = f"no file dialog here ({type(e).__name__}); type the path in the box and press Open"
+        s = self.state
+        start = {"model": str(Path(s.model_path or ".").parent), "dataset": s.training.dataset_path or ".",
+                 "output": s.output_dir or "."}[purpose]
+        if system_dialog_available():
+            try:
+                from imgui_bundle import portable_file_dialogs as pfd
+                if purpose == "model":
+                    self._dialog = pfd.open_file("Open a vbnf model", start, ["vbnf models", "*.vbnf", "All files", "*"])
+                else:
+                    self._dialog = pfd.select_folder("Choose the data set folder" if purpose == "dataset"
+                                                     else "Choose the output folder", start)
+                self._dialog_purpose = purpose
+                return
+            except Exception:
+                pass  # the viewer's own chooser below
+        suffixes = {"model": (".vbnf",), "dataset": (".json",), "output": ()}[purpose]
+        title = {"model": "Open a model", "dataset": "Choose the data set (folder or transforms JSON)",
+                 "output": "Choose the output folder"}[purpose]
+        self.browser = FileBrowser(purpose, title, start, suffixes)
 
     def poll_dialog(self) -> None:
-        """Called every frame: opens the file chosen in the dialog once the user has closed it."""
-        if self._dialog is None or not self._dialog.ready(0):
+        """Called every frame: applies the choice of the system dialog or the viewer's chooser once made."""
+        chosen = None
+        purpose = ""
+        if self.browser is not None and not self.browser.open:
+            chosen, purpose, self.browser = self.browser.result, self.browser.purpose, None
+        elif self._dialog is not None and self._dialog.ready(0):
+            result, self._dialog = self._dialog.result(), None
+            purpose = self._dialog_purpose
+            chosen = (result[0] if result else None) if isinstance(result, list) else (result or None)
+        if not chosen:
             return
-        chosen, self._dialog = self._dialog.result(), None
-        if chosen:
-            self.state.open_path = chosen[0]
-            self.open_model(chosen[0])
-        elif not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            self.state.error = "no file dialog without a display; type the path in the box and press Open"
+        if purpose == "model":
+            self.state.open_path = chosen
+            self.open_model(chosen)
+        elif purpose == "dataset":
+            self.state.training.dataset_path = str(Path(chosen).resolve())
+            self.datasets.forget_error(self.state.training.dataset_path)
+        elif purpose == "output":
+            self.set_output_dir(chosen)
+
+    def set_output_dir(self, folder: str) -> None:
+        """Screenshots, comparisons and proposed save names go to `folder` (made if missing)."""
+        s = self.state
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            s.error = f"cannot use {folder} as the output folder: {e.strerror or e}; choose another"
+            return
+        s.output_dir = str(Path(folder).resolve())
+        if s.save_path:
+            s.save_path = str(free_path(Path(s.output_dir) / Path(s.save_path).name))
+        s.message = f"screenshots and saves go to {s.output_dir}"
 
     def drop_files(self, paths: list[str]) -> None:
         """GLFW drop callback: opens the first dropped file."""
@@ -117,10 +171,15 @@ class Actions:
         s.confirm_overwrite = ""
         shown = source.live if source.live is not None else source.converted(s.bits, None)
         metadata = {"saved_by": "vbnf view"}
+        known = dataset_path(s, source)
+        if known and Path(known).exists():
+            metadata["dataset"] = str(Path(known).resolve())  # stored resolved: found from any folder
         if shown.field.bits != source.trained_bits:
             metadata["converted_from_bits"] = source.trained_bits
         try:
             from engine.fileformat import save_model
+            if Path(path).parent.resolve() == Path(s.output_dir).resolve():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)  # the output folder the user chose
             n = save_model(path, shown.field, metadata)
         except VbnfError as e:
             s.error = f"{e}; the model is still open, try another name"
@@ -207,9 +266,52 @@ class Actions:
         if s.byte_budget is not None:
             s.byte_budget = None
             s.download_bytes_per_s = 0.0
+        if not Path(path).exists():
+            s.error = (f"Training: the data set {path} does not exist; type its folder (or transforms JSON) under "
+                       "Training")
+            return
+        path = str(Path(path).resolve())  # stored resolved: the saved model finds it from any folder
+        s.training.dataset_path = path
         start = source.live if source.live is not None else source.converted(s.bits, None)
-        self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device)
+        self.training = TrainingSession(start.field, path, self.datasets, device=self.training_device,
+                                        share=self._share(), wake=self.wake, prepare=self.prepare_snapshot)
+        s.training.batch = self.training.settings.batch_rays
         self.training.start()
+
+    def _share(self) -> float:
+        return 1.0 if self.state.training.full_speed else DEFAULT_SHARE
+
+    def train_new(self, path: str | None = None) -> None:
+        """"Train new": a new model trained on the data set `path` (default: the typed one) with `vbnf train`'s
+        trainer and defaults for this device; the view shows it from its first step. Save writes it."""
+        s = self.state
+        path = (path if path is not None else s.training.dataset_path).strip()
+        if not path or not Path(path).exists():
+            s.error = (f"Train new: the data set {path} does not exist; " if path else "Train new: ") + \
+                "type or browse to a data set folder (or transforms JSON) under Training"
+            return
+        path = str(Path(path).resolve())
+        self.stop_training(keep_snapshot=True)
+        s.training.dataset_path = path
+        self._new_run = True
+        self.training = TrainingSession(None, path, self.datasets, device=self.training_device,
+                                        share=self._share(), wake=self.wake, new_field=new_run_field,
+                                        prepare=self.prepare_snapshot)
+        s.training.batch = self.training.settings.batch_rays
+        s.message = f"training a new model on {path}"
+        self.training.start()
+
+    def _show_new_run(self, field, data: bytes) -> None:
+        """Makes the new run's first frozen field the current model (its file is written by Save)."""
+        s = self.state
+        name = Path(s.training.dataset_path).name or "model"
+        source = FieldSource(Path(s.output_dir) / f"{name}_vq_b6.vbnf", data, model_layout(data), field)
+        self.models.current = source
+        s.model_path = ""
+        s.lod, s.bits, s.byte_budget, s.download_bytes_per_s = field.max_lod, None, None, 0.0
+        s.compare.lod_b = max(0, field.max_lod - 2)
+        s.camera = default_camera(field.scene_center, field.scene_half_size, s.camera.fov_y_deg)
+        s.save_path = str(free_path(source.path))
 
     def pause_training(self) -> None:
         if self.training is not None:
@@ -217,6 +319,7 @@ class Actions:
 
     def stop_training(self, keep_snapshot: bool = False) -> None:
         """Ends the training thread; the view goes back to the file unless `keep_snapshot`."""
+        self._new_run = False
         if self.training is not None:
             self.training.close()
             self.training = None
@@ -231,16 +334,43 @@ class Actions:
             t.running = False
             t.status = "" if self.models.current is None or self.models.current.live is None else "stopped"
             return
+        if self._new_run and session.initial is not None:
+            self._new_run = False
+            self._show_new_run(*session.initial)
         snapshot = session.take_snapshot()
         if snapshot is not None and self.models.current is not None:
             self.models.current.set_live(snapshot)
+        session.share = self._share()
         t.running = session.running
         t.status = session.status
+        t.steps_per_s, t.share = session.rate()
         history = session.history()
         if len(history) != len(t.steps):
             t.steps = [h["step"] for h in history]
             t.loss = [h["loss"] for h in history]
             t.psnr = [h["psnr"] for h in history]
 
+    def busy(self) -> bool:
+        """Something runs in the background that the frame must poll (a file dialog, a training run loading or
+        running): the loop must not sleep until an event."""
+        t = self.training
+        return self._dialog is not None or (t is not None and (t.running or not t.ready))
+        # (the ImGui chooser needs no polling: it changes only on input, which wakes the loop)
+
     def close(self) -> None:
         self.stop_training(keep_snapshot=True)
+
+
+def resolve_dataset(value, model_path: Path) -> str:
+    """A model's metadata["dataset"] as an absolute path: as stored when absolute, else relative to the current
+    folder if it exists there, else relative to the model's folder; "" when unknown."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        return str(p)
+    for base in (Path.cwd(), model_path.resolve().parent):
+        if (base / p).exists():
+            return str((base / p).resolve())
+    return str(p.resolve())

@@ -7,18 +7,24 @@ training_session (live training).
 
 One frame: poll events -> ImGui new frame -> input -> commands due (download animation, training snapshot)
 -> field_view.update (submit renders, take finished ones in) -> draw_scene -> draw_ui -> swap. Nothing in a frame
-waits for a render: the CPU path renders in a thread and the frame shows the newest finished image.
+waits for a render, a kernel compile or a training step: the CPU path renders in a thread, CUDA kernels compile on a
+worker (viewer/kernel_compiler.py), training runs in its thread, and the frame shows the newest finished image.
+
+An idle viewer idles: once nothing changes (no input, the image final, no training, no background job), the loop
+waits for an event (glfw.wait_events_timeout); worker threads wake it with glfw.post_empty_event when they finish.
 
 Tests drive it headless: `App(model, 160, 120, headless=True)`, `app.frame()`, `app.state`, `app.actions`.
 """
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 
 from viewer.window import Window  # first: imports imgui_bundle before glfw
 from imgui_bundle import imgui
+import glfw
 
 from engine.bundled import bundled_model_path
 from engine.errors import VbnfError
@@ -27,46 +33,103 @@ from viewer.controls import ViewControls
 from viewer.field_source import Models
 from viewer.field_view import FieldView, view_rect
 from viewer.gl_resources import read_screen
+from viewer.kernel_compiler import CompilingBackend, KernelCompiler, marcher_prepare
 from viewer.panel import draw_ui
-from viewer.render_paths import choose_backend
+from viewer.render_paths import DirectBackend, ThreadedBackend, choose_backend
 from viewer.state import AppState
 from viewer.training_session import DatasetCache
 
 MINIMISED_SLEEP_S = 0.05
 UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
                    # torch renderer share the cores, so frames beyond this only slow the render down
+TRAINING_UI_FPS = 40.0  # while training the view refreshes at most this often (the rest of the time trains)
+FULL_SPEED_FRAME_S = 0.25  # "train at full speed": the view refreshes a few times a second
+QUIET_FRAMES = 3  # frames drawn after the last change before the loop waits for events (ImGui settles hover states)
+IDLE_WAIT_S = 1.0  # an idle loop draws a frame at least this often (clock-like overlays stay honest)
 
 
 class App:
     """The viewer: one window showing one model. `frame()` runs one iteration of the loop."""
 
     def __init__(self, model_path: str | None = None, width: int = 1280, height: int = 800, headless: bool = False,
-                 cpu_only: bool = False, output_dir: str = "."):
+                 cpu_only: bool = False, output_dir: str = ".", backend=None, training_device: str | None = None,
+                 idle_wait: bool = True):
+        """backend: a render backend to use instead of choose_backend's (tests); training_device: "cpu" or "cuda"
+        (None: CUDA when the GPU renders and CUDA works, else the CPU); idle_wait: the loop waits for events when
+        nothing changes (False: it draws every frame, for benchmarks that time frames)."""
         self.state = AppState(output_dir=output_dir)
         self.models = Models()
-        self.datasets = DatasetCache()
+        self._closed = False
+        self.idle_wait = idle_wait
+        self.datasets = DatasetCache(on_loaded=self.wake)
         self.window = Window(width, height, "vbnf", headless=headless, on_drop=self._on_drop)
-        backend = choose_backend(self.window.ctx, prefer_cpu=cpu_only)
+        self.warmup_process = None
+        """`vbnf warmup` started in the background on the first launch with CUDA (None otherwise)."""
+        self.frame_thread = threading.current_thread()
+        """The thread that runs frames (the GL context's); no compile or serialisation runs on it."""
+        backend = backend if backend is not None else self._make_backend(cpu_only)
         self.state.stats.render_path = backend.name
         self.state.stats.render_path_reason = backend.reason
         self.view = FieldView(self.window.ctx, backend)
-        self.actions = Actions(self.state, self.models, self.view, self.datasets)
+        device, reason = (training_device, "") if training_device is not None else \
+            choose_training_device(cpu_only)
+        self.actions = Actions(self.state, self.models, self.view, self.datasets, training_device=device,
+                               training_device_reason=reason, wake=self.wake)
+        self.actions.prepare_snapshot = self._snapshot_uploader(backend)
         self.controls = ViewControls()
         self._dropped: list[str] = []
         self._last_frame = time.perf_counter()
+        self._quiet = 0
         self.frames = 0
+        self.waits = 0
+        """Frames that began by waiting for an event (the loop was idle)."""
         if model_path:
             self.actions.open_model(model_path)
+        preload_training_modules()  # before the first frame: an import that holds the interpreter for seconds
+
+    def _make_backend(self, cpu_only: bool):
+        """choose_backend's path; the CUDA one behind a KernelCompiler so no variant compiles in a frame."""
+        backend = choose_backend(self.window.ctx, prefer_cpu=cpu_only)
+        if isinstance(backend, ThreadedBackend):
+            backend.on_done = self.wake
+            return backend
+        if isinstance(backend, DirectBackend):
+            try:
+                marcher = backend.renderer.renderer.marcher
+                compiler = KernelCompiler(marcher_prepare(marcher.device, marcher.tuning), wake=self.wake)
+            except AttributeError:  # another TextureRenderer: nothing to compile
+                return backend
+            fallback = ThreadedBackend("torch path while the CUDA kernels compile", on_done=self.wake)
+            from viewer.warmup import start_in_background
+            self.warmup_process = start_in_background()  # first launch: the common variants, in the background
+            return CompilingBackend(backend, fallback, compiler)
+        return backend
+
+    @staticmethod
+    def _snapshot_uploader(backend):
+        """On the CUDA path: a function that uploads a training snapshot into the marcher's field cache (run by the
+        training thread, so converting a large field to the kernel's layout does not cost a frame); else None."""
+        direct = backend.direct if isinstance(backend, CompilingBackend) else backend
+        marcher = getattr(getattr(getattr(direct, "renderer", None), "renderer", None), "marcher", None)
+        return None if marcher is None else marcher.upload
+
+    def wake(self) -> None:
+        """Wakes a loop waiting for events (any thread)."""
+        if not self._closed:
+            try:
+                glfw.post_empty_event()
+            except Exception:  # GLFW already terminated
+                pass
 
     def _on_drop(self, paths: list[str]) -> None:
         self._dropped.extend(paths)  # opened at the start of the next frame, not inside GLFW's callback
 
     def frame(self) -> None:
         """One iteration: events, input, commands due, renders, drawing, swap. Never waits for a render."""
+        self._wait_or_poll()
         start = time.perf_counter()
         dt = start - self._last_frame
         self._last_frame = start
-        self.window.poll()
         if self._dropped:
             paths, self._dropped = self._dropped, []
             self.actions.drop_files(paths)
@@ -91,15 +154,44 @@ class App:
         self.window.swap()
         self.frames += 1
         self._update_stats(start, dt)
-        rest = 1.0 / UI_FPS_CAP - (time.perf_counter() - start)
+        self._quiet = self._quiet + 1 if not self.changing() else 0
+        training = s.training.running
+        if training and s.training.full_speed:
+            period = FULL_SPEED_FRAME_S
+        else:
+            period = 1.0 / (TRAINING_UI_FPS if training else UI_FPS_CAP)
+        rest = period - (time.perf_counter() - start)
         if rest > 0:
             time.sleep(rest)
+
+    def changing(self) -> bool:
+        """Something changes without input: an image refining or rendering, a capture waiting, training, the
+        download animation, a kernel compiling, a data set loading, a dialog open."""
+        s = self.state
+        return bool(s.stats.refining or self.view.scheduler.busy() or self.view.captures or s.training.running
+                    or s.download_bytes_per_s > 0 or self._dropped or s.stats.compiling or self.actions.busy()
+                    or self.datasets.loading())
+
+    def _wait_or_poll(self) -> None:
+        """Polls events; after QUIET_FRAMES frames without change, waits for one instead (near 0% CPU)."""
+        s = self.state
+        if self.idle_wait and self._quiet >= QUIET_FRAMES:
+            s.stats.waiting = True
+            self.waits += 1
+            start = time.perf_counter()
+            self.window.wait(IDLE_WAIT_S)
+            if time.perf_counter() - start < IDLE_WAIT_S * 0.9:
+                self._quiet = 0  # woken by an event: draw a few frames for ImGui to take it in
+        else:
+            s.stats.waiting = False
+            self.window.poll()
 
     def _update_stats(self, start: float, dt: float) -> None:
         st = self.state.stats
         st.frame_ms = (time.perf_counter() - start) * 1000.0
         if dt > 0:
             st.fps = 1.0 / dt if st.fps == 0 else 0.9 * st.fps + 0.1 / dt
+        st.compiling = bool(getattr(self.view.scheduler.backend, "compiling", False))
         if st.render_path.startswith("cuda") and self.frames % 30 == 1:
             st.gpu_memory = gpu_memory_text()
             detail = getattr(self.view.scheduler.backend, "detail", None)
@@ -136,9 +228,38 @@ class App:
 
     def close(self) -> None:
         """Stops the threads and frees GL objects before the context goes."""
+        self._closed = True
         self.actions.close()
         self.view.release()
         self.window.close()
+
+
+def preload_training_modules() -> None:
+    """Runs one tiny Adam step: torch imports torch._dynamo and much of torch.distributed on a process's first
+    optimiser step (1-4 s), and while it does no other thread of the process runs (measured: the frame thread
+    stalled 0.5-1.7 s when live training started). Done once before the first frame, that stall is part of the
+    start-up instead of a frozen view when "Start" is pressed. A no-op after the first call."""
+    try:
+        import torch
+        import engine.train  # noqa: F401
+        p = torch.nn.Parameter(torch.zeros(1))
+        p.grad = torch.ones(1)
+        torch.optim.Adam([p]).step()
+    except Exception:  # only a warm-up: training reports its own failures
+        pass
+
+
+def choose_training_device(cpu_only: bool) -> tuple[str, str]:
+    """("cuda", "") when CUDA works and the CPU was not asked for, else ("cpu", why in one line)."""
+    if cpu_only:
+        return "cpu", "training on the CPU: --cpu was given"
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return "cuda", ""
+        return "cpu", "training on the CPU: torch sees no CUDA device"
+    except Exception as e:
+        return "cpu", f"training on the CPU: CUDA failed ({type(e).__name__})"
 
 
 def gpu_memory_text() -> str:

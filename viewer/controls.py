@@ -31,6 +31,11 @@ class ViewControls:
                 actions.screenshot()
             if imgui.is_key_pressed(imgui.Key.tab, False):
                 state.show_panel = not state.show_panel
+            if imgui.is_key_pressed(imgui.Key.f1, False) or _question_mark_typed(io):
+                state.show_help = not state.show_help
+            if imgui.is_key_pressed(imgui.Key.escape, False):
+                state.show_help = False
+                state.error = ""
         if io.want_capture_mouse and not self.dragging_divider:
             return
         left, top, width, height = state.view.rect
@@ -56,3 +61,11 @@ class ViewControls:
             state.camera.pan(dx, dy, int(height))
         if io.mouse_wheel:
             state.camera.zoom(io.mouse_wheel)
+
+
+def _question_mark_typed(io) -> bool:
+    """'?' was typed this frame (as text: its key differs between keyboard layouts)."""
+    try:
+        return any(chr(c) == "?" for c in io.input_queue_characters)
+    except Exception:
+        return imgui.is_key_pressed(imgui.Key.slash, False) and io.key_shift

@@ -2,19 +2,25 @@
 and the latest live-training snapshot. Every field handed out has a version number that changes exactly when the
 field does (render jobs are keyed by it).
 
-Only engine public functions are used: engine.fileformat (load_model_bytes, model_layout, save_model_bytes) and
-engine.convert (convert_bits, imported when first needed).
+Only engine public functions are used: engine.fileformat (load_model_bytes, model_layout, expected_chunks) and
+engine.convert (convert_bits, imported when first needed). The layout of a field that is not the file (another
+bitwidth, a live snapshot) is worked out from its chunk sizes (`layout_from_field`), never by serialising it: the
+frame asks for it, and a serialisation costs a frame.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import VbnfError
 from engine.field import InferenceField
-from engine.fileformat import ModelLayout, load_model_bytes, model_layout, read_model_file, save_model_bytes
+from engine import decoder as decoder_arch
+from engine.fileformat import (CHUNK_OVERHEAD, DECODER_ARCHITECTURE, FORMAT_VERSION, HEADER_BYTES, ChunkInfo, ModelLayout,
+                               expected_chunks, load_model_bytes, model_layout, read_model_file)
 
 _versions = itertools.count(1)
 PSNR_SPLITS = ("test_per_lod", "val_per_lod", "train_per_lod")
@@ -44,6 +50,50 @@ def lod_psnr(metadata: dict) -> dict[int, float]:
             if out:
                 return out
     return {}
+
+
+def layout_from_field(field: InferenceField, metadata: dict | None = None) -> ModelLayout:
+    """The layout `save_model(field, metadata)` would write, from the chunk sizes (engine.fileformat.expected_chunks)
+    and the compressed metadata JSON alone: no tensor is serialised (a few hundred microseconds for any model).
+    lod_prefix_bytes and total_bytes are exact for the file save_model writes."""
+    base = field.base_level
+    held = len(field.levels)
+    nodes = [int(field.octree.cells[l].numel()) for l in range(base + held)]
+    levels = []
+    for k, rows in enumerate(field.levels):
+        bits = None if rows.features is not None else rows.bits
+        levels.append({"lod": k, "octree_level": base + k, "bits": bits, "feature_width": field.feature_dim,
+                       "cells": nodes[base + k], "corners": rows.n_corners,
+                       "codebook_rows": 0 if bits is None else 1 << bits})
+    grid = {"kind": field.grid_kind, "base_level": base, "n_lods": field.n_lods, "feature_width": field.feature_dim,
+            "octree_nodes": nodes, "levels": levels}
+    chunks = expected_chunks(grid)
+    structure = {
+        "scene": {"center": [float(v) for v in field.scene_center.detach().cpu().reshape(-1)],
+                  "half_size": float(field.scene_half_size)},
+        "decoder": {"architecture": DECODER_ARCHITECTURE, "feature_dim": field.feature_dim,
+                    "hidden": decoder_arch.HIDDEN, "geo_dim": decoder_arch.GEO_DIM,
+                    "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"},
+        "grid": grid,
+        "chunks": [{"kind": kind, "lod": lod, "length": length} for kind, lod, length in chunks],
+    }
+    user = {**field.metadata, **(metadata or {})}
+    meta = zlib.compress(json.dumps({"structure": structure, "metadata": user}, separators=(",", ":")).encode(), 9)
+    offset = HEADER_BYTES + CHUNK_OVERHEAD + len(meta)
+    infos = [ChunkInfo("metadata", None, HEADER_BYTES, len(meta), offset)]
+    prefix: list[int] = []
+    for kind, lod, length in chunks:
+        end = offset + CHUNK_OVERHEAD + length
+        infos.append(ChunkInfo(kind, lod, offset, length, end))
+        offset = end
+        if lod is not None:
+            if lod == len(prefix):
+                prefix.append(end)
+            prefix[lod] = end
+    return ModelLayout(version=FORMAT_VERSION, byte_order="little", grid_kind=field.grid_kind, base_level=base,
+                       n_lods=field.n_lods, feature_dim=field.feature_dim, bits=[lv["bits"] for lv in levels],
+                       structure=structure, metadata=user, chunks=infos, lod_prefix_bytes=prefix,
+                       total_bytes=offset, available_bytes=offset, complete_lods=len(prefix))
 
 
 class FieldSource:
@@ -93,13 +143,14 @@ class FieldSource:
 
     def layout_of(self, shown: Versioned) -> ModelLayout:
         """The file layout `shown` would have if saved (the stored file's own for the stored field): its bitrate
-        ladder (`lod_prefix_bytes`) and size (`total_bytes`). Cached per field version."""
+        ladder (`lod_prefix_bytes`) and size (`total_bytes`), from its chunk sizes (no serialisation). Cached per
+        field version."""
         if shown.version == self.full.version:
             return self.layout
         if shown.version not in self._layouts:
             if len(self._layouts) > 32:  # live snapshots come every second: keep the cache small
                 self._layouts.clear()
-            self._layouts[shown.version] = model_layout(save_model_bytes(shown.field))
+            self._layouts[shown.version] = layout_from_field(shown.field)
         return self._layouts[shown.version]
 
     def size_at(self, bits: int | None) -> int:

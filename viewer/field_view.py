@@ -156,6 +156,9 @@ class FieldView:
         state.view.label_b = self.side_b.label() if self.side_b is not None else ""
         shown_a = self.scheduler.shown.get("a")
         state.stats.render_size = shown_a.size if shown_a is not None else (0, 0)
+        state.view.legend = None
+        if shown_a is not None and shown_a.job.mode in ("depth", "samples", "level"):
+            state.view.legend = (shown_a.job.mode, *(float(v) for v in shown_a.job.value_range))
         state.stats.refining = any(not self.scheduler.is_final(s, w.key, w.full) for s, w in self.wants.items())
         self._run_captures(state, fb)
 

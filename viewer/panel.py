@@ -10,6 +10,7 @@ from imgui_bundle import imgui, implot
 
 from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
 from viewer.actions import Actions
+from viewer.colormap import turbo
 from viewer.compare import format_bytes
 from viewer.state import COMPARE_KINDS, AppState
 
@@ -47,7 +48,6 @@ def draw_ui(state: AppState, actions: Actions) -> None:
     expanded, _ = imgui.begin("vbnf", None, imgui.WindowFlags_.no_move)
     state.view.panel_width = imgui.get_window_width() if expanded else 0.0
     if expanded:
-        section_messages(state)
         section_model(state, actions)
         section_lod(state)
         section_bits(state)
@@ -59,6 +59,8 @@ def draw_ui(state: AppState, actions: Actions) -> None:
         section_stats(state)
     imgui.end()
     confirm_overwrite(state, actions)
+    if actions.browser is not None:
+        actions.browser.draw()
 
 
 # -- overlays ------------------------------------------------------------------------------------------------------
@@ -87,24 +89,73 @@ def draw_overlays(state: AppState) -> None:
     if state.view.notice:
         text_w = imgui.calc_text_size(state.view.notice).x
         _boxed_text(draw, x + max(8.0, (w - text_w) / 2), y + h / 2, state.view.notice, _u32(1, 0.85, 0.4))
+    if state.show_help:
+        draw_help(state, draw, line)
+    if not state.show_panel:  # Tab: a clean view (what a screenshot holds), except for an error
+        if state.error:
+            _boxed_text(draw, x + 8, y + h - line - 14, state.error, _u32(1, 0.4, 0.35))
+        return
+    draw_status_line(state, draw, line)
+    draw_legend(state, draw, line)
+
+
+LEGEND_UNITS = {"depth": "scene units", "samples": "samples per ray", "level": "octree level"}
+HELP_LINES = ("left drag: orbit", "right / middle drag: pan", "wheel: zoom", "drag the divider: move the split",
+              "R: reset the camera", "F12 or P: screenshot", "Tab: show / hide the panel",
+              "F1 or ?: this help", "Esc: close help, dismiss the error", "drop a .vbnf file: open it")
+
+
+def draw_status_line(state: AppState, draw, line: float) -> None:
+    """One fixed line at the bottom of the view: the error (red), the kernel compile (yellow) or the last message
+    (green). It never moves a widget and is always in sight."""
+    x, y, w, h = state.view.rect
+    text = state.status_line()
+    if not text:
+        return
+    color = _u32(1, 0.4, 0.35) if state.error else _u32(1, 0.85, 0.4) if state.stats.compiling else _u32(0.5, 0.9, 0.5)
     if state.error:
-        _boxed_text(draw, x + 8, y + h - line - 14, state.error, _u32(1, 0.4, 0.35))
+        text += "  (Esc dismisses)"
+    _boxed_text(draw, x + 8, y + h - line - 14, text, color)
+
+
+def draw_legend(state: AppState, draw, line: float) -> None:
+    """The colour bar of a scalar mode (depth, samples, level) with its value range, at the view's top right."""
+    legend = state.view.legend
+    if legend is None:
+        return
+    mode, lo, hi = legend
+    x, y, w, h = state.view.rect
+    bar_w, bar_h = min(200.0, w * 0.4), 12.0
+    x0, y0 = x + w - bar_w - 12, y + 12 + (line + 14 if state.compare.enabled and state.view.label_b else 0)
+    draw.add_rect_filled(imgui.ImVec2(x0 - 6, y0 - 4), imgui.ImVec2(x0 + bar_w + 6, y0 + bar_h + line + 10),
+                         _u32(0.08, 0.08, 0.08, 0.8))
+    n = 32
+    colours = turbo(np.linspace(0.0, 1.0, n + 1))
+    for i in range(n):
+        c0, c1 = colours[i], colours[i + 1]
+        draw.add_rect_filled_multi_color(imgui.ImVec2(x0 + bar_w * i / n, y0), imgui.ImVec2(x0 + bar_w * (i + 1) / n,
+                                         y0 + bar_h), _u32(*c0), _u32(*c1), _u32(*c1), _u32(*c0))
+    fmt = (lambda v: f"{v:.0f}") if mode in ("samples", "level") else (lambda v: f"{v:.2f}")
+    white = _u32(1, 1, 1)
+    draw.add_text(imgui.ImVec2(x0, y0 + bar_h + 3), white, fmt(lo))
+    right = fmt(hi)
+    draw.add_text(imgui.ImVec2(x0 + bar_w - imgui.calc_text_size(right).x, y0 + bar_h + 3), white, right)
+    title = f"{mode} ({LEGEND_UNITS.get(mode, '')})"
+    draw.add_text(imgui.ImVec2(x0 + (bar_w - imgui.calc_text_size(title).x) / 2, y0 + bar_h + 3), white, title)
+
+
+def draw_help(state: AppState, draw, line: float) -> None:
+    """The keys, over the middle of the view."""
+    x, y, w, h = state.view.rect
+    width = max(imgui.calc_text_size(t).x for t in HELP_LINES) + 16
+    x0, y0 = x + max(8.0, (w - width) / 2), y + max(8.0, (h - len(HELP_LINES) * (line + 2)) / 2)
+    draw.add_rect_filled(imgui.ImVec2(x0, y0), imgui.ImVec2(x0 + width, y0 + len(HELP_LINES) * (line + 2) + 12),
+                         _u32(0.08, 0.08, 0.08, 0.9))
+    for i, text in enumerate(HELP_LINES):
+        draw.add_text(imgui.ImVec2(x0 + 8, y0 + 6 + i * (line + 2)), _u32(1, 1, 1), text)
 
 
 # -- sections ------------------------------------------------------------------------------------------------------
-
-
-def section_messages(state: AppState) -> None:
-    if state.error:
-        imgui.push_text_wrap_pos(0.0)
-        imgui.text_colored(RED, state.error)
-        imgui.pop_text_wrap_pos()
-        if imgui.small_button("dismiss"):
-            state.error = ""
-    if state.message:
-        imgui.push_text_wrap_pos(0.0)
-        imgui.text_colored(GREEN, state.message)
-        imgui.pop_text_wrap_pos()
 
 
 def section_model(state: AppState, actions: Actions) -> None:
@@ -254,7 +305,13 @@ def section_screenshot(state: AppState, actions: Actions) -> None:
     changed, index = imgui.combo("resolution", current, labels)
     if changed:
         state.screenshot_scale = SCREENSHOT_SCALES[index]
-    _, state.output_dir = imgui.input_text("folder", state.output_dir)
+    imgui.set_next_item_width(-90)
+    _, state.output_dir = imgui.input_text("##outdir", state.output_dir)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("output folder: screenshots, comparisons and proposed model names go here")
+    imgui.same_line()
+    if imgui.button("Browse##outdir"):
+        actions.browse("output")
     if imgui.button("Screenshot (F12)"):
         actions.screenshot()
 
@@ -263,19 +320,37 @@ def section_training(state: AppState, actions: Actions) -> None:
     if not imgui.collapsing_header("Training"):
         return
     t = state.training
-    _, t.dataset_path = imgui.input_text_with_hint("data set", "folder or transforms.json", t.dataset_path)
+    imgui.set_next_item_width(-90)
+    _, t.dataset_path = imgui.input_text_with_hint("##dataset", "data set folder or transforms.json", t.dataset_path)
+    imgui.same_line()
+    if imgui.button("Browse##dataset"):
+        actions.browse("dataset")
+    if not t.dataset_path:
+        _note("choose the data set this model was trained on (for training and the ground-truth view)")
     if t.running:
         if imgui.button("Pause"):
             actions.pause_training()
     elif imgui.button("Start"):
         actions.start_training()
     imgui.same_line()
+    if imgui.button("Train new"):
+        actions.train_new()
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("a new model on this data set, with vbnf train's trainer and defaults")
+    imgui.same_line()
     imgui.begin_disabled(not state.model.live)
     if imgui.button("Discard training"):
         actions.stop_training()
     imgui.end_disabled()
-    if t.status:
-        imgui.text_wrapped(t.status)
+    imgui.text(f"on {t.device}, {t.batch:,} rays per step")
+    if t.device_reason:
+        _note(t.device_reason)
+    _, t.full_speed = imgui.checkbox("train at full speed", t.full_speed)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("training gets all the time; the view refreshes a few times a second")
+    if t.running or t.steps_per_s > 0:
+        imgui.text(f"{t.steps_per_s:.1f} steps/s, training {t.share * 100:.0f}% of the time")
+    imgui.text(t.status or " ")  # one line, always: the widgets below never move
     _, state.save_path = imgui.input_text("##save", state.save_path)
     imgui.same_line()
     if imgui.button("Save"):

@@ -128,8 +128,10 @@ class ThreadedBackend:
 
     name = "cpu"
 
-    def __init__(self, reason: str = ""):
+    def __init__(self, reason: str = "", on_done: Callable[[], None] | None = None):
         self.reason = reason
+        self.on_done = on_done
+        """Called from the render thread after each finished job (the app wakes its idle loop with it)."""
         self._pending: dict[str, RenderJob] = {}
         self._done: list[RenderDone] = []
         self._running: RenderJob | None = None
@@ -147,9 +149,14 @@ class ThreadedBackend:
         with self._lock:
             return bool(self._pending) or self._running is not None or bool(self._done)
 
-    def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]:
+    def take_done(self) -> list[RenderDone]:
+        """The finished jobs since the last call, values not uploaded."""
         with self._lock:
             done, self._done = self._done, []
+        return done
+
+    def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]:
+        done = self.take_done()
         for d in done:
             if d.values is not None and not d.error:
                 textures[d.job.slot].write(d.values, d.job.mode)
@@ -177,6 +184,8 @@ class ThreadedBackend:
                 if done is not None:
                     done.seconds = time.perf_counter() - start
                     self._done.append(done)
+            if done is not None and self.on_done is not None:
+                self.on_done()
 
     def _superseded(self, slot: str) -> bool:
         with self._lock:

@@ -85,6 +85,10 @@ class Stats:
     """GPU memory in use when rendering on CUDA ("" otherwise)."""
     refining: bool = False
     """A render is queued or running (the image is not yet final)."""
+    compiling: bool = False
+    """A CUDA kernel variant is being compiled on its worker thread (the view uses the torch path meanwhile)."""
+    waiting: bool = False
+    """The loop sleeps until an event (nothing changes: no input, no render, no training)."""
 
 
 @dataclass
@@ -103,6 +107,18 @@ class TrainingView:
     """Training loss per recorded step."""
     psnr: list[float] = field(default_factory=list)
     """Training PSNR (dB) per recorded step."""
+    device: str = "cpu"
+    """Device live training runs on ("cuda" when CUDA works, else "cpu")."""
+    device_reason: str = ""
+    """Why it trains on the CPU (one line; "" on CUDA)."""
+    batch: int = 0
+    """Rays per training step (vbnf train's default for the device)."""
+    steps_per_s: float = 0.0
+    """Training steps per second over the last few seconds."""
+    share: float = 0.0
+    """Fraction of the wall time spent in training steps over the last few seconds."""
+    full_speed: bool = False
+    """"Train at full speed": training gets all the time it can; the view refreshes a few times a second."""
 
 
 @dataclass
@@ -119,6 +135,9 @@ class ViewInfo:
     """Index of the training camera the view renders from (ground-truth comparison), -1 for the orbit camera."""
     panel_width: float = 0.0
     """Width of the panel docked at the window's left, window pixels (0: hidden or collapsed); written by the panel."""
+    legend: tuple[str, float, float] | None = None
+    """Side A's colour-mapped mode and its value range (low, high) in the mode's units, for the legend; None for
+    rgb and normal."""
     rect: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     """The field's part of the window: x, y (from the top-left), width, height in window pixels (right of the
     panel, or the whole window when the panel is hidden or the window too narrow)."""
@@ -160,6 +179,8 @@ class AppState:
     """Path typed into the Open box."""
     show_panel: bool = True
     """Whether the ImGui panel is drawn (Tab toggles)."""
+    show_help: bool = False
+    """Whether the keys overlay is drawn (F1 or ? toggles)."""
     error: str = ""
     """The last user-facing failure, one line (what, where, what to do); "" when none."""
     message: str = ""
@@ -173,4 +194,14 @@ class AppState:
     stats: Stats = field(default_factory=Stats)
     """Timings and render facts (read-only)."""
     training: TrainingView = field(default_factory=TrainingView)
-    """Live training (read-only except dataset_path)."""
+    """Live training (read-only except dataset_path and full_speed)."""
+
+    def status_line(self) -> str:
+        """The one line the status bar at the bottom of the view shows: the error, else the kernel compile, else
+        the last message."""
+        if self.error:
+            return self.error
+        if self.stats.compiling:
+            from viewer.kernel_compiler import COMPILING_NOTICE
+            return COMPILING_NOTICE + ": the view uses the CPU renderer meanwhile"
+        return self.message

@@ -1,11 +1,21 @@
 """Live training: engine.train.Trainer driven in bounded chunks by a worker thread, so the UI never waits for it.
 
 The thread loads the data set, builds a trainable field from the shown one (engine.train.trainable_from_inference),
-then, while running, takes `steps_per_chunk` steps at a time; every `snapshot_seconds` (and on pause) it freezes an
-InferenceField that the app swaps into the view. The frame only reads snapshots and the history under a lock.
+then, while running, takes chunks of steps sized to about `CHUNK_SECONDS` each; every `snapshot_seconds` (and on
+pause) it freezes an InferenceField that the app swaps into the view. The frame only reads snapshots and the
+history under a lock.
+
+Training and rendering share one process and, on a GPU, one device (two CUDA processes time-slice the GPU, each at
+a fraction of its speed). The thread gives the frame its part with a duty cycle: after a chunk that kept it busy
+for t seconds (measured to the end of its GPU work), it pauses t * (1 / share - 1) seconds, so training gets about
+`share` of the time; `share = 1` is "train at full speed".
+
+`live_settings` picks the settings: those of `vbnf train` on this device (batch), continuing the model's own run at
+the learning rates it ended with (no restart of the decay at the high initial rates: that made the model worse).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import torch
@@ -13,16 +23,65 @@ import torch
 from engine.data import Dataset, load_dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField
-from engine.train import Trainer, TrainSettings, trainable_from_inference
+from engine.train import DEFAULT_GRID_LR, Trainer, TrainSettings, trainable_from_inference
 
-LIVE_SETTINGS = TrainSettings(steps=100_000, batch_rays=1024, prune_at=())
-"""Live training keeps the model's octree (no pruning) and a slow learning-rate decay."""
+CHUNK_SECONDS = 0.05  # a chunk of steps lasts about this long: pause, snapshots and the share react within it
+DEFAULT_SHARE = 0.8  # training's part of the time while the view stays interactive
+RATE_WINDOW_S = 3.0  # steps/s and the training share are measured over this much recent time
+LIVE_STEPS = 1_000_000  # the live run has no planned end; the learning rates are constant (lr_final_ratio 1)
+
+
+def device_batch(device: str) -> int:
+    """Rays per step of `vbnf train` on this device (engine/train_cli.py's defaults)."""
+    from engine.train_cli import CUDA_BATCH
+    return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
+
+
+def new_run_settings(device: str) -> TrainSettings:
+    """`vbnf train DATA`'s settings on `device` (vq, b = 6): its batch, steps, learning rates and pruning."""
+    return TrainSettings(batch_rays=device_batch(device), grid_lr=DEFAULT_GRID_LR["vq"])
+
+
+def new_run_field(dataset: Dataset, device: torch.device):
+    """`vbnf train DATA`'s new field on `device`: vq, b = 6, base level 2, F = 16, its max level for the device."""
+    from engine.train import new_field
+    from engine.train_cli import CPU_MAX_LEVEL, CUDA_MAX_LEVEL
+    level = CUDA_MAX_LEVEL if device.type == "cuda" else CPU_MAX_LEVEL
+    return new_field(dataset, "vq", 6, level, 2, 16, 0, device)
+
+
+def live_settings(field: InferenceField, device: str) -> TrainSettings:
+    """Settings that continue `field`'s training: `vbnf train`'s batch for `device`, the optimiser and LOD weights
+    the model was trained with (metadata["train_settings"], else `vbnf train`'s defaults), and the learning rates
+    its run ended at (initial x lr_final_ratio), held constant. No pruning (the octree is the model's), no soft
+    warm-up (the indices are final), so the first steps refine the model rather than shake it."""
+    stored = field.metadata.get("train_settings") if isinstance(field.metadata.get("train_settings"), dict) else {}
+    kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
+    defaults = TrainSettings()
+
+    def value(name: str, default):
+        v = stored.get(name, default)
+        return default if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else v
+
+    ratio = float(value("lr_final_ratio", defaults.lr_final_ratio))
+    ratio = min(max(ratio, 1e-4), 1.0)
+    grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr)))
+    codebook_lr = stored.get("codebook_lr")
+    optimizer = stored.get("optimizer") if stored.get("optimizer") in ("adam", "rmsprop") else defaults.optimizer
+    return TrainSettings(steps=LIVE_STEPS, batch_rays=device_batch(device),
+                         lr=float(value("lr", defaults.lr)) * ratio, grid_lr=grid_lr * ratio,
+                         codebook_lr=None if not isinstance(codebook_lr, (int, float)) else codebook_lr * ratio,
+                         optimizer=optimizer, logit_beta1=float(value("logit_beta1", defaults.logit_beta1)),
+                         lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias)), prune_at=(),
+                         seed=int(value("seed", 0)) + 1)
 
 
 class DatasetCache:
     """Data sets loaded for the viewer (training, ground-truth comparison, snapping to training cameras), by path."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_loaded=None) -> None:
+        self.on_loaded = on_loaded
+        """Called from the loading thread when a load ends (the app wakes its idle loop with it)."""
         self._sets: dict[tuple[str, int], Dataset] = {}
         self._loading: set[tuple[str, int]] = set()
         self._errors: dict[tuple[str, int], str] = {}
@@ -59,7 +118,19 @@ class DatasetCache:
         with self._lock:
             self._errors.pop((str(path), int(downscale)), None)
 
+    def loading(self) -> bool:
+        """A data set is being loaded in the background."""
+        with self._lock:
+            return bool(self._loading)
+
     def _load_in_thread(self, key: tuple[str, int]) -> None:
+        try:
+            self._load_key(key)
+        finally:
+            if self.on_loaded is not None:
+                self.on_loaded()
+
+    def _load_key(self, key: tuple[str, int]) -> None:
         try:
             dataset = load_dataset(key[0], "train", downscale=key[1])
         except VbnfError as e:
@@ -78,28 +149,46 @@ class DatasetCache:
 
 
 class TrainingSession:
-    """One live training run of one field. Start/pause from the UI thread; poll snapshots each frame."""
+    """One live training run of one field. Start/pause from the UI thread; poll snapshots each frame.
 
-    def __init__(self, field: InferenceField, dataset_path: str, datasets: DatasetCache,
-                 settings: TrainSettings = LIVE_SETTINGS, device: str = "cpu", downscale: int = 1,
-                 steps_per_chunk: int = 1, snapshot_seconds: float = 1.0):
+    settings: None for live_settings(field, device); device: "cpu" or "cuda[:i]"; share: training's part of the time
+    (0..1, settable while running); wake: called from the thread after each snapshot or failure (the app wakes its
+    idle loop with it); new_field: builds the field to train from the data set instead of continuing `field`
+    ("Train new": engine.train.new_field with `vbnf train`'s defaults); prepare(snapshot): called on the thread
+    after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame finds it uploaded)."""
+
+    def __init__(self, field: InferenceField | None, dataset_path: str, datasets: DatasetCache,
+                 settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
+                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_field=None,
+                 prepare=None):
         self.dataset_path = dataset_path
-        self.settings = settings
-        self.steps_per_chunk = steps_per_chunk
+        self.settings = settings if settings is not None else (
+            new_run_settings(device) if new_field is not None else live_settings(field, device))
+        self.device = device
         self.snapshot_seconds = snapshot_seconds
+        self.share = share
+        """Training's part of the time, 0..1 (1: train at full speed)."""
+        self.steps_per_chunk = 1
+        """Steps of the next chunk (sized to CHUNK_SECONDS from the last one)."""
         self._start_field = field
+        self._new_field = new_field
+        self._prepare = prepare
         self._datasets = datasets
-        self._device = device
         self._downscale = downscale
+        self._wake_ui = wake
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._running = False
         self._closed = False
         self._snapshot: InferenceField | None = None
         self._history: list[dict] = []
+        self._rate: tuple[float, float] = (0.0, 0.0)  # (steps/s, busy fraction) over the last RATE_WINDOW_S
         self.status = "loading the data set"
         self.error = ""
+        self.initial: tuple[InferenceField, bytes] | None = None
+        """"Train new": the untrained model frozen and serialised by the thread, for the viewer to show."""
         self.trainer: Trainer | None = None
+        self._stream = None  # torch.cuda.Stream of the training thread (CUDA only)
         self._thread = threading.Thread(target=self._loop, name="vbnf-train", daemon=True)
         self._thread.start()
 
@@ -109,6 +198,11 @@ class TrainingSession:
     def running(self) -> bool:
         with self._lock:
             return self._running
+
+    @property
+    def ready(self) -> bool:
+        """The trainer is built (the data set is loaded)."""
+        return self.trainer is not None or bool(self.error)
 
     def start(self) -> None:
         with self._lock:
@@ -130,6 +224,11 @@ class TrainingSession:
         with self._lock:
             return list(self._history)
 
+    def rate(self) -> tuple[float, float]:
+        """(steps per second, fraction of the wall time spent training) over the last few seconds."""
+        with self._lock:
+            return self._rate
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -142,36 +241,66 @@ class TrainingSession:
     def _loop(self) -> None:
         try:
             dataset = self._datasets.load(self.dataset_path, self._downscale)
+            device = torch.device(self.device)
             # no name for the trainable field here: it would outlive pruning, which replaces trainer.field
-            self.trainer = Trainer(trainable_from_inference(self._start_field), dataset, self.settings,
-                                   torch.device(self._device))
+            field = (self._new_field(dataset, device) if self._new_field is not None
+                     else trainable_from_inference(self._start_field))
+            self.trainer = Trainer(field, dataset, self.settings, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # built on this thread's default stream; steps run on their own
         except VbnfError as e:
             self._fail(str(e))
             return
         except Exception as e:  # anything else still ends as one line in the UI, never a dead window
             self._fail(f"cannot start training: {type(e).__name__}: {e}".splitlines()[0])
             return
+        initial = None
+        if self._new_field is not None:  # the new model is shown from its first step; the viewer needs its bytes
+            from engine.fileformat import save_model_bytes
+            first = self.trainer.freeze()
+            initial = (first, save_model_bytes(first))  # here, not on the frame thread
         with self._lock:
             self.status = "ready: press Start"
+            self.initial = initial
+        self._notify()
         last_snapshot = time.perf_counter()
+        window: list[tuple[float, int, float]] = []  # (start time, steps, busy seconds) of recent chunks
         while True:
             with self._lock:
                 while not self._running and not self._closed:
                     self._wake.wait()
                 if self._closed:
                     return
+            start = time.perf_counter()
+            n = self.steps_per_chunk
             try:
-                stats = self.trainer.step(self.steps_per_chunk)
+                with self._on_stream():
+                    stats = self.trainer.step(n)
+                self._sync()  # the chunk's GPU work is done: honest timing, and a bounded queue
             except Exception as e:
                 self._fail(str(e).splitlines()[0] if isinstance(e, VbnfError) else f"training step failed: {e}")
                 return
             now = time.perf_counter()
+            busy = now - start
+            self.steps_per_chunk = max(1, min(1000, round(n * CHUNK_SECONDS / max(busy, 1e-6))))
             snapshot = None
             with self._lock:
                 paused = not self._running
             if paused or now - last_snapshot >= self.snapshot_seconds:
-                snapshot = self.trainer.freeze()
+                with self._on_stream():
+                    snapshot = self.trainer.freeze()
+                    if self._prepare is not None:
+                        try:
+                            self._prepare(snapshot)
+                        except Exception:  # only a head start: the frame uploads it otherwise
+                            pass
+                self._sync()  # the frame thread reads the snapshot on its own stream
                 last_snapshot = now
+            share = min(max(float(self.share), 0.05), 1.0)
+            rest = busy * (1.0 / share - 1.0)
+            window.append((start, n, busy))
+            while len(window) > 1 and now - window[0][0] > RATE_WINDOW_S:
+                window.pop(0)
             with self._lock:
                 self._history.extend(stats)
                 if snapshot is not None:
@@ -180,9 +309,35 @@ class TrainingSession:
                 if last:
                     self.status = (f"{'training' if self._running else 'paused'}: step {last['step']}, "
                                    f"loss {last['loss']:.5f}, PSNR {last['psnr']:.2f} dB")
+                span = now + rest - window[0][0]  # includes the pauses between these chunks and after the last
+                if span > 0:
+                    self._rate = (sum(w[1] for w in window) / span, sum(w[2] for w in window) / span)
+            if snapshot is not None:
+                self._notify()
+            if rest > 0:
+                with self._lock:
+                    self._wake.wait(timeout=rest)  # pause and close still answer at once
+
+    def _on_stream(self):
+        """On CUDA, the training thread's own stream: its kernels run beside the frame's renders (which use the
+        frame thread's current stream) instead of queueing ahead of them."""
+        if self.trainer is None or self.trainer.device.type != "cuda":
+            return contextlib.nullcontext()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.trainer.device)
+        return torch.cuda.stream(self._stream)
+
+    def _sync(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    def _notify(self) -> None:
+        if self._wake_ui is not None:
+            self._wake_ui()
 
     def _fail(self, message: str) -> None:
         with self._lock:
             self.error = message
             self.status = message
             self._running = False
+        self._notify()

@@ -71,6 +71,10 @@ class Window:
     def poll(self) -> None:
         glfw.poll_events()
 
+    def wait(self, timeout_s: float) -> None:
+        """Sleeps until an event arrives (input, or glfw.post_empty_event from another thread) or `timeout_s`."""
+        glfw.wait_events_timeout(timeout_s)
+
     def should_close(self) -> bool:
         return bool(glfw.window_should_close(self.handle))
 
