@@ -2,6 +2,7 @@
 # One-command install + run, for a fresh Linux machine (Debian/Ubuntu) or any machine with Python >= 3.11.
 #   bash bootstrap.sh view [MODEL]   install, then open the viewer (default: the bundled model)
 #   bash bootstrap.sh test [ARGS]    install (with test tools), then run the whole test suite
+#   bash bootstrap.sh install        install only (system libraries, ./.venv with vbnf editable and the test tools)
 # Installs into ./.venv. Set VBNF_TORCH to choose the torch wheel, e.g. a CUDA build:
 #   VBNF_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" bash bootstrap.sh view
 set -euo pipefail
@@ -29,11 +30,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q ${VBNF_TORCH:-torch==2.13.0}
 fi
-extras=""; [ "$mode" = test ] && extras="[test]"
+extras=""; case "$mode" in test|install) extras="[test]" ;; esac
 .venv/bin/python -m pip install -q -e ".$extras"
 
 case "$mode" in
   view) exec .venv/bin/vbnf view "$@" ;;
   test) exec .venv/bin/python -m pytest -q "$@" ;;
-  *) echo "usage: bash bootstrap.sh view [MODEL] | test [PYTEST ARGS]" >&2; exit 2 ;;
+  install) echo "bootstrap: installed into ./.venv" ;;
+  *) echo "usage: bash bootstrap.sh view [MODEL] | test [PYTEST ARGS] | install" >&2; exit 2 ;;
 esac

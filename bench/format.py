@@ -24,6 +24,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from provenance import git_commit  # noqa: E402
 
 from engine.fileformat import (  # noqa: E402
     CHUNK_OVERHEAD, HEADER_BYTES, TruncatedModelWarning, load_model, model_layout, save_model, theoretical_bytes,
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     summary = {"models": records, "ci_fuzz_cases": fuzz.FUZZ_CASES, "ci_fuzz_seed": fuzz.FUZZ_SEED,
                "finest_model": finest["model"], "finest_load_s_median": finest["load_s_median"],
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+               "date": time.strftime("%Y-%m-%d"), "commit": git_commit()}
     with open(os.path.join(args.out_dir, "format.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(args.out_dir, "format.md"), "w") as f:

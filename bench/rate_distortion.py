@@ -17,8 +17,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from engine.fileformat import model_layout, save_model  # noqa: E402
 from engine.recipe import Recipe, recipe_for_budget, recipe_kind, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from engine.train_cli import CUDA_BATCH  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Synthetic at 800x800
     ("Masked Wavelet (lego)", 0.79e6, 34.9, "lego"),
@@ -44,13 +43,8 @@ ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Syn
 
 
 def commit() -> str:
-    if os.environ.get("VBNF_COMMIT"):
-        return os.environ["VBNF_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1]).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+    """This checkout's commit (bench/provenance.py; VBNF_COMMIT overrides it where there is no git)."""
+    return git_commit()
 
 
 def train_split(data: str):

@@ -40,6 +40,7 @@ from engine.gpu_render import march_rays_torch  # noqa: E402
 from engine.grids import kmeans_grid_from_dense  # noqa: E402
 from engine.octree import morton_encode, octree_from_finest_cells  # noqa: E402
 from engine.render_target import DeviceBufferTarget  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -486,7 +487,7 @@ def main(argv=None) -> int:
             print(f"  interop: {io}", flush=True)
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"device": name, "ceilings": ceilings, "records": records}, indent=1))
+    Path(args.json).write_text(json.dumps({"device": name, "commit": git_commit(), "ceilings": ceilings, "records": records}, indent=1))
     Path(args.md).write_text(markdown(name, ceilings, records))
     print(markdown(name, ceilings, records))
     return 0

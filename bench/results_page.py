@@ -10,17 +10,21 @@
     viewer.json / .md               bench/viewer_frame.py
     train_memory.json / .md         bench/train_memory.py (where training's GPU memory goes)
     vq_bits_per_level_cpu.json / .md  bench/vq_bits_per_level_cpu.py (CPU, lego at 64^3)
-    history/                        earlier runs (first session: 128^3 octree, torch lookup; second session)
+    history/                        earlier runs, named by what differs (octree size, optimiser, card, date)
 
-The acceptance checks of the tracker are computed here from the JSON, never typed by hand.
+Every table is headed by the card, the date and the commit it came from: card and date as the JSON records them,
+the commit from the JSON's "commit" (bench/provenance.py; newer runs) or else the commit that recorded the JSON in
+git. The checks against the project's goals are computed here from the JSON, never typed by hand.
     python bench/results_page.py
 """
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
 PAGE = RESULTS.parent / "RESULTS.md"
 
 
@@ -29,9 +33,47 @@ def load(name: str):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _records(data) -> list[dict]:
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    if isinstance(data, dict):
+        nested = [r for key in ("records", "models") for r in data.get(key, []) if isinstance(r, dict)]
+        return [data] + nested
+    return []
+
+
+def recorded_in(path: Path) -> str:
+    """Short hash of the last commit that added or changed `path` (renames followed), or "not committed"."""
+    try:
+        out = subprocess.run(["git", "log", "--follow", "--diff-filter=AM", "--format=%h", "-1", "--", str(path)],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out or "not committed"
+
+
+def provenance(json_name: str) -> str:
+    """"Card ..., date ..., commit ..." of one result file, for the line above its table."""
+    records = _records(load(json_name))
+    if not records:
+        return f"_card, date and commit unknown ({json_name} missing)_"
+
+    def values(key: str) -> str:
+        found = list(dict.fromkeys(str(r[key]) for r in records if r.get(key)))
+        return ", ".join(found) if found else "not recorded"
+    commits = values("commit")
+    if commits == "not recorded":
+        commits = f"{recorded_in(RESULTS / json_name)} (the commit that recorded the file)"
+    card = values("device") if values("device") != "not recorded" else values("machine")
+    return f"_Card: {card}; date: {values('date')}; commit: {commits}; data: docs/results/{json_name}_"
+
+
 def section(name: str) -> str:
+    """A bench script's markdown table, headed by its card, date and commit (from the JSON of the same name)."""
     path = RESULTS / name
-    return path.read_text().strip() + "\n" if path.exists() else f"_not measured yet ({name} missing)_\n"
+    if not path.exists():
+        return f"_not measured yet ({name} missing)_\n"
+    return provenance(name[: -len(".md")] + ".json") + "\n\n" + path.read_text().strip() + "\n"
 
 
 def finest(records: list[dict]) -> dict[tuple, dict]:
@@ -47,7 +89,7 @@ def quality_checks(records: list[dict] | None, label: str) -> str:
     if not records:
         return ""
     best = finest(records)
-    lines = [f"Acceptance checks ({label}, finest LOD, computed from the JSON):", ""]
+    lines = [f"Checks against the goals ({label}, finest LOD, computed from the JSON):", ""]
     dense = best.get(("dense", None))
 
     def check(ok: bool, text: str) -> None:
@@ -93,6 +135,7 @@ def probe_table() -> str:
     """One row per probe run in docs/results/probes/ (short runs that chose the benchmark's settings)."""
     rows = []
     for path in sorted((RESULTS / "probes").glob("*.json")):
+        commit = recorded_in(path)
         by_config: dict[str, dict] = {}  # the finest LOD of each run (several runs of one grid and b per file)
         for r in json.loads(path.read_text()):
             name = r.get("config", str(r["grid"]) + str(r["bits"] or ""))
@@ -100,16 +143,18 @@ def probe_table() -> str:
                 by_config[name] = r
         for r in by_config.values():
             beta1 = r.get("logit_beta1")
-            rows.append(f"| {path.stem} | {r.get('config', str(r['grid']) + str(r['bits'] or ''))} | "
+            rows.append(f"| {path.stem} | {r.get('device', '')} | {r.get('date', '')} | {r.get('commit', commit)} | "
+                        f"{r.get('config', str(r['grid']) + str(r['bits'] or ''))} | "
                         f"{r.get('max_level', 7)} | {r.get('batch_rays', 8192)} | {r.get('grid_lr') or ''} | "
                         f"{r.get('codebook_lr') or ''} | {r.get('soft_fraction') or ''} | "
                         f"{'' if beta1 is None else beta1} | {r['train_s']:.0f} | {r['steps']} | {r['lod']} | "
                         f"{r['psnr']:.2f} | {r['grid_kb']:.1f} | {r['peak_mem_gb']:.2f} | {r['eval_images']} |")
     if not rows:
         return "_no probe runs_\n"
-    head = ("| run | config | max level | rays/step | grid lr | codebook lr | soft fraction | logit beta1 | train s | "
+    head = ("| run | card | date | commit | config | max level | rays/step | grid lr | codebook lr | soft fraction | "
+            "logit beta1 | train s | "
             "steps | LOD | PSNR | grid KB | peak GB | test images |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows) + "\n"
 
 
@@ -131,7 +176,7 @@ def render_checks(data) -> str:
         lines.append(f"- [{'x' if worst >= 45 else ' '}] {model}: PSNR vs the torch reference >= 45 dB at every LOD "
                      f"(lowest {worst:.1f} dB)")
     for v in data.get("interop_variants", []):
-        ms = v.get("interop_ms_external", v["interop_ms"])  # the default target since this session
+        ms = v.get("interop_ms_external", v["interop_ms"])  # "external" is the default target
         others = ", ".join(f"{k[len('interop_ms_'):]} {v[k]:.3f} ms" for k in
                            ("interop_ms_image", "interop_ms_image_discard", "interop_ms_buffer") if k in v)
         lines.append(f"- [{'x' if ms < 0.1 else ' '}] {v.get('model')}: interop overhead per frame < 0.1 ms with the "
@@ -159,13 +204,15 @@ def paper_comparison(records: list[dict] | None) -> str:
 def main() -> None:
     tq = load("train_quality.json")
     short, long_ = load("history/train_quality_l7_30s.json"), load("history/train_quality_l7_120s.json")
+    rowadam, torch_adam = "history/train_quality_l8_75s_rowadam", "history/train_quality_l8_75s_torch_adam"
     parts = [
         "# Measured results",
         "",
         "Every number here was written by a script in `bench/` (named per section) and assembled by "
-        "`bench/results_page.py`. Each table says the card it ran on. Lego is NeRF-Synthetic lego at 400x400 "
-        "(../shared/data, not in the repository): train split for training, the full 200-image test split for "
-        "PSNR/SSIM, composited on white.",
+        "`bench/results_page.py`; the line above each table names the card, the date and the commit it came from. "
+        "Lego is NeRF-Synthetic lego at 400x400 (not in the repository): train split for training, the full "
+        "200-image test split for PSNR/SSIM, composited on white. How the settings were chosen, and what did not "
+        "work, is told in docs/research/.",
         "",
         "## Training quality per grid kind and LOD (bench/train_quality.py)",
         "",
@@ -175,11 +222,10 @@ def main() -> None:
         "table after training (no training of their own). Grid KB is the feature grid as stored: b bits per corner + "
         "fp16 codebooks (dense: fp16 features). Peak GB is torch's peak allocation (GiB). The vq logits train with "
         "VQLogitsAdam (engine/optim.py: the straight-through gradient and a lazy Adam step, no first moment, in one "
-        "CUDA kernel per level). Dense, k-means and vq ran in one call of the script on an H200 (fourth session); "
-        "`vq10.10.10.10.8.6.6` has 10 bits at LODs 0-3, 8 at LOD 4 and 6 at LODs 5-6 (bits per level). The random "
-        "rows ran in one call of their own on an H200 (fifth session; the third session's H100 random rows, within "
-        "0.2 dB of these, are in history/train_quality_l8_75s_session3.md, the second session's table in "
-        "history/train_quality_l8_75s_session2.md).",
+        "CUDA kernel per level). Dense, k-means and vq ran in one call of the script; the random rows in a call of "
+        "their own on the same card and date (the earlier RowAdam benchmark's random rows, within 0.2 dB of these, "
+        f"are in {rowadam}.md). `vq10.10.10.10.8.6.6` has 10 bits at LODs 0-3, 8 at LOD 4 and 6 at LODs 5-6 (bits "
+        "per level).",
         "",
         section("train_quality.md"),
         quality_checks(tq, "75 s budget, 256^3"),
@@ -188,36 +234,33 @@ def main() -> None:
         paper_comparison(tq),
         "### Probe runs (how the benchmark's settings were chosen)",
         "",
-        "Short runs (one minute, 25 test images, finest LOD only) from docs/results/probes/. Second session "
-        "(l7_*, l8_*): 256^3 vs 128^3 octrees, batch sizes, and vq learning-rate / soft warm-up variants with "
-        "torch's dense Adam on the logits (they ran fewer steps than the default, so they are indicative only). "
-        "Third session (s3_*): the logits' optimiser (RowAdam with and without momentum, before its CUDA kernel: "
-        "s3_l8_lazy_adam_b09, s3_l8_vq6_b0), the initial codebook spread (codebook std 0.01), a per-row second "
-        "moment (one Adam moment per corner instead of per logit; lr 0.1 and 0.3) and lower logit learning rates "
-        "(0.03, 0.01, codebooks at 0.1), against s3_l8_default (dense and vq6 in the same call); and the ReinMax "
-        "gradient estimator (Liu et al. 2023) against the straight-through one in the same call on another machine "
-        "(s3_l8_vq6_reinmax vs s3_l8_vq6_ste_rerun: that machine ran 20% fewer steps per minute, so compare "
-        "within the call); and Gumbel noise on the logits in the forward pass (scale 1.0 or 0.3 at step 0, decaying "
-        "linearly to 0 at half the run; a patch removed after the probe), against s3_l8_default_rerun. None beats "
-        "the default settings; the per-row moment and lower learning rates lose 0.6-2.6 dB, ReinMax 0.2 dB, the "
-        "Gumbel noise 0.1-0.7 dB. "
-        "Fourth session (s4_*, bench/probe_parallel.py): equal steps instead of equal time, 2,500 steps each, the runs "
-        "of one file side by side on one H200 (so their train s is not a speed), LODs 3, 5 and 6 on 25 test views: "
-        "s4_equal_steps_rowadam with the third session's optimiser (bits per level, b = 8, lod_bias 1.5), "
-        "s4_equal_steps_vq_adam with the fused step (F = 32, codebook lr 0.3, bits per level). Rows show the finest "
-        "LOD; the others are in the JSON. "
-        "Fifth session (s5_equal_steps_8000_a/_b): 8,000 steps each (1.8x the 75 s benchmark's), side by side on "
-        "one H200 in two calls (a: dense, vq6 and a scratch VQ-VAE-style form, vq6_near; b: vq8 and bits per "
-        "level): how the gap develops with training.",
+        "Short runs (25 test images, finest LOD only) from docs/results/probes/, one file per call of the script; "
+        "compare rows within a file (calls ran on different machines). l7_*, l8_*: 256^3 vs 128^3 octrees, batch "
+        "sizes, and vq learning-rate / soft warm-up variants with torch's dense Adam on the logits (fewer steps than "
+        "the default: indicative only). opt_*: the logits' optimiser (RowAdam with and without momentum, before its "
+        "CUDA kernel: opt_l8_lazy_adam_b09, opt_l8_vq6_b0), the initial codebook spread (codebook std 0.01), a "
+        "per-row second moment (one Adam moment per corner instead of per logit; lr 0.1 and 0.3) and lower logit "
+        "learning rates (0.03, 0.01, codebooks at 0.1), against opt_l8_default (dense and vq6 in the same call); the "
+        "ReinMax gradient estimator (Liu et al. 2023) against the straight-through one in the same call on another "
+        "machine (opt_l8_vq6_reinmax vs opt_l8_vq6_ste_rerun: that machine ran 20% fewer steps per minute, so "
+        "compare within the call); and Gumbel noise on the logits in the forward pass (scale 1.0 or 0.3 at step 0, "
+        "decaying linearly to 0 at half the run; a patch removed after the probe), against opt_l8_default_rerun. "
+        "None beats the default settings; the per-row moment and lower learning rates lose 0.6-2.6 dB, ReinMax "
+        "0.2 dB, the Gumbel noise 0.1-0.7 dB. equal_steps_2500_* (bench/probe_parallel.py): equal steps instead of "
+        "equal time, 2,500 steps each, the runs of one file side by side on one GPU (so their train s is not a "
+        "speed), LODs 3, 5 and 6 on 25 test views: equal_steps_2500_rowadam with RowAdam (bits per level, b = 8, "
+        "lod_bias 1.5), equal_steps_2500_vq_adam with the fused step (F = 32, codebook lr 0.3, bits per level). Rows "
+        "show the finest LOD; the others are in the JSON. equal_steps_8000_a/_b: 8,000 steps each (1.8x the 75 s "
+        "benchmark's), side by side on one GPU in two calls (a: dense, vq6 and a scratch VQ-VAE-style form, "
+        "vq6_near; b: vq8 and bits per level): how the gap develops with training.",
         "",
         probe_table(),
         "### Where training's GPU memory goes (bench/train_memory.py)",
         "",
-        "Lego train split, 16,384 rays, 256^3; 60-step runs with the prunes moved to steps 12 and 30. The benchmark's "
-        "peak is the largest phase (third session, H100, with RowAdam's sparse logits gradient, which the fused step "
-        "no longer forms; not re-measured). vq b=8 peaked at 7.34 GB in the fourth session's 75 s benchmark above "
-        "(H200), 7.16 GB in the third session's and 9.74 GB in the second's (torch's dense Adam, a dense logits "
-        "gradient, and the unpruned field still referenced).",
+        "Lego train split, 16,384 rays, 256^3; 60-step runs with the prunes moved to steps 12 and 30. The table is "
+        "from RowAdam's time (its sparse logits gradient, which the fused step no longer forms; not re-measured). "
+        "vq b=8 peaked at 7.34 GB in the 75 s benchmark above, 7.16 GB in the RowAdam benchmark and 9.74 GB in the "
+        "torch-Adam one (a dense logits gradient, and the unpruned field still referenced).",
         "",
         section("train_memory.md"),
         "### Closing the vq gap: architecture and schedule variants on the CPU (bench/vq_gap_cpu.py)",
@@ -231,15 +274,15 @@ def main() -> None:
         "at LODs 3-4 instead to 0.57 dB. Neither alone closes it.",
         "",
         section("vq_bits_per_level_cpu.md"),
-        "### Earlier runs: the third session's 75 s benchmark (H100, RowAdam on the logits)",
+        "### Earlier runs: the 75 s benchmark with RowAdam on the logits",
         "",
-        section("history/train_quality_l8_75s_session3.md"),
-        quality_checks(load("history/train_quality_l8_75s_session3.json"), "third session, 75 s budget, 256^3"),
-        "### Earlier runs: the second session's 75 s benchmark (torch's dense Adam on the logits)",
+        section(rowadam + ".md"),
+        quality_checks(load(rowadam + ".json"), "RowAdam, 75 s budget, 256^3"),
+        "### Earlier runs: the 75 s benchmark with torch's dense Adam on the logits",
         "",
-        section("history/train_quality_l8_75s_session2.md"),
-        quality_checks(load("history/train_quality_l8_75s_session2.json"), "second session, 75 s budget, 256^3"),
-        "### Earlier runs: 128^3 octree, torch lookup, 8,192 rays per step (first session)",
+        section(torch_adam + ".md"),
+        quality_checks(load(torch_adam + ".json"), "torch Adam, 75 s budget, 256^3"),
+        "### Earlier runs: 128^3 octree, torch lookup, 8,192 rays per step",
         "",
         "About 30 s per run, all kinds:",
         "",
@@ -266,22 +309,22 @@ def main() -> None:
         "The tuning sweep and kernel variants on synthetic lego-sized fields are in "
         "docs/results/history/render_synthetic.md.",
         "",
-        "Re-run in the fifth session on an H200 (`--quick`: default tuning, 20 frames), after the marcher learned to "
-        "pad per-level codebooks, with the 256^3 vq b=6 model of that session's 8,000-step probe:",
+        "Re-run with `--quick` (default tuning, 20 frames) after the marcher learned to pad per-level codebooks, "
+        "with the 256^3 vq b=6 model of the 8,000-step probe:",
         "",
-        section("history/render_session5_h200_quick.md"),
-        render_checks(load("history/render_session5_h200_quick.json")),
+        section("history/render_h200_quick_2026-12-02.md"),
+        render_checks(load("history/render_h200_quick_2026-12-02.json")),
         "## Viewer frame time on the GPU (bench/viewer_frame.py)",
         "",
-        "Third session (H100), that session's 256^3 vq b=6 benchmark model, default interop (\"external\"):",
+        "The 256^3 vq b=6 benchmark model, default interop (\"external\"):",
         "",
         section("viewer.md"),
-        "Fifth session, H200, the same path with the 8,000-step vq b=6 model (after the codebook-padding change):",
+        "The same path with the 8,000-step vq b=6 model (after the codebook-padding change):",
         "",
-        section("history/viewer_session5_h200.md"),
-        "Second session (interop \"image\"), both lego models:",
+        section("history/viewer_h200_2026-12-02.md"),
+        "With the \"image\" interop target, both lego models:",
         "",
-        section("history/viewer_session2.md"),
+        section("history/viewer_h100_image_interop.md"),
     ]
     PAGE.write_text("\n".join(parts))
     print(f"wrote {PAGE}")

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.data import load_dataset  # noqa: E402
 from engine.occupancy import initial_octree  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
+from provenance import git_commit  # noqa: E402
 from train_quality import parse_config  # noqa: E402
 
 GB = 2.0 ** 30
@@ -139,7 +140,8 @@ def main() -> int:
             rec.update({f"{k}_after_prune": round(v, 3) for k, v in after.items()})
             rec["peak_gb"] = max(rec["setup_peak_gb"], rec["steps_peak_gb"], rec["prune_peak_gb"],
                                  rec["after_prune_peak_gb"])
-            rec.update({"device": torch.cuda.get_device_name(0), "date": datetime.date.today().isoformat()})
+            rec.update({"device": torch.cuda.get_device_name(0), "date": datetime.date.today().isoformat(),
+                        "commit": git_commit()})
             rec = {k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()}
             if args.breakdown:
                 rec["breakdown"] = peak_breakdown(trainer, 10)

@@ -28,6 +28,7 @@ import engine.grids  # noqa: E402
 from engine.grids import kmeans_grid_from_dense  # noqa: E402
 from engine.occupancy import initial_octree  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 
 def parse_config(name: str) -> tuple[str, int | tuple[int, ...] | None]:
@@ -113,6 +114,7 @@ def main() -> int:
     records, trained = [], {}
     octree = None  # carved once, shared by every run (carving is not part of a run's training time)
     today = datetime.date.today().isoformat()
+    commit = git_commit()
     for name in args.configs.split(","):
         kind, bits = parse_config(name)
         torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -186,7 +188,7 @@ def main() -> int:
                             "codebook_std": args.codebook_std if kind in ("vq", "random") else None,
                             "estimator": args.estimator if kind == "vq" else None,
                             "peak_mem_gb": round(peak, 3), "eval_images": r["images"], "renderer": r["renderer"],
-                            "device": gpu, "date": today})
+                            "device": gpu, "date": today, "commit": commit})
         finest = rows[-1]
         print(f"{name}: {steps} steps {train_s:.0f}s, grid {kb:.1f} KB, finest LOD PSNR {finest['psnr']:.2f} "
               f"SSIM {finest['ssim']:.4f}, peak {peak:.2f} GB, eval {eval_s:.0f}s ({finest['renderer']})",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from provenance import git_commit  # bench/ is on sys.path when this file runs as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,13 +142,8 @@ def utilisation_sampler():
 
 
 def commit() -> str:
-    if os.environ.get("VBNF_COMMIT"):
-        return os.environ["VBNF_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=REPO).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+    """This checkout's commit (bench/provenance.py; VBNF_COMMIT overrides it where there is no git)."""
+    return git_commit()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provenance import git_commit  # noqa: E402
 
 import imgui_bundle  # noqa: E402,F401  (before glfw: one libglfw)
 import moderngl  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> int:
         rows.append({"path": backend.name, "width": w, "height": h, "lod": field.max_lod, "frames": len(times),
                      "frame_ms_median": round(ms, 3), "fps": round(1000 / ms, 1),
                      "frame_ms_p95": round(sorted(times)[int(0.95 * len(times)) - 1], 3),
-                     "device": device, "date": datetime.date.today().isoformat()})
+                     "device": device, "date": datetime.date.today().isoformat(), "commit": git_commit()})
         print(rows[-1], flush=True)
     lines = ["| path | window | LOD | frame ms (median) | fps | frame ms (p95) | frames | device |",
              "|---|---|---|---|---|---|---|---|"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from provenance import git_commit  # noqa: E402
 
 VARIANTS = [  # name, grid, {LOD: bits} overrides
     ("dense", "dense", {}),
@@ -70,7 +71,7 @@ def run_variant(args: tuple) -> dict:
     return {"variant": name, "grid": kind, "bits_override": {str(k): v for k, v in override.items()},
             "psnr_per_lod": [round(r["psnr"], 2) for r in rows], "n_corners": [lv.n_corners for lv in field.levels],
             "steps": steps, "train_s": round(time.perf_counter() - t0), "eval_images": rows[-1]["images"],
-            "device": "cpu", "date": datetime.date.today().isoformat()}
+            "device": "cpu", "date": datetime.date.today().isoformat(), "commit": git_commit()}
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from provenance import git_commit  # noqa: E402
 
 VARIANTS = [  # name, grid, bits, feature_dim, hidden, dense warm-start fraction, lod_bias
     ("dense", "dense", None, 16, 64, 0.0, 2.0),
@@ -74,7 +75,7 @@ def run_variant(args: tuple) -> dict:
     return {"variant": name, "grid": kind, "bits": bits, "feature_dim": feat, "hidden": hidden,
             "dense_warm_start": warm, "lod_bias": lod_bias, "steps": steps, "max_level": max_level, "psnr": round(row["psnr"], 3),
             "ssim": round(row["ssim"], 4), "train_s": round(time.perf_counter() - t0, 1),
-            "test_images": row["images"], "device": "cpu", "date": datetime.date.today().isoformat()}
+            "test_images": row["images"], "device": "cpu", "date": datetime.date.today().isoformat(), "commit": git_commit()}
 
 
 def main() -> int:

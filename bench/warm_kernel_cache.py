@@ -1,5 +1,5 @@
 """Compile the training kernels (feature lookup, vq logits step) and the march_rays variants that tests/test_march_rays.py and bench/render.py use into the kernel disk cache,
-with NVRTC alone (no GPU needed), so a GPU run spends no device time compiling.
+with NVRTC alone (no GPU needed), so a GPU run spends no time compiling.
 
     VBNF_CACHE_DIR=.kcache python bench/warm_kernel_cache.py [--arch sm_90] [--jobs N] [--model PATH.vbnf ...]
         [--models-only]

@@ -8,11 +8,15 @@ Every failure ends in ONE line on stderr (no traceback) through the single handl
 - anything else is a bug: "vbnf X: internal error: ...; please report it", exit 2 (the traceback only with
   VBNF_DEBUG=1 in the environment);
 - Ctrl-C exits 130, SIGTERM 143; a closed output pipe (`vbnf info ... | head`) exits quietly.
+
+Log lines of the engine (loggers under "vbnf", level INFO and up: e.g. which renderer runs and why) go to stderr,
+one line each, prefixed with the command.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -48,6 +52,26 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class StderrLines(logging.Handler):
+    """Writes each record as one line "vbnf COMMAND: message" to the current sys.stderr."""
+
+    def __init__(self, command: str):
+        super().__init__(logging.INFO)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"vbnf {self.command}: {record.getMessage()}", file=sys.stderr)
+
+
+def show_engine_log(command: str) -> None:
+    """Routes the "vbnf" loggers' INFO lines to stderr for this command (replacing an earlier call's handler)."""
+    logger = logging.getLogger("vbnf")
+    for handler in [h for h in logger.handlers if isinstance(h, StderrLines)]:
+        logger.removeHandler(handler)
+    logger.addHandler(StderrLines(command))
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = OneLineParser(prog="vbnf", description="Variable Bitrate Neural Fields: train, compress, view.")
@@ -67,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = OneLineParser(prog=prog, description=COMMANDS[name][1])
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
+        show_engine_log(name)
         return _run_guarded(module, args, prog)
     except UsageError as e:
         print(str(e), file=sys.stderr)

@@ -21,18 +21,19 @@ from engine.cli_checks import int_in, seed_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.grids import LevelRows, kmeans_grid_from_dense
-from engine.limits import MAX_BITS
+from engine.limits import MAX_BITS, MIN_BITS
+
 SPLIT_NOISE = 1e-3  # perturbation of split codebook rows, relative to the codebook's RMS
 
 
 def convert_bits(field: InferenceField, bits: int, seed: int = 0) -> InferenceField:
     """The same model with `bits`-bit indices at every LOD (see the module docstring for each case).
 
-    bits: 1..16. Returns a new InferenceField on the field's device; `metadata["conversions"]` gains one entry
+    bits: MIN_BITS..MAX_BITS (1..16). Returns a new InferenceField on the field's device; `metadata["conversions"]` gains one entry
     (from/to grid and bits, method, seed) and the stored "metrics", which described the source model, move into it.
     """
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
-        raise VbnfError(f"--bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise VbnfError(f"--bits must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
     if field.grid_kind == "dense":
         levels = kmeans_grid_from_dense(field.levels, bits, seed=seed)
         kind, method = "kmeans", "kmeans-of-dense"
@@ -162,7 +163,8 @@ def split_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .vbnf model file")
-    parser.add_argument("--bits", type=int_in(1, MAX_BITS, "a bitwidth"), required=True, help=f"target bits per corner index (1..{MAX_BITS})")
+    parser.add_argument("--bits", type=int_in(MIN_BITS, MAX_BITS, "a bitwidth"), required=True,
+                        help=f"target bits per corner index ({MIN_BITS}..{MAX_BITS})")
     parser.add_argument("--out", help="output file (default: MODEL's stem + _b<BITS>.vbnf next to it)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--seed", type=seed_int, default=0, help="k-means / perturbation seed")

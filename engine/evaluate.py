@@ -1,7 +1,8 @@
 """`vbnf eval MODEL DATA`: PSNR and SSIM of a model on a data set's split, per LOD, as a table and JSON.
 
-Rendering goes through the fused CUDA marcher when it is available (it matches the torch reference to >= 45 dB,
-see tests/test_march_rays.py) and through the torch reference otherwise; the table says which one ran.
+Rendering goes through the renderer engine.render_policy.choose_renderer picks: the fused CUDA marcher when it can
+run (it matches the torch reference to >= 45 dB, see tests/test_march_rays.py), else the torch reference; the table
+says which one ran.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from typing import Callable
 import torch
 
 from engine.cameras import Cameras, image_rays
-from engine.data import Dataset, load_dataset
 from engine.cli_checks import int_in, positive_int
+from engine.data import Dataset, load_dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.metrics import psnr, ssim
 from engine.render import render_image, samples_per_ray_bound
+from engine.render_policy import choose_renderer, cuda_failure
 
 ViewRenderer = Callable[[int, int], torch.Tensor]  # (camera index, lod) -> float [H,W,3]
 
@@ -42,37 +44,28 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
                   prefer: str = "auto") -> tuple[ViewRenderer, str]:
-    """A function rendering camera i of `cams` at a LOD, and the name of the renderer behind it (cuda or torch).
-
-    The CUDA marcher is pinhole-only: cameras with lens distortion use the torch renderer.
-    """
+    """A function rendering camera i of `cams` at a LOD, and the name of the renderer behind it ("cuda" or "torch"),
+    as engine.render_policy.choose_renderer decides (cameras with lens distortion use the torch renderer)."""
     samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     field = field.to(device)
     bg = tuple(float(v) for v in background)
-    if prefer == "cuda" and device.type != "cuda":
-        raise VbnfError(f"--renderer cuda needs a CUDA device, but this run uses {device}; use --renderer torch "
-                        "(or auto), or --device cuda on a machine with a GPU")
-    if prefer == "cuda" and bool(cams.distortion.abs().sum() > 0):
-        raise VbnfError("--renderer cuda: the CUDA marcher is pinhole-only and these cameras have lens distortion; "
-                        "use --renderer torch (or auto)")
-    if prefer in ("auto", "cuda") and device.type == "cuda" and not bool(cams.distortion.abs().sum() > 0):
-        try:
-            from engine.gpu_render import render_camera_cuda  # lazily: the marcher compiles on first use
-            def render_cuda(i: int, lod: int) -> torch.Tensor:
-                c = cams.c2w[i]
+    choice = choose_renderer(prefer, device, pinhole=not bool(cams.distortion.abs().sum() > 0))
+    if choice.uses_cuda:
+        from engine.gpu_render import render_camera_cuda  # lazily: the marcher compiles on first use
+
+        def render_cuda(i: int, lod: int) -> torch.Tensor:
+            c = cams.c2w[i]
+            try:
                 return render_camera_cuda(field, c, cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height,
                                           lod, "rgb", bg)
-            render_cuda(0, 0)
-            return render_cuda, "cuda"
-        except Exception as e:  # noqa: BLE001 - any failure of the optional fast path falls back, said once
-            if prefer == "cuda":
-                raise VbnfError(f"the CUDA marcher is unavailable: {e}") from e
-            print(f"vbnf: CUDA marcher unavailable ({type(e).__name__}: {e}); using the torch renderer")
+            except Exception as e:  # a compile or launch failure: one line, not a traceback
+                raise cuda_failure(e) from e
+        return render_cuda, choice.renderer
 
     def render_torch(i: int, lod: int) -> torch.Tensor:
         origins, dirs = image_rays(cams, i)
         return render_image(field, origins.to(device), dirs.to(device), cams.width, cams.height, lod, "rgb", bg)
-    return render_torch, "torch"
+    return render_torch, choice.renderer
 
 
 def evaluate(field: InferenceField, dataset: Dataset, lods: list[int] | None = None, device: str = "auto",

@@ -1,6 +1,7 @@
-"""`vbnf info MODEL [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind, the
+"""`vbnf info [MODEL] [--json]`: header, the bitrate ladder (bytes needed for each LOD), bitwidths, grid kind, the
 metrics stored at save time, and which chunks are intact (every chunk's CRC is checked, one chunk in memory at a time).
-Works on a partial download: it says how many bytes and LODs are there.
+Works on a partial download: it says how many bytes and LODs are there. Without MODEL it describes the bundled default
+model (engine/bundled.py).
 """
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from engine.fileformat import CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, chunk_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .vbnf model file")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="a .vbnf model file (default: the bundled default.vbnf)")
     parser.add_argument("--json", action="store_true", help="print the layout as JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        from engine.bundled import bundled_model_path
+        args.model = str(bundled_model_path())
     layout = model_layout(args.model)
     states = chunk_states(args.model, layout)
     if args.json:

@@ -2,11 +2,8 @@
 
 Layer: engine (imports engine.cuda lazily through its marcher; never imports viewer/).
 
-Paths, chosen by `choose_render_path` and reported in one log line by `make_renderer`:
-- "cuda+interop": the fused CUDA kernel writes the viewer's GL texture through CUDA-GL interop (no copy);
-- "cuda+upload":  the kernel writes device memory; a GL target copies it to the host and calls texture.write
-                  (CUDA without interop, e.g. WSL or GL on another GPU; also the path without any GL context);
-- "cpu":          the torch reference renderer (engine/render.py) on the CPU, when CUDA is unavailable.
+Paths ("cuda+interop", "cuda+upload", "cpu"), chosen by engine.render_policy.choose_renderer, which also says in
+one log line which and why.
 
 Public functions:
 - `march_rays(field, camera, lod, mode, background)`: the CUDA kernel, one image as a CUDA tensor;
@@ -18,29 +15,16 @@ Both return float32 [H,W,3] (rgb, normal) or [H,W] (depth, samples, level), rows
 """
 from __future__ import annotations
 
-import logging
-import os
-from typing import Literal, NamedTuple
-
 import torch
 
 from engine.cuda.marcher import CudaMarcher, MarchTuning, PinholeCamera
-from engine.cuda.toolchain import check, cuda_unavailable_reason, make_current, require_cuda
+from engine.cuda.toolchain import check, make_current, require_cuda
 from engine.field import InferenceField
 from engine.render import RENDER_MODES, RenderMode, render_image
+from engine.render_policy import RenderChoice, RenderPath, choose_renderer
 from engine.render_target import DeviceBufferTarget, GLTextureTarget, RenderTarget
 
-log = logging.getLogger("vbnf.render")
-
-RenderPath = Literal["cuda+interop", "cuda+upload", "cpu"]
 Background = tuple[float, float, float]
-
-
-class RenderChoice(NamedTuple):
-    """The chosen path and, in one line, why."""
-
-    path: RenderPath
-    reason: str
 
 
 def _is_wsl() -> bool:
@@ -71,22 +55,6 @@ def gl_interop_unavailable_reason() -> str | None:
     if current not in [int(d) for d in devices[:count]]:
         return f"the GL context runs on CUDA device(s) {[int(d) for d in devices[:count]]}, not on {current}"
     return None
-
-
-def choose_render_path(gl_available: bool) -> RenderChoice:
-    """The fastest path here. gl_available: a GL context is current on this thread (a viewer or EGL)."""
-    reason = cuda_unavailable_reason()
-    if reason is not None:
-        return RenderChoice("cpu", f"CUDA unavailable: {reason}; the torch reference renderer runs on the CPU")
-    name = torch.cuda.get_device_name()
-    if not gl_available:
-        return RenderChoice("cuda+upload", f"CUDA on {name}; no GL context, frames go to device memory")
-    why = gl_interop_unavailable_reason()
-    if why is not None or os.environ.get("VBNF_NO_INTEROP") == "1":
-        why = why or "VBNF_NO_INTEROP=1"
-        return RenderChoice("cuda+upload", f"CUDA on {name} without CUDA-GL interop: {why}; frames are uploaded "
-                                           "with texture.write")
-    return RenderChoice("cuda+interop", f"CUDA on {name} with CUDA-GL interop on the GL context's device")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,7 +117,7 @@ def render_camera_cuda(field: InferenceField, c2w: torch.Tensor, fx: float, fy: 
 
 
 class Renderer:
-    """Renders fields into RenderTargets along one path (see choose_render_path).
+    """Renders fields into RenderTargets along one path (engine.render_policy.choose_renderer picks it).
 
     The CUDA paths keep a CudaMarcher (compiled kernels, uploaded fields) on torch's current CUDA device and launch
     on torch's current stream; the CPU path calls march_rays_torch on a CPU copy of the field.
@@ -200,12 +168,10 @@ class Renderer:
 
 
 def make_renderer(gl_available: bool, tuning: MarchTuning = MarchTuning()) -> Renderer:
-    """choose_render_path + Renderer, with the choice in one log line (logger "vbnf.render")."""
-    choice = choose_render_path(gl_available)
-    log.info("render path: %s (%s)", choice.path, choice.reason)
-    return Renderer(choice, tuning)
+    """A Renderer along the path engine.render_policy.choose_renderer picks here (it logs the choice)."""
+    return Renderer(choose_renderer(gl_available=gl_available), tuning)
 
 
-__all__ = ["RenderPath", "RenderChoice", "choose_render_path", "gl_interop_unavailable_reason", "march_rays",
+__all__ = ["RenderPath", "RenderChoice", "gl_interop_unavailable_reason", "march_rays",
            "march_rays_torch", "render_camera_cuda", "default_marcher", "Renderer", "make_renderer", "PinholeCamera", "DeviceBufferTarget",
            "GLTextureTarget", "RenderTarget"]

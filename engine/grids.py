@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from engine.limits import MAX_BITS, MIN_BITS
 from engine.quantize import kmeans
 
 GridKind = Literal["dense", "vq", "random", "kmeans"]
@@ -112,14 +113,14 @@ Bits = int | tuple[int, ...]
 
 
 def level_bits(bits: Bits | list[int] | None, n_lods: int) -> tuple[int, ...]:
-    """bits (one b, or one per level) -> one b per level; ValueError (one line) when a b is outside 1..16 or the
-    list does not have one entry per level."""
+    """bits (one b, or one per level) -> one b per level; ValueError (one line) when a b is outside
+    MIN_BITS..MAX_BITS (engine/limits.py: 1..16) or the list does not have one entry per level."""
     per_level = (bits,) * n_lods if bits is None or isinstance(bits, int) else tuple(int(b) for b in bits)
     if len(per_level) != n_lods:
         raise ValueError(f"--bits lists {len(per_level)} bitwidths for a grid of {n_lods} levels")
-    bad = [b for b in per_level if not (b and 1 <= b <= 16)]
+    bad = [b for b in per_level if not (b and MIN_BITS <= b <= MAX_BITS)]
     if bad:
-        raise ValueError(f"--bits must be between 1 and 16, got {bad[0]}")
+        raise ValueError(f"--bits must be between {MIN_BITS} and {MAX_BITS}, got {bad[0]}")
     return per_level
 
 

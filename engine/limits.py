@@ -9,8 +9,10 @@ MAX_OCTREE_LEVEL = 20
 """Finest octree level a model may use (level l has 2^l cells per axis). Corner keys (2^l + 1)^3 and Morton codes
 (3 l bits) must fit in int64; 20 is also far beyond what fits in memory as a dense level (8^20 cells)."""
 
+MIN_BITS = 1
 MAX_BITS = 16
-"""Most bits per codebook index (a codebook of 2^16 rows); the fewest is 1."""
+"""Bits per codebook index a model may use, inclusive: 1 (2 rows) .. 16 (a codebook of 2^16 rows). The tools' --bits
+options and the viewer's sliders take the same range (engine/modes.py re-exports it)."""
 
 MAX_FEATURE_DIM = 1024
 """Widest feature row (F, floats per corner) the decoder may take."""

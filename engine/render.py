@@ -14,16 +14,14 @@ reference does not stop, so the two differ by less than EARLY_STOP per channel.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
 from engine.errors import VbnfError
 from engine.field import FieldFn, InferenceField
+from engine.modes import RENDER_MODES, RenderMode  # noqa: F401  (engine.render.RENDER_MODES for its callers)
 from engine.octree import Octree, descend, lookup_occupied
 
-RenderMode = Literal["rgb", "depth", "normal", "samples", "level"]
-RENDER_MODES: tuple[str, ...] = ("rgb", "depth", "normal", "samples", "level")
 EARLY_STOP = 1e-4
 STEPS_PER_CELL = 2.0
 SKIP_CHUNK = 1 << 20  # samples per chunk of the no-gradient pass of skip_hidden

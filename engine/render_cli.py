@@ -1,4 +1,6 @@
-"""`vbnf render MODEL --out img.png`: one image without a window (CUDA marcher when available, else torch)."""
+"""`vbnf render MODEL --out img.png`: one image without a window, through the renderer engine.render_policy picks
+(the CUDA marcher when it can run, else torch), coloured by engine.colormap as the viewer and `vbnf compare` colour
+it."""
 from __future__ import annotations
 
 import argparse
@@ -11,37 +13,18 @@ import torch
 from engine.cameras import image_rays, orbit_camera
 from engine.cli_checks import (MAX_FOV, MIN_FOV, colour, float_list, fov_degrees, image_size, int_in,
                                positive_int)
+from engine.colormap import display_rgb, field_value_range, to_uint8
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
 from engine.render import RENDER_MODES, render_image, samples_per_ray_bound
+from engine.render_policy import choose_renderer, cuda_failure
 
 
-def to_display(image: torch.Tensor, mode: str) -> np.ndarray:
-    """A rendered image in any mode -> uint8 [H,W,3] for a PNG (depth: near bright; samples/level: heat map)."""
-    img = image.detach().float().cpu()
-    if mode == "rgb":
-        rgb = img.clamp(0, 1)
-    elif mode == "normal":
-        rgb = (img * 0.5 + 0.5).clamp(0, 1)
-    else:
-        v = img.clone()
-        if mode == "depth":
-            hit = v > 0
-            lo, hi = (v[hit].min(), v[hit].max()) if hit.any() else (0.0, 1.0)
-            v = torch.where(hit, 1.0 - (v - lo) / max(float(hi - lo), 1e-6) * 0.8, torch.zeros_like(v))
-            rgb = v[..., None].expand(*v.shape, 3)
-        else:
-            v = (v - v.min()) / max(float(v.max() - v.min()), 1e-6)
-            rgb = heat(v)
-    return (rgb.numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def heat(v: torch.Tensor) -> torch.Tensor:
-    """[H,W] in [0,1] -> [H,W,3] blue-green-yellow-red."""
-    r = (1.5 - (4 * v - 3).abs()).clamp(0, 1)
-    g = (1.5 - (4 * v - 2).abs()).clamp(0, 1)
-    b = (1.5 - (4 * v - 1).abs()).clamp(0, 1)
-    return torch.stack([r, g, b], -1)
+def to_display(image: torch.Tensor, mode: str, value_range: tuple[float, float],
+               background: tuple[float, float, float]) -> np.ndarray:
+    """A rendered image in any mode -> uint8 [H,W,3] for a PNG, in the viewer's colours (engine.colormap)."""
+    values = image.detach().float().cpu().numpy()
+    return to_uint8(display_rgb(values, mode, value_range, background))
 
 
 def add_arguments(parser) -> None:
@@ -58,7 +41,9 @@ def add_arguments(parser) -> None:
                         help="load only this many bytes of the file (more than the file: the whole file)")
     parser.add_argument("--mode", default="rgb", choices=RENDER_MODES)
     parser.add_argument("--background", type=colour, default=(1.0, 1.0, 1.0), help="r,g,b in [0,1]")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"],
+                        help="auto (default): the CUDA marcher when it can run, else the torch renderer")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
@@ -106,15 +91,14 @@ def run(args) -> int:
     lod = checked_lod(args.lod, field.max_lod)
     samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     cams = orbit_camera(field.scene_center.cpu(), dist, az, el, args.fov, width, height)
-    image = None
-    if device.type == "cuda":
+    if choose_renderer(args.renderer, device).uses_cuda:
+        from engine.gpu_render import render_camera_cuda
         try:
-            from engine.gpu_render import render_camera_cuda
             image = render_camera_cuda(field, cams.c2w[0], cams.fx, cams.fy, cams.cx, cams.cy, width, height, lod,
                                        args.mode, tuple(bg))
-        except Exception as e:  # noqa: BLE001 - fall back to the reference renderer, said once
-            print(f"vbnf render: CUDA marcher unavailable ({e}); using the torch renderer")
-    if image is None:
+        except Exception as e:  # a compile or launch failure: one line, not a traceback
+            raise cuda_failure(e) from e
+    else:
         origins, dirs = image_rays(cams, 0)
         image = render_image(field, origins.to(device), dirs.to(device), width, height, lod, args.mode, bg)
     from PIL import Image
@@ -124,6 +108,7 @@ def run(args) -> int:
                        "vbnf:camera": args.camera, "vbnf:fov": args.fov, "vbnf:bits": field.bits}.items():
         info.add_text(key, str(value))
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_display(image, args.mode)).save(out, pnginfo=info)
+    value_range = field_value_range(field, args.mode, cams.c2w[0, :3, 3])
+    Image.fromarray(to_display(image, args.mode, value_range, tuple(bg))).save(out, pnginfo=info)
     print(f"wrote {out} ({width}x{height}, LOD {lod}, {args.mode})")
     return 0

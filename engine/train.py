@@ -19,6 +19,7 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import Bits, GridKind, LevelRows, level_bits, normal_bits
+from engine.limits import MAX_BITS, MIN_BITS
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, max_samples_per_ray, render_rays
@@ -386,9 +387,10 @@ def checkpoint_type_error(ckpt: dict) -> str:
         ("step", _is_int(ckpt["step"]) and ckpt["step"] >= 0, "a non-negative integer"),
         ("settings", isinstance(ckpt["settings"], dict), "a dict"),
         ("kind", ckpt["kind"] in ("dense", "vq", "random"), "dense, vq or random"),
-        ("bits", bits is None or (_is_int(bits) and 1 <= bits <= 16)
-         or (isinstance(bits, (list, tuple)) and bool(bits) and all(_is_int(b) and 1 <= b <= 16 for b in bits)),
-         "None, an integer 1..16 or a list of them"),
+        ("bits", bits is None or (_is_int(bits) and MIN_BITS <= bits <= MAX_BITS)
+         or (isinstance(bits, (list, tuple)) and bool(bits)
+             and all(_is_int(b) and MIN_BITS <= b <= MAX_BITS for b in bits)),
+         f"None, an integer {MIN_BITS}..{MAX_BITS} or a list of them"),
         ("feature_dim", _is_int(ckpt["feature_dim"]) and 1 <= ckpt["feature_dim"] <= 4096, "an integer 1..4096"),
         ("base_level", _is_int(ckpt["base_level"]) and 0 <= ckpt["base_level"] <= 20, "an integer 0..20"),
         ("scene_center", tensor(ckpt["scene_center"]) and ckpt["scene_center"].shape == (3,)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from engine.data import load_dataset
 from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_OCTREE_LEVEL, MAX_STEPS, int_in, positive_float,
                                positive_int, seed_int)
+from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
+from engine.modes import MAX_BITS, MIN_BITS
 from engine.recipe import parse_size, recipe_for_budget, recipe_kind, train_for_budget
 from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
@@ -42,8 +43,8 @@ def add_arguments(parser) -> None:
                         help="train one grid kind the classic way (vq: straight-through logits from the first "
                              "step) instead of the --size recipe; --bits alone means vq")
     parser.add_argument("--bits", type=parse_bits, default=None,
-                        help="codebook bitwidth b for vq/random (1..16, default 6), or one per level, coarse to fine "
-                             "(e.g. 10,10,10,10,8,6,6 for 7 LODs)")
+                        help=f"codebook bitwidth b for vq/random ({MIN_BITS}..{MAX_BITS}, default 6), or one per "
+                             "level, coarse to fine (e.g. 10,10,10,10,8,6,6 for 7 LODs)")
     parser.add_argument("--max-level", type=int_in(1, MAX_OCTREE_LEVEL, "an octree level"), default=None,
                         help=f"finest octree level (default {CUDA_MAX_LEVEL}: 256^3 cells on CUDA, "
                              f"{CPU_MAX_LEVEL}: 64^3 on the CPU)")
@@ -82,9 +83,9 @@ def parse_bits(text: str) -> int | tuple[int, ...]:
         bits = tuple(int(b) for b in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a bitwidth or a comma-separated list of them: '{text}'") from None
-    bad = [b for b in bits if not 1 <= b <= 16]
+    bad = [b for b in bits if not MIN_BITS <= b <= MAX_BITS]
     if bad:
-        raise argparse.ArgumentTypeError(f"--bits must be between 1 and 16, got {bad[0]}")
+        raise argparse.ArgumentTypeError(f"--bits must be between {MIN_BITS} and {MAX_BITS}, got {bad[0]}")
     return bits[0] if len(bits) == 1 else bits
 
 
@@ -358,14 +359,16 @@ def run_recipe(args) -> int:
     if args.max_level:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16
+    if not 1 <= recipe.base_level <= recipe.max_level:
+        raise VbnfError(f"--base-level {recipe.base_level} must be between 1 and --max-level {recipe.max_level}")
+    # refused here, before training, when the levels would not fit (as a --grid run is; the estimate of a dense grid,
+    # which the vq method's finest bits cost about as much as), and carved once for the recipe
+    dense_phase = argparse.Namespace(grid="dense", bits=None, max_level=recipe.max_level,
+                                     base_level=recipe.base_level, feature_dim=recipe.feature_dim)
+    octree = carved_octree_that_fits(dataset, dense_phase, device, batch)
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
                              grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)] if args.grid_lr is None else args.grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
-    # refused before carving when the levels would not fit (the estimate of a dense grid: the vq method's finest
-    # bits cost about as much), and carved once for the recipe
-    fits = argparse.Namespace(**{**vars(args), "grid": "dense", "bits": None, "max_level": recipe.max_level,
-                                 "base_level": recipe.base_level, "feature_dim": recipe.feature_dim})
-    octree = carved_octree_that_fits(dataset, fits, device, batch)
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
           f"{recipe.steps} steps ({recipe.method}: bits per level chosen for the budget), "

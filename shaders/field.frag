@@ -2,7 +2,8 @@
 // Draws the field image(s) held in float textures, row 0 = the image's TOP row (as the renderer writes it).
 // Side A fills the viewport; when `divider` >= 0, side B replaces it right of x = divider (a fraction of the
 // viewport width) and a 2 pixel line marks the divider.
-// Modes (viewer/colormap.py is the numpy twin of this file and must stay equal to it):
+// Modes (engine/modes.py) and colours (engine/colormap.py, the numpy twin of this file; tests/test_colormap.py
+// checks the constants and tests/test_viewer_gl.py the pixels):
 //   0 rgb:     texel.rgb as is (the renderer composited the background already)
 //   1 depth:   texel.r in world units, turbo over range (near = red... far = blue); <= 0 (no hit) -> background
 //   2 normal:  texel.rgb a weighted unit normal in [-1,1]: mix(background, n/|n| * 0.5 + 0.5, min(|n|, 1))

@@ -1,4 +1,7 @@
-"""Shared fixtures: small procedural data sets (made by our own generator) and tiny fields."""
+"""Shared fixtures: small procedural data sets (made by our own generator), tiny models and headless viewer apps.
+
+Plain helpers live in modules without the test_ prefix: fields.py (octrees, tiny models), viewer_driver.py
+(settling and input injection for the viewer tests)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +10,7 @@ import pytest
 import torch
 
 from engine.scenes import make_scene
+from fields import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -21,3 +25,27 @@ def toy_scene(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small 4-bit vq model file (fields.make_tiny_model), shared by the whole run."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny.vbnf")
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Factory: make_app(model, width, height) -> a headless App; closed after the test."""
+    from viewer.app import App
+    from viewer_driver import H, W
+    apps = []
+
+    def make(model: Path | None, width: int = W, height: int = H, **kwargs):
+        app = App(str(model) if model else None, width, height, headless=True, output_dir=str(tmp_path / "out"),
+                  **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()

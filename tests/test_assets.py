@@ -1,13 +1,12 @@
-"""The bundled default model opens, fits in 1 MB, and its coarse LODs really are coarser."""
-from pathlib import Path
-
+"""The bundled default model opens, is small, and its coarse LODs really are coarser."""
 import torch
 
+from engine.bundled import bundled_model_path
 from engine.cameras import image_rays, orbit_camera
 from engine.fileformat import load_model, model_layout
 from engine.render import render_image
 
-DEFAULT = Path(__file__).resolve().parents[1] / "assets" / "default.vbnf"
+DEFAULT = bundled_model_path()  # found as package data, as an installed vbnf finds it
 
 
 def test_default_model_is_small_and_every_lod_renders_differently():
@@ -28,3 +27,12 @@ def test_default_model_gets_sharper_with_every_lod():
     psnr = [row["psnr"] for row in stored]
     assert all(b > a for a, b in zip(psnr, psnr[1:])), psnr
     assert psnr[-1] > 25.0
+    stored = field.metadata["metrics"]["test_per_lod"]
+    assert stored[-1]["psnr"] > stored[0]["psnr"]
+
+
+def test_vbnf_info_without_a_model_describes_the_bundled_one(capsys):
+    from engine.cli import main
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert str(DEFAULT) in out and f"{model_layout(DEFAULT).total_bytes} bytes" in out

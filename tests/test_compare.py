@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.fileformat import model_layout
-from test_viewer_helpers import make_tiny_model, tiny_model  # noqa: F401
+from fields import make_tiny_model
 from viewer.compare import Side, format_bytes
 
 

@@ -27,7 +27,8 @@ from engine.cuda.marcher import (GpuField, KernelOptions, MarchParams, MarchTuni
                                  host_reference_options, CudaOutput, ENC_FLOAT, SOURCE_PATH, mode_channels)
 from engine.cuda.toolchain import MAX_LEVELS, cuda_unavailable_reason
 from engine.field import NeuralField
-from engine.gpu_render import choose_render_path, march_rays_torch, make_renderer
+from engine.gpu_render import march_rays_torch, make_renderer
+from engine.render_policy import choose_renderer
 from engine.grids import kmeans_grid_from_dense
 from engine.octree import morton_encode, octree_from_finest_cells
 from engine.render import RENDER_MODES
@@ -164,7 +165,8 @@ def host_dir(tmp_path_factory) -> Path:
 @needs_cxx
 def test_params_layout_matches_the_kernel_struct(host_dir):
     assert_layout_matches(march_host_library(KernelOptions(), host_dir).march_params_layout, MarchParams)
-    assert len(MarchParams.nodes.__doc__ or "") >= 0 and MAX_LEVELS == 16
+    # the per-level pointer arrays hold MAX_LEVELS entries; with the layout check this ties MAX_LEVELS to the kernel's
+    assert dict(MarchParams._fields_)["nodes"]._length_ == MAX_LEVELS == 16
 
 
 @needs_cxx
@@ -218,7 +220,7 @@ def test_host_build_skips_empty_space_but_keeps_the_sample_set(host_dir):
 
 
 def test_without_cuda_the_cpu_path_is_chosen_and_renders():
-    choice = choose_render_path(gl_available=False)
+    choice = choose_renderer(gl_available=False)
     assert choice.path in ("cpu", "cuda+upload") and "\n" not in choice.reason
     if cuda_unavailable_reason() is None:
         pytest.skip("CUDA is available here: the CPU fallback is not the chosen path")

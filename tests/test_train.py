@@ -187,7 +187,8 @@ def test_skipping_hidden_samples_leaves_image_and_gradients_nearly_unchanged(tra
 
 
 def test_cli_rejects_an_impossible_bitwidth_in_one_line(toy_scene, tmp_path, capsys):
-    code = main(["train", str(toy_scene), "--bits", "0", "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"])
+    code = main(["train", str(toy_scene), "--grid", "vq", "--bits", "0", "--out", str(tmp_path / "run"), "--quiet",
+                 "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--bits must be between 1 and 16" in err
 
@@ -206,8 +207,8 @@ def test_cli_trains_with_bits_per_level_and_resumes(toy_scene, tmp_path, capsys)
               "cpu", "--resume"]
     assert main(resume) == 0  # the checkpoint keeps the list
     assert load_model(out / "model.vbnf").level_bits == [5, 4, 3]
-    code = main(["train", str(toy_scene), "--bits", "5,4", "--max-level", "4", "--out", str(tmp_path / "r2"),
-                 "--quiet", "--device", "cpu"])
+    code = main(["train", str(toy_scene), "--grid", "vq", "--bits", "5,4", "--max-level", "4", "--out",
+                 str(tmp_path / "r2"), "--quiet", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "2 bitwidths for a grid of 3 levels" in err
 

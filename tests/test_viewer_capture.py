@@ -9,8 +9,8 @@ import glfw
 import numpy as np
 from PIL import Image
 
-from test_viewer_helpers import (H, W, differs, drag, hide_panel, make_app, make_tiny_model, press_key,  # noqa: F401
-                                 settle, tiny_model)
+from fields import make_tiny_model
+from viewer_driver import H, W, differs, drag, hide_panel, press_key, settle
 
 
 def _pngs(folder):

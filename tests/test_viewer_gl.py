@@ -1,12 +1,12 @@
 """The GL resources on their own (a standalone EGL context, no window): the fullscreen pass and its numpy twin
-(viewer/colormap.py, used by the headless `vbnf compare`) agree pixel by pixel in every render mode."""
+(engine/colormap.py, used by `vbnf render` and `vbnf compare`) agree pixel by pixel in every render mode."""
 from __future__ import annotations
 
 import moderngl
 import numpy as np
 import pytest
 
-from viewer.colormap import compose_split, display_rgb, to_uint8
+from engine.colormap import compose_split, display_rgb, to_uint8
 from viewer.gl_resources import FieldPass, FieldTexture, OffscreenTarget, SideImage
 
 

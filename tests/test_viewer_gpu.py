@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from test_viewer_helpers import tiny_model  # noqa: F401
 from viewer.camera import default_camera
 from viewer.field_source import Models
 from viewer.field_view import FieldView

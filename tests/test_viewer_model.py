@@ -8,7 +8,7 @@ import time
 import imgui_bundle  # noqa: F401  (before glfw)
 
 from engine.fileformat import load_model, model_layout
-from test_viewer_helpers import differs, hide_panel, make_app, settle, tiny_model  # noqa: F401
+from viewer_driver import differs, hide_panel, settle
 
 
 def test_lod_slider_changes_the_image_and_the_shown_size(make_app, tiny_model):

@@ -11,7 +11,8 @@ import glfw
 import pytest
 
 from engine.scenes import make_scene
-from test_viewer_helpers import hide_panel, make_app, make_tiny_model, press_key, settle, tiny_model  # noqa: F401
+from fields import make_tiny_model
+from viewer_driver import hide_panel, press_key, settle
 
 
 @pytest.fixture(scope="module")

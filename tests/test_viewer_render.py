@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from engine.cameras import image_rays
-from test_viewer_helpers import tiny_model  # noqa: F401
 from viewer.camera import OrbitCamera, camera_from_c2w, default_camera, nearest_camera
 from viewer.field_source import FieldSource
 from viewer.render_paths import RenderJob, ThreadedBackend, render_values

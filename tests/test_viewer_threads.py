@@ -16,7 +16,8 @@ import pytest
 
 import engine.fileformat
 from engine.scenes import make_scene
-from test_viewer_helpers import hide_panel, make_app, make_tiny_model, settle, tiny_model  # noqa: F401
+from fields import make_tiny_model
+from viewer_driver import hide_panel, settle
 from viewer.kernel_compiler import COMPILING_NOTICE, CompilingBackend, KernelCompiler, variant_key
 from viewer.render_paths import DirectBackend, ThreadedBackend, render_values
 

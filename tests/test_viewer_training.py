@@ -9,7 +9,8 @@ import pytest
 
 from engine.fileformat import load_model
 from engine.scenes import make_scene
-from test_viewer_helpers import differs, hide_panel, make_app, make_tiny_model, settle, tiny_model  # noqa: F401
+from fields import make_tiny_model
+from viewer_driver import differs, hide_panel, settle
 
 
 @pytest.fixture(scope="module")

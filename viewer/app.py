@@ -26,6 +26,7 @@ from viewer.window import Window  # first: imports imgui_bundle before glfw
 from imgui_bundle import imgui
 import glfw
 
+from engine.bundled import bundled_model_path
 from engine.errors import VbnfError
 from viewer.actions import Actions
 from viewer.controls import ViewControls
@@ -38,7 +39,6 @@ from viewer.render_paths import DirectBackend, ThreadedBackend, choose_backend
 from viewer.state import AppState
 from viewer.training_session import DatasetCache
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.vbnf"
 MINIMISED_SLEEP_S = 0.05
 UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
                    # torch renderer share the cores, so frames beyond this only slow the render down
@@ -278,7 +278,7 @@ def gpu_memory_text() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None,
-                        help=f"a .vbnf model file (default: the bundled {DEFAULT_MODEL.name})")
+                        help="a .vbnf model file (default: the bundled default.vbnf)")
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
     parser.add_argument("--cpu", action="store_true", help="render with the torch CPU path even if CUDA works")
     parser.add_argument("--output-dir", default=".", help="folder for screenshots and comparisons")
@@ -298,15 +298,23 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _check_renderable(model: str) -> None:
+    """A scripted screenshot of a model no renderer can march fails here, in one line, before the window opens and
+    the render path is chosen (and logged)."""
+    from engine.fileformat import load_model
+    from engine.render import samples_per_ray_bound
+    samples_per_ray_bound(load_model(model))
+
+
 def run(args) -> int:
     width, height = _parse_size(args.size)
     model = args.model
     if model is None:
-        if not DEFAULT_MODEL.exists():
-            raise VbnfError(f"the bundled model {DEFAULT_MODEL} is missing; pass a model: vbnf view MODEL.vbnf")
-        model = str(DEFAULT_MODEL)
+        model = str(bundled_model_path())
     if not Path(model).exists():
         raise VbnfError(f"{model}: no such file; pass an existing .vbnf model")
+    if args.screenshot:
+        _check_renderable(model)
     app = App(model, width, height, headless=args.headless, cpu_only=args.cpu, output_dir=args.output_dir)
     try:
         if app.state.error:

@@ -1,5 +1,6 @@
 """Comparisons: what each side of the split view shows and how it is labelled, the labelled image that "Save
-comparison" writes, and `vbnf compare` (a labelled contact sheet of LODs x bitwidths, no window).
+comparison" writes, and `vbnf compare` (a labelled contact sheet of LODs x bitwidths, no window, rendered by the
+renderer engine.render_policy picks and coloured by engine.colormap).
 
 A side is a field at some LOD and bitwidth (or a ground-truth training image); its label says the LOD, the bits,
 the bytes of the file prefix that LOD needs at those bits, and the PSNR when known.
@@ -172,13 +173,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov", type=float, default=40.0, help="vertical field of view, degrees")
     parser.add_argument("--size", type=int, default=400, help="tile size in pixels (square)")
     parser.add_argument("--mode", default="rgb", help="rgb, depth, normal, samples or level")
+    parser.add_argument("--renderer", default="auto", choices=["auto", "cuda", "torch"],
+                        help="auto (default): the CUDA marcher when it can run, else the torch renderer")
     parser.add_argument("--out", default="compare.png", help="PNG to write (never overwritten: a counter is added)")
 
 
 def run(args) -> int:
-    from engine.render import RENDER_MODES
+    from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
+    from engine.render import samples_per_ray_bound
+    from engine.render_policy import choose_renderer, cuda_failure
     from viewer.camera import default_camera
-    from viewer.colormap import display_rgb, to_uint8
+    from engine.colormap import display_rgb, to_uint8
     from viewer.render_paths import RenderJob, render_values
     from viewer.screenshot import write_png
 
@@ -195,8 +200,8 @@ def run(args) -> int:
     bits_list = _int_list(args.bits, "bits") if args.bits else [source.trained_bits]
     if source.trained_bits is None and args.bits:
         raise VbnfError(f"{source.name} is a dense grid: --bits does not apply")
-    if any(b is not None and not 1 <= b <= 16 for b in bits_list):
-        raise VbnfError("--bits values must be between 1 and 16")
+    if any(b is not None and not MIN_BITS <= b <= MAX_BITS for b in bits_list):
+        raise VbnfError(f"--bits values must be between {MIN_BITS} and {MAX_BITS}")
     try:
         cam_values = [float(v) for v in args.camera.split(",")] if args.camera else []
     except ValueError:
@@ -211,6 +216,8 @@ def run(args) -> int:
     if len(cam_values) == 3:
         camera.distance = cam_values[2]
     background = (1.0, 1.0, 1.0)
+    samples_per_ray_bound(full)  # a model no renderer should march: refused before the renderer is chosen
+    use_cuda = choose_renderer(args.renderer).uses_cuda
     tiles, labels = [], []
     for bits in bits_list:
         shown = source.converted(bits, None)
@@ -219,7 +226,15 @@ def run(args) -> int:
             side = side_of(source, shown, lod, bits in (None, source.trained_bits))
             job = RenderJob("shot", shown.field, shown.version, camera.cameras(args.size, args.size), camera.key(),
                             args.size, args.size, lod, args.mode, background)
-            rgb = display_rgb(render_values(job), args.mode, job.value_range, background)
+            if use_cuda:
+                from engine.gpu_render import march_rays
+                try:
+                    values = march_rays(job.field, job.cameras, lod, args.mode, background).float().cpu().numpy()
+                except Exception as e:  # a compile or launch failure: one line, not a traceback
+                    raise cuda_failure(e) from e
+            else:
+                values = render_values(job)
+            rgb = display_rgb(values, args.mode, job.value_range, background)
             row_tiles.append(to_uint8(rgb))
             row_labels.append(side.tile_lines())
         tiles.append(row_tiles)

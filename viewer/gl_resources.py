@@ -10,14 +10,15 @@ __init__, and frees them in release() (called before the context goes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import moderngl
 import numpy as np
 
-from viewer.colormap import MODE_IDS
+from engine.modes import MODE_IDS
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+SHADER_DIR = files("viewer") / "shaders"  # the repo's top-level shaders/, shipped as package data of viewer
 
 
 class FieldTexture:
@@ -84,7 +85,7 @@ class SideImage:
 class FieldPass:
     """Fullscreen pass: colour-maps side A (and side B right of the divider) into the bound framebuffer."""
 
-    def __init__(self, ctx: moderngl.Context, shader_dir: Path = SHADER_DIR):
+    def __init__(self, ctx: moderngl.Context, shader_dir: Traversable = SHADER_DIR):
         self.ctx = ctx
         self.program = ctx.program(vertex_shader=(shader_dir / "field.vert").read_text(),
                                    fragment_shader=(shader_dir / "field.frag").read_text())

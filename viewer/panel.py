@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from engine.render import RENDER_MODES
+from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
 from viewer.actions import Actions
 from viewer.colormap import turbo
 from viewer.compare import format_bytes
 from viewer.state import COMPARE_KINDS, AppState
 
 PANEL_WIDTH = 340.0
-MAX_BITS = 12
 SCREENSHOT_SCALES = (1, 2, 4)
 RED = imgui.ImVec4(1.0, 0.35, 0.3, 1.0)
 GREEN = imgui.ImVec4(0.5, 0.9, 0.5, 1.0)
@@ -214,7 +213,7 @@ def section_bits(state: AppState) -> None:
         return
     bits = state.bits if state.bits is not None else m.trained_bits
     imgui.begin_disabled(m.live)
-    changed, bits = imgui.slider_int("bits", bits, 1, MAX_BITS, f"%d (trained {m.trained_bits})")
+    changed, bits = imgui.slider_int("bits", bits, MIN_BITS, MAX_BITS, f"%d (trained {m.trained_bits})")
     imgui.end_disabled()
     if changed:
         state.bits = None if bits == m.trained_bits else bits
@@ -283,7 +282,7 @@ def section_compare(state: AppState, actions: Actions) -> None:
     if c.kind == "lod":
         _, c.lod_b = imgui.slider_int("LOD B", c.lod_b, 0, max(state.model.n_lods - 1, 0))
     elif c.kind == "bits":
-        _, c.bits_b = imgui.slider_int("bits B", c.bits_b, 1, MAX_BITS)
+        _, c.bits_b = imgui.slider_int("bits B", c.bits_b, MIN_BITS, MAX_BITS)
     elif c.kind == "model":
         entered, path = imgui.input_text_with_hint("model B", "other.vbnf", c.model_b_path,
                                                    imgui.InputTextFlags_.enter_returns_true)

@@ -5,11 +5,10 @@ One interface, `render_into(texture, job)`: render `job` and leave its values in
   app runs it through `ThreadedBackend` (a render thread: the frame never waits for it);
 - the CUDA marcher of engine/gpu_render writing straight into the texture (interop) or through an upload; it is fast,
   so `DirectBackend` calls it inside the frame.
-`choose_backend()` imports engine.gpu_render lazily and falls back to the CPU path when it is missing or says "cpu".
+`choose_backend()` takes the path engine.render_policy.choose_renderer picks and imports engine.gpu_render lazily.
 """
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ import torch
 
 from engine.cameras import Cameras, image_rays
 from engine.field import InferenceField
-from engine.render import field_step, render_image
-from viewer.colormap import value_range
+from engine.render import render_image
+from engine.colormap import field_value_range
 from viewer.gl_resources import FieldTexture
 
 
@@ -57,10 +56,8 @@ class RenderJob:
 
     @property
     def value_range(self) -> tuple[float, float]:
-        eye = self.cameras.c2w[0, :3, 3].double()
-        distance = float((eye - self.field.scene_center.double().cpu()).norm())
-        return value_range(self.mode, distance, self.field.scene_half_size, field_step(self.field),
-                           self.field.base_level + self.field.n_lods - 1)
+        """The range scalar modes map onto the colormap (engine.colormap.field_value_range)."""
+        return field_value_range(self.field, self.mode, self.cameras.c2w[0, :3, 3])
 
 
 @dataclass
@@ -284,20 +281,16 @@ def _one_line(e: BaseException) -> str:
 
 
 def choose_backend(ctx, prefer_cpu: bool = False) -> RenderBackend:
-    """The fastest render path available: engine.gpu_render's CUDA marcher writing into the GL textures when it
-    imports and chooses a CUDA path, else the torch renderer in a thread. The reason is kept for the stats panel.
-    ctx: the moderngl context, current on this thread."""
-    if prefer_cpu:
-        return ThreadedBackend("CPU path requested (--cpu)")
+    """The backend for the path engine.render_policy.choose_renderer picks (it logs the choice): the CUDA marcher
+    writing into the GL textures, else the torch renderer in a thread. The reason is kept for the stats panel.
+    ctx: the moderngl context, current on this thread; prefer_cpu: `vbnf view --cpu`."""
+    from engine.render_policy import choose_renderer
+    choice = choose_renderer("torch" if prefer_cpu else "auto", gl_available=True)
+    if not choice.uses_cuda:
+        return ThreadedBackend(choice.reason + (" (--cpu)" if prefer_cpu else ""))
     try:
-        gpu_render = importlib.import_module("engine.gpu_render")
-        path, reason = gpu_render.choose_render_path(gl_available=True)
-    except Exception as e:  # missing module, no CUDA, driver trouble: all mean the CPU path
-        return ThreadedBackend(f"engine.gpu_render unavailable ({_one_line(e)}); torch renderer on the CPU")
-    if path == "cpu":
-        return ThreadedBackend(reason)
-    try:
-        renderer = EngineTextureRenderer(gpu_render.make_renderer(gl_available=True), ctx)
-    except Exception as e:
-        return ThreadedBackend(f"{path} failed to start ({_one_line(e)}); torch renderer on the CPU")
-    return DirectBackend(renderer, path, reason)
+        from engine.gpu_render import Renderer
+        renderer = EngineTextureRenderer(Renderer(choice), ctx)
+    except Exception as e:  # the marcher failed to start: the viewer still opens, on the torch path
+        return ThreadedBackend(f"{choice.path} failed to start ({_one_line(e)}); torch renderer on the CPU")
+    return DirectBackend(renderer, choice.path, choice.reason)

@@ -28,12 +28,12 @@ import torch
 from engine.cuda.toolchain import MAX_LEVELS, check, cuda_device, load_module, make_current, require_cuda
 from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN
 from engine.field import InferenceField, check_decoder
-from engine.render import EARLY_STOP, RENDER_MODES, field_step, samples_per_ray_bound
+from engine.modes import MODE_IDS, RENDER_MODES  # ids: rgb 0, depth 1, normal 2, samples 3, level 4 (as the shader)
+from engine.render import EARLY_STOP, field_step, samples_per_ray_bound
 
 log = logging.getLogger("vbnf.cuda")
 
 SOURCE_PATH = Path(__file__).with_name("march_rays.cu")
-MODE_INDEX = {name: i for i, name in enumerate(RENDER_MODES)}  # rgb 0, depth 1, normal 2, samples 3, level 4
 ENC_FLOAT, ENC_RGBA8, ENC_RGBA32F = 0, 1, 2
 SHARED_CODEBOOK_BYTES = 48 * 1024  # codebooks up to this size (all LODs together) go to shared memory
 OUT1 = 1 + GEO_DIM
@@ -70,7 +70,7 @@ class KernelOptions:
 
     def ptxas_options(self) -> list[str]:
         """Extra ptxas flags per variant (none now: the normal-mode gradient pass is written so -O3 does not spill;
-        see docs/cuda_notes.md)."""
+        see docs/research/2026-11-25-cuda-marcher-versions.md)."""
         return []
 
     def shared_bytes(self) -> int:
@@ -277,12 +277,12 @@ class GpuField:
                         field.octree.cells[0].numel() > 0, next(_TOKENS))
 
     def kernel_options(self, mode: str, tuning: "MarchTuning") -> KernelOptions:
-        if mode not in MODE_INDEX:
+        if mode not in MODE_IDS:
             raise ValueError(f"unknown render mode '{mode}': choose one of {', '.join(RENDER_MODES)}")
         cb_bytes = self.n_lods * self.cb_rows * self.feat * 4
         cb_shared = bool(self.codes) and (tuning.cb_shared if tuning.cb_shared is not None
                                           else cb_bytes <= SHARED_CODEBOOK_BYTES)
-        return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_INDEX[mode], self.codes,
+        return KernelOptions(self.feat, self.base_level, self.n_lods, MODE_IDS[mode], self.codes,
                              self.cb_rows if self.codes else 0, cb_shared, tuning.w_shared, tuning.path_cache,
                              tuning.block, tuning.persistent, tuning.mlp_rolled)
 
@@ -379,7 +379,7 @@ class MarchTuning:
     rgb_min_weight: float = 1e-6    # samples of compositing weight below this skip the colour MLP
     block: tuple[int, int] = (16, 8)  # threads per block (x, y); the persistent kernel uses x * y in 1-D
     persistent: bool = False        # persistent threads refilling idle lanes from a pixel counter (slower on an
-                                    # H100: docs/cuda_notes.md)
+                                    # H100: docs/research/2026-11-25-cuda-marcher-versions.md)
     mlp_rolled: bool = True         # MLP input loops rolled, inputs staged per thread in shared memory: 2x less
                                     # code, 127 registers, 2.2x faster than fully unrolled on an H100
 

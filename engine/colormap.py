@@ -1,16 +1,24 @@
-"""The numpy twin of shaders/field.frag: render values -> display colours, and the split-view composition.
+"""The one colormap: render values -> display colours, for `vbnf render`, `vbnf compare` and the viewer.
 
-Used where there is no GL (the headless `vbnf compare`); tests check it against the shader pixel by pixel.
+The viewer draws with shaders/field.frag, the GLSL twin of this module: tests/test_colormap.py checks that the
+shader's turbo coefficients and mode ids are these, and tests/test_viewer_gl.py that both give the same pixels.
 Values follow engine/render.render_image: [H,W,3] for rgb and normal, [H,W] for depth, samples and level.
+Scalar modes map a range fixed by the view and the model (`value_range`), so the same view gives the same colours
+in every tool.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 
-MODE_IDS: dict[str, int] = {"rgb": 0, "depth": 1, "normal": 2, "samples": 3, "level": 4}
+from engine.modes import MODE_IDS  # noqa: F401  (the shader's mode ids, next to the colours they pick)
+from engine.render import field_step
+
 DIVIDER_RGB = (1.0, 0.8, 0.1)
+
+# Turbo colormap, polynomial approximation (Google, Apache-2.0): the same numbers as `turbo` in shaders/field.frag.
 
 _KR4 = np.array([0.13572138, 4.61539260, -42.66032258, 132.13108234])
 _KG4 = np.array([0.09140261, 2.19418839, 4.84296658, -14.18503333])
@@ -45,6 +53,13 @@ def value_range(mode: str, camera_distance: float, scene_half_size: float, step:
     if mode == "level":
         return 0.0, float(max(finest_level, 1))
     return 0.0, 1.0
+
+
+def field_value_range(field, mode: str, eye) -> tuple[float, float]:
+    """value_range for an InferenceField seen from `eye` (float [3], world units): the range every tool uses."""
+    centre = field.scene_center.detach().double().cpu()
+    distance = float((torch.as_tensor(eye).detach().double().cpu() - centre).norm())
+    return value_range(mode, distance, field.scene_half_size, field_step(field), field.base_level + field.n_lods - 1)
 
 
 def display_rgb(values: np.ndarray, mode: str, value_range_: tuple[float, float],
