@@ -201,6 +201,59 @@ def paper_comparison(records: list[dict] | None) -> str:
             f"{dense['steps'] / dense['train_s']:.0f} (same budget, steps in the JSON).\n")
 
 
+def table(headers: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] +
+                     ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]) + "\n"
+
+
+def speed_table() -> str:
+    recs = _records(load("train_speed.json"))
+    if not recs:
+        return "_not measured yet (train_speed.json missing)_\n"
+    rows = [[r.get("label"), r.get("engine_commit", "-"), r.get("grid"), r.get("steps_per_s"),
+             f"{r.get('gpu_busy_pct')}%", r.get("peak_gb"), r.get("batch")] for r in recs]
+    return provenance("train_speed.json") + "\n\n" + table(
+        ["trainer", "engine at", "grid", "steps/s", "GPU busy (NVML)", "peak GB", "rays/step"], rows)
+
+
+def rate_distortion_table() -> str:
+    recs = _records(load("rate_distortion.json"))
+    if not recs:
+        return "_not measured yet (rate_distortion.json missing)_\n"
+    rows = [[r.get("scene"), r.get("name") + (r.get("tag") or ""), r.get("note", ""), f"{r['file_bytes']:,}",
+             r["lod"], f"{r['prefix_bytes']:,}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", r.get("train_s"),
+             r.get("peak_gb")] for r in recs]
+    return provenance("rate_distortion.json") + "\n\n" + table(
+        ["scene", "model", "setting", "file bytes", "LOD", "prefix bytes", "PSNR", "SSIM", "train s", "peak GB"],
+        rows) + "\nPlot: docs/rate_distortion.png.\n"
+
+
+def bad_cli_table() -> str:
+    d = load("bad_cli.json")
+    if not d:
+        return "_not measured yet (bad_cli.json missing)_\n"
+    keys = ["command_lines", "exit_2", "one_line", "tracebacks", "internal_errors", "subprocess"]
+    return provenance("bad_cli.json") + "\n\n" + table(keys, [[d.get(k) for k in keys]]) + \
+        ("\nBy class: " + ", ".join(f"{k} {v}" for k, v in d["classes"].items()) + "\n" if d.get("classes") else "")
+
+
+def viewer_training_table() -> str:
+    d = load("viewer_training.json")
+    rows = d.get("rows", []) if isinstance(d, dict) else []
+    if not rows:
+        return "_not measured yet (viewer_training.json missing)_\n"
+    out = []
+    for r in rows:
+        w, f = r.get("while_training", {}), r.get("full_speed", {})
+        session = r.get("scripted_session", {}).get("overall", {})
+        out.append([r.get("device"), r.get("commit"), "x".join(map(str, r.get("size", []))), r.get("training_device"),
+                    w.get("fps"), w.get("train_vs_plain_loop"), f.get("train_vs_plain_loop"),
+                    r.get("psnr_gain_db_per_minute"), session.get("median_ms"), session.get("p99_ms"),
+                    session.get("max_ms")])
+    return table(["card", "commit", "view", "trains on", "view fps while training", "training / plain loop",
+                  "at full speed", "val dB per minute", "frame median ms", "p99 ms", "max ms"], out)
+
+
 def main() -> None:
     tq = load("train_quality.json")
     short, long_ = load("history/train_quality_l7_30s.json"), load("history/train_quality_l7_120s.json")
@@ -292,9 +345,32 @@ def main() -> None:
         "",
         section("history/train_quality_l7_120s.md"),
         quality_checks(long_, "120 s budget, 128^3"),
+        "## Rate-distortion: training for a byte budget (bench/rate_distortion.py)",
+        "",
+        "The dense-kmeans method of engine/recipe.py at 0.5 MB on lego (all 200 test views, every LOD prefix as a "
+        "point); the `_pruned` run used importance pruning (keep 99.9%), which removed visible cells. The vq method "
+        "(now the default of `vbnf train --size`) has not been run through this script yet; the 75 s benchmark above "
+        "has its fixed-bits points (vq b=4 29.43 dB at 396 kB, b=6 30.28 dB at 621 kB). docs/research/"
+        "2026-12-02-rate-distortion.md tells the story.",
+        "",
+        rate_distortion_table(),
         "## Training-step speed (bench/train_speed.py)",
         "",
-        section("train_speed.md"),
+        "Lego 400 train split, 256^3, 16,384 rays per step, 200 warm-up then 200 timed steps, one process at a time in "
+        "one call: the trainer of d0862e4 (rays built on the CPU, two host synchronisations per step) against the "
+        "one with rays drawn on the device and losses read once per call. The earlier lookup/skip/batch variants "
+        "table is docs/results/history/train_speed_lookup_variants.md.",
+        "",
+        speed_table(),
+        "## Live training in the viewer (bench/viewer_training.py)",
+        "",
+        "The real App and frame loop offscreen, camera orbiting; lego 400 on the H200 (a 30 s `vbnf train`-defaults "
+        "model, then 20 s of live training per measurement), the procedural scene on the CPU. 'training / plain "
+        "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
+        "session opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
+        "view and trains.",
+        "",
+        viewer_training_table(),
         "## File format (bench/format.py)",
         "",
         section("format.md"),
@@ -302,6 +378,11 @@ def main() -> None:
         "## Bad input: hostile model files (bench/bad_input.py)",
         "",
         section("bad_input.md"),
+        "## Bad input: command lines (bench/bad_cli.py)",
+        "",
+        "Every line asserted to exit 2 with exactly one line on stderr and no traceback (tests/test_bad_cli.py).",
+        "",
+        bad_cli_table(),
         "## Rendering speed (bench/render.py)",
         "",
         section("render.md"),
