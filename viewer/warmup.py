@@ -45,7 +45,7 @@ def _description_options(feat: int, base_level: int, n_lods: int, cb_rows: int) 
 
 def variants(models: list[str]) -> list[tuple[Path, object]]:
     """(source file, options) of everything warmup compiles."""
-    from engine.cuda.features import SOURCE_PATH as FEATURES
+    from engine.cuda.grid_features import SOURCE_PATH as FEATURES
     from engine.cuda.marcher import SOURCE_PATH as MARCHER
     from engine.cuda.marcher import FeatureWidthOptions
     from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM
@@ -92,7 +92,7 @@ def marker_path(arch: str) -> Path | None:
     cache = kernel_cache_dir()
     if cache is None:
         return None
-    from engine.cuda import features, marcher, vq_adam
+    from engine.cuda import grid_features as features, marcher, vq_adam
     h = hashlib.sha256(arch.encode())
     for src in (marcher.SOURCE_PATH, features.SOURCE_PATH, vq_adam.SOURCE_PATH):
         h.update(Path(src).read_bytes())
