@@ -47,7 +47,7 @@ def variants(models: list[str]) -> list[tuple[Path, object]]:
     """(source file, options) of everything warmup compiles."""
     from engine.cuda.grid_features import SOURCE_PATH as FEATURES
     from engine.cuda.marcher import SOURCE_PATH as MARCHER
-    from engine.cuda.marcher import FeatureWidthOptions
+    from engine.cuda.toolchain import FeatureWidthOptions
     from engine.cuda.vq_adam import SOURCE_PATH as VQ_ADAM
     from engine.fileformat import model_layout
     options = set()
