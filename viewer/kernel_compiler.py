@@ -3,7 +3,7 @@
 A march_rays variant is compiled by NVRTC the first time a (feature width, LODs, codebook rows, mode) combination
 is drawn: about 20 s for an rgb variant (docs/CUDA.md). The frame must never do that, so:
 
-- `KernelCompiler` compiles variants on one worker thread (engine.cuda.marcher.compile_to_cache into the disk
+- `KernelCompiler` compiles variants on one worker thread (engine.cuda.toolchain.compile_to_cache into the disk
   cache, then get_kernel to load it for the process) and answers `ready(field, mode)` at once from the frame;
 - `CompilingBackend` wraps the CUDA backend: a job whose variant is ready renders on the GPU inside the frame; a job
   whose variant is still compiling renders with the torch path in a thread while its slot has never been drawn by
@@ -11,7 +11,7 @@ is drawn: about 20 s for an rgb variant (docs/CUDA.md). The frame must never do 
   and is not re-uploaded); the status line says "compiling kernels (first run)". When the variant is ready the
   newest job of every slot is rendered on the GPU and any older torch result is dropped.
 
-`warm_variants` lists what `vbnf warmup` compiles ahead (engine.cuda.marcher.compile_to_cache, no GPU needed).
+`warm_variants` lists what `vbnf warmup` compiles ahead (engine.cuda.toolchain.compile_to_cache, no GPU needed).
 Imports of engine.cuda happen inside the functions: importing this module never needs CUDA.
 """
 from __future__ import annotations
@@ -38,13 +38,13 @@ def marcher_prepare(device, tuning) -> Callable[[InferenceField, str], str]:
     NVRTC (no lock held), then loaded for the process (engine.cuda.marcher.get_kernel reads the cache file). Returns
     "compiled" or "disk cache"."""
     import torch
-    from engine.cuda import marcher
+    from engine.cuda import marcher, toolchain
 
     def prepare(field: InferenceField, mode: str) -> str:
         options = marcher.GpuField.from_field(field, "cpu").kernel_options(mode, tuning)
-        dev = marcher.cuda_device(device)
-        arch, cubin = marcher.nvrtc_target(torch.cuda.get_device_capability(dev))
-        _, origin = marcher.compile_to_cache(options, arch, cubin)
+        dev = toolchain.cuda_device(device)
+        arch, cubin = toolchain.nvrtc_target(torch.cuda.get_device_capability(dev))
+        _, origin = toolchain.compile_to_cache(options, arch, cubin)
         marcher.get_kernel(dev, options)
         return origin
 

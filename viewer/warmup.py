@@ -67,7 +67,7 @@ def variants(models: list[str]) -> list[tuple[Path, object]]:
 
 
 def _compile(job) -> str:
-    from engine.cuda.marcher import compile_to_cache
+    from engine.cuda.toolchain import compile_to_cache
     source, options, arch, cubin = job
     t0 = time.perf_counter()
     _, origin = compile_to_cache(options, arch, cubin, source_path=source)
@@ -79,7 +79,7 @@ def target(arch: str | None) -> tuple[str, bool]:
     if arch:
         return arch, arch.startswith("sm_")
     import torch
-    from engine.cuda.marcher import cuda_unavailable_reason, nvrtc_target
+    from engine.cuda.toolchain import cuda_unavailable_reason, nvrtc_target
     why = cuda_unavailable_reason()
     if why:
         raise VbnfError(f"warmup: {why}; pass --arch (e.g. sm_90) to compile for another machine's GPU")
@@ -88,7 +88,7 @@ def target(arch: str | None) -> tuple[str, bool]:
 
 def marker_path(arch: str) -> Path | None:
     """The file that says warmup ran for this target, these kernel sources and this NVRTC (None: no disk cache)."""
-    from engine.cuda.marcher import kernel_cache_dir
+    from engine.cuda.toolchain import kernel_cache_dir
     cache = kernel_cache_dir()
     if cache is None:
         return None
