@@ -44,7 +44,7 @@ def marcher_prepare(device, tuning) -> Callable[[InferenceField, str], str]:
         options = marcher.GpuField.from_field(field, "cpu").kernel_options(mode, tuning)
         dev = toolchain.cuda_device(device)
         arch, cubin = toolchain.nvrtc_target(torch.cuda.get_device_capability(dev))
-        _, origin = toolchain.compile_to_cache(options, arch, cubin)
+        _, origin = toolchain.compile_to_cache(marcher.SOURCE_PATH, options, arch, cubin)
         marcher.get_kernel(dev, options)
         return origin
 

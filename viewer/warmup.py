@@ -70,7 +70,7 @@ def _compile(job) -> str:
     from engine.cuda.toolchain import compile_to_cache
     source, options, arch, cubin = job
     t0 = time.perf_counter()
-    _, origin = compile_to_cache(options, arch, cubin, source_path=source)
+    _, origin = compile_to_cache(source, options, arch, cubin)
     return f"{origin:10s} {time.perf_counter() - t0:6.1f} s  {source.name} {' '.join(options.defines())}"
 
 
@@ -92,9 +92,10 @@ def marker_path(arch: str) -> Path | None:
     cache = kernel_cache_dir()
     if cache is None:
         return None
-    from engine.cuda import grid_features as features, marcher, vq_adam
+    from engine.cuda import grid_features, marcher, vq_adam
     h = hashlib.sha256(arch.encode())
-    for src in (marcher.SOURCE_PATH, features.SOURCE_PATH, vq_adam.SOURCE_PATH):
+    for src in (marcher.SOURCE_PATH, grid_features.SOURCE_PATH, vq_adam.SOURCE_PATH,
+                Path(marcher.SOURCE_PATH).with_name("common.cuh")):
         h.update(Path(src).read_bytes())
     try:
         from cuda.bindings import nvrtc
