@@ -10,7 +10,7 @@ from imgui_bundle import imgui, implot
 
 from engine.modes import MAX_BITS, MIN_BITS, RENDER_MODES
 from viewer.actions import Actions
-from viewer.colormap import turbo
+from engine.colormap import turbo
 from viewer.compare import format_bytes
 from viewer.state import COMPARE_KINDS, AppState
 
