@@ -142,7 +142,7 @@ def wait_training_ready(app, timeout: float = 600.0) -> None:
 
 
 def scripted_session(app, seconds: float) -> dict:
-    """The session of the issue; per phase and overall frame summaries of the UI thread's work."""
+    """The scripted viewing session; per phase and overall frame summaries of the UI thread's work."""
     phases: dict[str, list[float]] = {}
 
     def run(name: str, until, limit: float = 120.0, orbit: bool = False) -> None:

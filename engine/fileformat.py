@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import secrets
 import stat
 import struct
 import warnings
@@ -143,7 +142,7 @@ def load_working_bytes(grid: dict, lods: int) -> int:
     0..lods-1 of a validated grid block: per cell of octree levels 0..base_level+lods-1, per corner of those LODs, and
     4 bytes per payload byte (fp16 rows become float32; the file's bytes are held once). The loader refuses a file
     for which this exceeds limits.LOAD_BYTES_PER_FILE_BYTE x the bytes holding those LODs (docs/FORMAT.md)."""
-    base, f = grid["base_level"], grid["feature_width"]
+    base = grid["base_level"]
     cells = sum(grid["octree_nodes"][:base + lods])
     corners = sum(lv["corners"] for lv in grid["levels"][:lods])
     payload = sum(length for _, lod, length in expected_chunks(grid) if lod is None or lod < lods)

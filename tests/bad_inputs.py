@@ -9,17 +9,14 @@ import torch
 
 from engine.field import InferenceField, NeuralField
 from engine.fileformat import save_model
-from engine.octree import morton_encode, octree_from_cells, octree_from_finest_cells
+from engine.octree import octree_from_cells
+from fields import sphere_shell_octree
 
 
 def shell_field(max_level: int = 4, base_level: int = 1, kind: str = "vq", bits: int | None = 3,
                 feature_dim: int = 4, seed: int = 0) -> InferenceField:
     """An untrained field on a sphere-shell octree (every level occupied)."""
-    r = 1 << max_level
-    ax = torch.arange(r)
-    xyz = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-    dist = ((xyz.float() + 0.5) / r - 0.5).norm(dim=1)
-    octree = octree_from_finest_cells(morton_encode(xyz[(dist - 0.3).abs() < 1.0 / r]), max_level)
+    octree = sphere_shell_octree(max_level)
     nf = NeuralField(octree, base_level, kind, feature_dim=feature_dim, bits=None if kind == "dense" else bits,
                      seed=seed)
     return nf.freeze({"metrics": {"psnr": 20.0}})

@@ -8,12 +8,11 @@ import json
 import struct
 import zlib
 
-import torch
 
 from engine.field import NeuralField
 from engine.fileformat import (HEADER_BYTES, NO_LOD, TAGS, decode_metadata_payload, decoder_bytes, expected_chunks,
                                save_model_bytes)
-from engine.octree import morton_encode, octree_from_finest_cells
+from fields import sphere_shell_octree
 
 KIND_BY_TAG = {tag: kind for kind, tag in TAGS.items()}
 
@@ -21,11 +20,7 @@ KIND_BY_TAG = {tag: kind for kind, tag in TAGS.items()}
 def small_model_bytes(kind: str = "vq", max_level: int = 4, base_level: int = 1, feature_dim: int = 4, bits: int = 3,
                       seed: int = 0, metadata: dict | None = None) -> bytes:
     """A real small model: a sphere-shell octree to `max_level`, LOD 0 at `base_level`."""
-    r = 1 << max_level
-    ax = torch.arange(r)
-    xyz = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-    dist = ((xyz.float() + 0.5) / r - 0.5).norm(dim=1)
-    octree = octree_from_finest_cells(morton_encode(xyz[(dist - 0.3).abs() < 1.0 / r]), max_level)
+    octree = sphere_shell_octree(max_level)
     nf = NeuralField(octree, base_level, kind, feature_dim=feature_dim, bits=None if kind == "dense" else bits,
                      seed=seed)
     meta = {"metrics": {"psnr": 25.0}, "provenance": {"dataset": "forge", "steps": 1}}
