@@ -2,7 +2,7 @@
 
 - dense -> "kmeans": k-means of each level's features into 2^B codebook rows (`kmeans_grid_from_dense`).
 - vq / random / kmeans -> fewer bits: per level, weighted k-means over the codebook rows (weight = how many corners
-  use the row) into 2^B rows; every index is remapped through the row's cluster. Only rows in use take part, so when
+  use the row) into 2^B rows, with the quantiser training uses (engine.quantize.kmeans); every index is remapped through the row's cluster. Only rows in use take part, so when
   at most 2^B rows are used the conversion is exact.
 - vq / random / kmeans -> more bits: the codebook is split: row r + j * 2^b is row r plus (for j > 0) a tiny seeded
   perturbation; indices are unchanged, so the rendered image is identical until training moves the copies apart.
@@ -21,6 +21,7 @@ from engine.cli_checks import int_in, seed_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.grids import LevelRows, kmeans_grid_from_dense
+from engine.quantize import kmeans
 from engine.limits import MAX_BITS, MIN_BITS
 
 SPLIT_NOISE = 1e-3  # perturbation of split codebook rows, relative to the codebook's RMS
@@ -81,67 +82,15 @@ def merge_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
         centroids = codebook[np.concatenate([keep, np.full(k - keep.size, keep[-1])])]
         remap[used] = np.arange(used.size)
     else:
-        centroids, assignment = weighted_kmeans(codebook[used], counts[used].astype(np.float64), k, seed=seed)
+        # the training quantiser (engine.quantize.kmeans, as the --size recipe uses), weighted by corner counts
+        centroids, assignment = kmeans(torch.from_numpy(codebook[used]), k,
+                                       weights=torch.from_numpy(counts[used].astype(np.float32)), iterations=25,
+                                       seed=seed)
+        centroids, assignment = centroids.numpy(), assignment.numpy()
         remap[used] = assignment
     new_indices = torch.from_numpy(remap.astype(np.int32)[indices]).to(rows.indices.device)
     return LevelRows(codebook=torch.from_numpy(centroids).to(rows.codebook.device, rows.codebook.dtype),
                      indices=new_indices, bits=bits)
-
-
-def weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, iterations: int = 25, seed: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted Lloyd k-means in numpy (single-threaded: codebooks are small, and a thread pool's start-up costs
-    more than the work). points: float [M,F] with M > k; weights: float [M] > 0.
-    Seeding: weighted k-means++ for k <= 1024, else k distinct points drawn with probability ~ weight.
-    Returns (centroids float32 [k,F], assignment int64 [M]).
-    """
-    rng = np.random.default_rng(seed)
-    x = points.astype(np.float32)
-    w = weights.astype(np.float64)
-    m = x.shape[0]
-    if k <= 1024:
-        chosen = [int(rng.choice(m, p=w / w.sum()))]
-        dist = ((x - x[chosen[0]]) ** 2).sum(1).astype(np.float64)
-        for _ in range(1, k):
-            p = dist * w
-            total = p.sum()
-            idx = int(rng.choice(m, p=p / total)) if total > 0 else int(rng.integers(m))
-            chosen.append(idx)
-            dist = np.minimum(dist, ((x - x[idx]) ** 2).sum(1))
-        centroids = x[chosen].copy()
-    else:
-        centroids = x[rng.choice(m, size=k, replace=False, p=w / w.sum())].copy()
-    previous = None
-    for _ in range(iterations):
-        assignment = _nearest(x, centroids)
-        if previous is not None and np.array_equal(assignment, previous):
-            break  # converged: the centroids below would not move
-        previous = assignment
-        mass = np.bincount(assignment, weights=w, minlength=k)
-        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-        np.add.at(sums, assignment, x * w[:, None])
-        full = mass > 0
-        centroids[full] = (sums[full] / mass[full, None]).astype(np.float32)
-        if not full.all():  # re-seed empty clusters at the heaviest-error points
-            err = ((x - centroids[assignment]) ** 2).sum(1) * w
-            centroids[~full] = x[np.argsort(-err, kind="stable")[: int((~full).sum())]]
-    return centroids, _nearest(x, centroids)
-
-
-def _nearest(x: np.ndarray, centroids: np.ndarray, chunk_elems: int = 1 << 24) -> np.ndarray:
-    """int64 [M]: the nearest centroid of each row of x, in chunks that keep M x k distances under ~64 MB.
-
-    Small products use einsum: a BLAS matmul's thread pool costs more than they do (and stalls on a busy machine).
-    """
-    c2 = (centroids ** 2).sum(1)
-    step = max(1, chunk_elems // max(1, centroids.shape[0]))
-    small = x.shape[0] * centroids.shape[0] * x.shape[1] < (1 << 26)
-    out = []
-    for i in range(0, x.shape[0], step):
-        part = x[i:i + step]
-        dots = np.einsum("mf,kf->mk", part, centroids) if small else part @ centroids.T
-        out.append((c2[None, :] - 2.0 * dots).argmin(1))
-    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
 def split_codebook(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
