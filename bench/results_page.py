@@ -367,7 +367,7 @@ def main() -> None:
         "The real App and frame loop offscreen, camera orbiting; lego 400 on the H200 (a 30 s `vbnf train`-defaults "
         "model, then 20 s of live training per measurement), the procedural scene on the CPU. 'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
-        "session opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
+        "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
         "view and trains.",
         "",
         viewer_training_table(),
