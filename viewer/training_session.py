@@ -273,7 +273,13 @@ class TrainingSession:
         self._notify()
         last_snapshot = time.perf_counter()
         window: list[tuple[float, int, float]] = []  # (start time, steps, busy seconds) of recent chunks
+        unsaved = False  # steps taken since the last snapshot
         while True:
+            with self._lock:
+                paused = not self._running and not self._closed
+            if paused and unsaved:  # paused between chunks (during the rest after one): hand over its state now
+                self._hand_over_snapshot()
+                unsaved = False
             with self._lock:
                 while not self._running and not self._closed:
                     self._wake.wait()
@@ -294,16 +300,11 @@ class TrainingSession:
             snapshot = None
             with self._lock:
                 paused = not self._running
+            unsaved = True
             if paused or now - last_snapshot >= self.snapshot_seconds:
-                with self._on_stream():
-                    snapshot = self.trainer.freeze()
-                    if self._prepare is not None:
-                        try:
-                            self._prepare(snapshot)
-                        except Exception:  # only a head start: the frame uploads it otherwise
-                            pass
-                self._sync()  # the frame thread reads the snapshot on its own stream
+                snapshot = self._freeze_prepared()
                 last_snapshot = now
+                unsaved = False
             share = min(max(float(self.share), 0.05), 1.0)
             rest = busy * (1.0 / share - 1.0)
             window.append((start, n, busy))
@@ -325,6 +326,24 @@ class TrainingSession:
             if rest > 0:
                 with self._lock:
                     self._wake.wait(timeout=rest)  # pause and close still answer at once
+
+    def _freeze_prepared(self) -> InferenceField:
+        """The trainer's field frozen now, prepared for the frame (uploaded on CUDA) and synchronised."""
+        with self._on_stream():
+            snapshot = self.trainer.freeze()
+            if self._prepare is not None:
+                try:
+                    self._prepare(snapshot)
+                except Exception:  # only a head start: the frame uploads it otherwise
+                    pass
+        self._sync()  # the frame thread reads the snapshot on its own stream
+        return snapshot
+
+    def _hand_over_snapshot(self) -> None:
+        snapshot = self._freeze_prepared()
+        with self._lock:
+            self._snapshot = snapshot
+        self._notify()
 
     def _on_stream(self):
         """On CUDA, the training thread's own stream: its kernels run beside the frame's renders (which use the
