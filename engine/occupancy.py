@@ -130,19 +130,26 @@ def prune_field(field: NeuralField, keep: torch.Tensor) -> NeuralField:
     return reshaped_field(field, octree)
 
 
+def corner_rows(old: Octree, new: Octree, base_level: int, n_lods: int, device: torch.device | str
+                ) -> list[torch.Tensor]:
+    """Per LOD, int64 [n_corners_k of new]: the row of each of `new`'s corners in `old`'s corner table (`new` is a
+    sub-octree of `old`)."""
+    rows = []
+    for k in range(n_lods):
+        level = base_level + k
+        old_keys = cell_corners(old.to("cpu"), level)[0]
+        new_keys = cell_corners(new.to("cpu"), level)[0]
+        rows.append(torch.searchsorted(old_keys, new_keys).to(device))
+    return rows
+
+
 def reshaped_field(field: NeuralField, octree: Octree) -> NeuralField:
     """A NeuralField on a sub-octree of `field`'s, whose corners carry the old corners' parameters."""
     device = field.scene_center.device
     new = NeuralField(octree, field.base_level, field.kind, field.grid.feature_dim, field.grid.bits,
                       field.scene_center.cpu(), field.scene_half_size).to(device)
     with torch.no_grad():
-        rows = []
-        for k in range(field.n_lods):
-            level = field.base_level + k
-            old_keys = cell_corners(field.octree.to("cpu"), level)[0]
-            new_keys = cell_corners(octree, level)[0]
-            rows.append(torch.searchsorted(old_keys, new_keys).to(device))
-        new.grid.take_rows(field.grid, rows)
+        new.grid.take_rows(field.grid, corner_rows(field.octree, octree, field.base_level, field.n_lods, device))
         for name, value in field.decoder.items():
             new.decoder[name].copy_(value)
     return new

@@ -30,7 +30,7 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import LevelRows
-from engine.occupancy import prune_field
+from engine.occupancy import corner_rows, prune_field
 from engine.quantize import kmeans
 from engine.train import TrainSettings, Trainer, new_field
 
@@ -256,12 +256,5 @@ def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettin
 
 def _carry_importance(old: NeuralField, new: NeuralField, importance: list[torch.Tensor]) -> list[torch.Tensor]:
     """Per-corner importance of `old`'s levels mapped onto the corners of `new` (a pruned copy of it)."""
-    from engine.octree import cell_corners
-    out = []
-    for k in range(new.n_lods):
-        level = new.base_level + k
-        old_keys = cell_corners(old.octree.to("cpu"), level)[0]
-        new_keys = cell_corners(new.octree.to("cpu"), level)[0]
-        rows = torch.searchsorted(old_keys, new_keys).to(importance[k].device)
-        out.append(importance[k][rows])
-    return out
+    rows = corner_rows(old.octree, new.octree, new.base_level, new.n_lods, importance[0].device)
+    return [imp[r] for imp, r in zip(importance, rows)]

@@ -399,6 +399,17 @@ def _hit_torus(
     return result
 
 
+
+def _ring_surface(points: torch.Tensor, center, frame: torch.Tensor, radius: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points [M,3] on a torus-like surface (centre, frame [3,3] whose z is the axis, major radius) -> (world
+    normals [M,3], local coordinates [M,3])."""
+    pl = (points - torch.tensor(center)) @ frame
+    ring = torch.cat([pl[:, :2] / pl[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-9), torch.zeros_like(pl[:, :1])], 1)
+    nl = pl - radius * ring
+    nl = nl / nl.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    return nl @ frame.T, pl
+
 def _surface(points: torch.Tensor, prim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per hit: unit normal [R,3], material id [R] long, and local coordinates [R,3] of the primitive
     (sphere: offset from centre; pedestal: world; box and torus: their local frames)."""
@@ -438,23 +449,11 @@ def _surface(points: torch.Tensor, prim: torch.Tensor) -> tuple[torch.Tensor, to
         materials[m] = _M_BOX
     m = prim == k + 2
     if bool(m.any()):
-        frame = _torus_frame()
-        pl = (points[m] - torch.tensor(_TORUS_CENTER)) @ frame
-        ring = torch.cat([pl[:, :2] / pl[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-9), torch.zeros_like(pl[:, :1])], 1)
-        nl = pl - _TORUS_R * ring
-        nl = nl / nl.norm(dim=1, keepdim=True).clamp_min(1e-9)
-        normals[m] = nl @ frame.T
-        local[m] = pl
+        normals[m], local[m] = _ring_surface(points[m], _TORUS_CENTER, _torus_frame(), _TORUS_R)
         materials[m] = _M_TORUS
     m = prim == k + 3
     if bool(m.any()):
-        frame = _ring_frame()
-        pl = (points[m] - torch.tensor(_RING_CENTER)) @ frame
-        ring = torch.cat([pl[:, :2] / pl[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-9), torch.zeros_like(pl[:, :1])], 1)
-        nl = pl - _RING_R * ring
-        nl = nl / nl.norm(dim=1, keepdim=True).clamp_min(1e-9)
-        normals[m] = nl @ frame.T
-        local[m] = pl
+        normals[m], local[m] = _ring_surface(points[m], _RING_CENTER, _ring_frame(), _RING_R)
         materials[m] = _M_RING
     m = prim >= k + 4
     if bool(m.any()):
