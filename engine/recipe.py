@@ -12,6 +12,15 @@ budget we measured (docs/research/). This recipe trains the features first and q
 4. quantise: per level, an importance-weighted k-means of the dense features gives the codebook and the indices;
 5. fine-tune: codebooks and decoder train with the indices fixed (a kmeans grid) for the remaining steps.
 
+Method "vq" (the default) trains the indices from the start instead, in two phases:
+
+1. occupancy: a dense grid trains `occupancy_fraction` of the steps and is pruned by density halfway and at the
+   end. Carving from the alpha masks keeps every cell some view cannot rule out (1.13M finest cells on lego at
+   256^3, whose octree alone costs ~190 kB and whose 1-bit indices do not fit 0.25 MB); the pruned octree holds
+   the cells that a file has to pay for;
+2. vq: on that octree, every level's bits are chosen for the budget (as in step 3 above; when even 1 bit does not
+   fit, the finest levels are dropped), and a vq grid trains from scratch for the remaining steps.
+
 The file stays a VQAD file (per level a codebook and b-bit indices, coarse to fine); only its training differs.
 `Recipe` is a plain value saved in the model's metadata ("recipe"), which `vbnf info` shows.
 """
@@ -32,7 +41,8 @@ from engine.field import InferenceField, NeuralField
 from engine.grids import LevelRows
 from engine.occupancy import corner_rows, prune_field
 from engine.quantize import kmeans
-from engine.train import TrainSettings, Trainer, new_field
+from engine.octree import Octree
+from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
 log = logging.getLogger("vbnf.train")
 
@@ -53,8 +63,10 @@ class Recipe:
     """"vq": straight-through logits from the first step, with the bits of each level chosen for the budget from
     the carved octree (pruning only shrinks the file); "dense-kmeans": the five phases of the module docstring.
     On lego 400 (H200, 2026-12-02, docs/RESULTS.md) vq is the better of the two per byte, so it is the default."""
-    steps: int = 12000
-    """Optimiser steps of all phases together."""
+    steps: int = 10000
+    """Optimiser steps of all phases together (`vbnf train`'s default step count)."""
+    occupancy_fraction: float = 0.2
+    """Method "vq": share of the steps spent on the occupancy phase (a dense grid, pruned by density)."""
     dense_fraction: float = 0.6
     """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
     importance_fraction: float = 0.25
@@ -229,29 +241,101 @@ def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, 
 
 
 def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: torch.device | str,
-                        codebook_std: float = 0.1, octree=None) -> tuple[NeuralField, Recipe]:
-    """method "vq"'s new field: bits per level from the carved octree's corner counts (choose_bits; pruning during
-    training only shrinks the file), and the recipe with those bits. octree: carved already (else carved here)."""
+                        codebook_std: float = 0.1, octree: Octree | None = None) -> tuple[NeuralField, Recipe]:
+    """A new vq field for the budget: bits per level from `octree`'s corner counts (choose_bits; later pruning only
+    shrinks the file), with the finest levels dropped while even 1 bit per corner does not fit; and the recipe with
+    those bits (and its max_level). octree: the occupancy phase's (else the carved one, which over-counts cells)."""
     carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, "cpu",
                        octree=None if octree is None else octree.to("cpu"))
-    bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
     octree = carved.octree
+    while True:
+        try:
+            bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+            break
+        except VbnfError:
+            if octree.max_level <= recipe.base_level:
+                raise
+            octree = octree.truncated(octree.max_level - 1)
+            recipe = replace(recipe, max_level=octree.max_level)
+            carved = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
+                               seed, "cpu", octree=octree)
     del carved
     field = new_field(dataset, "vq", bits, recipe.max_level, recipe.base_level, recipe.feature_dim, seed, device,
                       octree=octree, codebook_std=codebook_std)
     return field, replace(recipe, level_bits=bits)
 
 
+class VqBudgetRun:
+    """Method "vq" phase by phase, for callers that drive the steps themselves (train_for_budget, the viewer's
+    Train new): step `trainer` and call `advance()` after each chunk; the occupancy phase (a dense grid with
+    `vbnf train --grid dense`'s learning rate, `recipe.occupancy_fraction` of the steps, pruned by density halfway
+    and at its end) hands over to the vq phase (bits chosen on the pruned octree: `vq_field_for_budget`).
+
+    Refuses (VbnfError, before any step) a budget that not even the coarsest level at 1 bit fits.
+    octree: the carved octree of (dataset, recipe.max_level) when the caller has it."""
+
+    def __init__(self, dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device | str,
+                 octree: Octree | None = None):
+        self.dataset, self.recipe, self.settings, self.device = dataset, recipe, settings, torch.device(device)
+        coarsest = new_field(dataset, "dense", None, recipe.base_level, recipe.base_level, recipe.feature_dim,
+                             settings.seed, "cpu",
+                             octree=None if octree is None else octree.to("cpu").truncated(recipe.base_level))
+        choose_bits(coarsest.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+        self.occupancy_steps = max(1, int(recipe.steps * recipe.occupancy_fraction)) \
+            if recipe.occupancy_fraction > 0 else 0
+        self.seconds_before = 0.0
+        """Training seconds of the phases before the current one."""
+        if self.occupancy_steps:
+            self.phase = "occupancy"
+            field = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
+                              settings.seed, self.device, octree=octree)
+            self.trainer = Trainer(field, dataset, replace(settings, steps=self.occupancy_steps, prune_at=(0.5,),
+                                                           grid_lr=DEFAULT_GRID_LR["dense"]), self.device)
+        else:
+            self._start_vq(octree)
+
+    @property
+    def phase_steps(self) -> int:
+        """Steps of the current phase."""
+        return self.trainer.settings.steps
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "vq" and self.trainer.step_count >= self.trainer.settings.steps
+
+    def advance(self) -> bool:
+        """Moves to the vq phase once the occupancy phase has taken its steps; True when `trainer` changed."""
+        if self.phase != "occupancy" or self.trainer.step_count < self.occupancy_steps:
+            return False
+        self.trainer.prune()
+        log.info("recipe: %d finest cells after the occupancy phase", self.trainer.field.octree.cells[-1].numel())
+        self.seconds_before = self.trainer.train_seconds
+        octree = self.trainer.field.octree.to("cpu")
+        self.trainer = None  # the dense grid's memory goes before the vq grid's comes
+        self._start_vq(octree)
+        return True
+
+    def _start_vq(self, octree: Octree | None) -> None:
+        field, self.recipe = vq_field_for_budget(self.dataset, self.recipe, self.settings.seed, self.device,
+                                                 self.settings.codebook_std, octree)
+        log.info("recipe: bits %s", "/".join(map(str, self.recipe.level_bits)))
+        self.phase = "vq"
+        self.trainer = Trainer(field, self.dataset,
+                               replace(self.settings, steps=max(1, self.recipe.steps - self.occupancy_steps)),
+                               self.device)
+
+
 def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
                          progress: Progress | None, chunk: int, octree=None) -> tuple[Trainer, Recipe]:
-    """method "vq": `vq_field_for_budget`, then vq training for the recipe's steps."""
-    field, recipe = vq_field_for_budget(dataset, recipe, settings.seed, device, settings.codebook_std, octree)
-    trainer = Trainer(field, dataset, replace(settings, steps=recipe.steps), device)
-    while trainer.step_count < recipe.steps:
-        trainer.step(min(chunk, recipe.steps - trainer.step_count))
+    """method "vq": a VqBudgetRun to its end."""
+    run = VqBudgetRun(dataset, recipe, settings, device, octree)
+    while not run.done:
+        run.trainer.step(max(1, min(chunk, run.phase_steps - run.trainer.step_count)))
         if progress:
-            progress("vq", trainer)
-    return trainer, recipe
+            progress(run.phase, run.trainer)
+        run.advance()
+    run.trainer.train_seconds += run.seconds_before  # the model's training time: every phase
+    return run.trainer, run.recipe
 
 
 def _carry_importance(old: NeuralField, new: NeuralField, importance: list[torch.Tensor]) -> list[torch.Tensor]:

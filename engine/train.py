@@ -316,6 +316,12 @@ class Trainer:
         if self._prunes_done >= len(due) or self.step_count < due[self._prunes_done]:
             return
         self._prunes_done += 1
+        self.prune()
+
+    def prune(self) -> None:
+        """Removes the finest cells whose largest alpha over one ray step is below `settings.prune_alpha` (the
+        scheduled prunes of `prune_at` call this; the --size recipe also calls it at the end of its occupancy
+        phase)."""
         self._read_losses()  # check the steps so far before the field changes shape (and the snapshot with it)
         keep = cells_to_keep(self.field, self.ray_step, self.settings.prune_alpha)
         if bool(keep.all()) or not bool(keep.any()):  # nothing to remove (or everything: keep the field then)

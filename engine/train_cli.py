@@ -377,7 +377,7 @@ def run_recipe(args) -> int:
     if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=recipe.steps, unit="step", dynamic_ncols=True, file=sys.stdout)
-    done = {"dense": 0, "fine-tune": 0, "vq": 0}
+    done = {"dense": 0, "fine-tune": 0, "occupancy": 0, "vq": 0}
 
     def progress(phase: str, trainer: Trainer) -> None:
         if bar is not None:

@@ -70,3 +70,23 @@ def test_a_budget_too_small_for_the_levels_is_one_line(toy_scene, tmp_path, caps
                  "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--size" in err and len(err.splitlines()) == 1
+
+
+def test_the_vq_method_spends_the_budget_on_the_cells_left_after_its_occupancy_phase(small_train):
+    """The carved octree over-counts cells (all that no view rules out); bits chosen on the pruned one are higher."""
+    carved = Recipe(budget_bytes=20_000, steps=160, max_level=5, occupancy_fraction=0.0)
+    pruned = Recipe(budget_bytes=20_000, steps=160, max_level=5, occupancy_fraction=0.75)
+    settings = TrainSettings(batch_rays=256)
+    _, carved = train_for_budget(small_train, carved, settings, torch.device("cpu"), chunk=10)
+    second, pruned = train_for_budget(small_train, pruned, settings, torch.device("cpu"), chunk=10)
+    assert sum(pruned.level_bits) > sum(carved.level_bits)
+    assert len(save_model_bytes(second.freeze({"recipe": {}}))) <= 20_000
+
+
+def test_the_vq_method_drops_finest_levels_that_even_1_bit_cannot_pay_for(small_train):
+    recipe = Recipe(budget_bytes=12_000, steps=20, max_level=6, occupancy_fraction=0.0)
+    tuner, recipe = train_for_budget(small_train, recipe, TrainSettings(batch_rays=128), torch.device("cpu"),
+                                     chunk=10)
+    field = tuner.freeze({"recipe": {}})
+    assert recipe.max_level < 6 and field.n_lods == recipe.max_level - recipe.base_level + 1
+    assert len(save_model_bytes(field)) <= 12_000

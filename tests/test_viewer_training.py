@@ -105,3 +105,31 @@ def test_snap_to_a_training_camera(make_app, model_with_dataset):
         if app.state.camera.key() != before:
             break
     assert abs(app.state.camera.distance - 4.0) < 1e-3  # the demo scene's cameras sit 4 units from the origin
+
+
+def test_train_new_runs_the_recipe_from_its_occupancy_phase_to_vq(scene):
+    """"Train new" shows the occupancy phase's dense grid from its first step, then the vq grid whose bits the
+    budget chose on the pruned octree."""
+    from engine.recipe import Recipe, VqBudgetRun
+    from engine.train import TrainSettings
+    from viewer.training_session import DatasetCache, TrainingSession
+
+    def run(dataset, device):
+        return VqBudgetRun(dataset, Recipe(budget_bytes=20_000, steps=20, max_level=4), TrainSettings(batch_rays=64),
+                           device)
+
+    session = TrainingSession(None, str(scene), DatasetCache(), new_run=run, snapshot_seconds=0.0)
+    try:
+        session.start()
+        kinds = set()
+        deadline = time.perf_counter() + 60
+        while "vq" not in kinds and time.perf_counter() < deadline and not session.error:
+            snapshot = session.take_snapshot()
+            if snapshot is not None:
+                kinds.add(snapshot.grid_kind)
+            time.sleep(0.01)
+        assert session.initial is not None and session.initial[0].grid_kind == "dense", session.error
+        assert "vq" in kinds, session.status
+        assert "vq phase" in session.status
+    finally:
+        session.close()

@@ -18,7 +18,7 @@ from viewer.field_view import CaptureRequest, FieldView, dataset_path
 from viewer.file_browser import FileBrowser, system_dialog_available
 from viewer.screenshot import free_path
 from viewer.state import AppState
-from viewer.training_session import DEFAULT_SHARE, DatasetCache, TrainingSession, device_batch, new_run_field
+from viewer.training_session import DEFAULT_SHARE, DatasetCache, TrainingSession, device_batch, new_run
 
 DOWNLOAD_SECONDS = 4.0  # "simulate download" fills the whole file in this time
 
@@ -295,7 +295,7 @@ class Actions:
         s.training.dataset_path = path
         self._new_run = True
         self.training = TrainingSession(None, path, self.datasets, device=self.training_device,
-                                        share=self._share(), wake=self.wake, new_field=new_run_field,
+                                        share=self._share(), wake=self.wake, new_run=new_run,
                                         prepare=self.prepare_snapshot)
         s.training.batch = self.training.settings.batch_rays
         s.message = f"training a new model on {path}"

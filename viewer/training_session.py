@@ -52,10 +52,11 @@ def new_run_settings(device: str) -> TrainSettings:
                          grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)])
 
 
-def new_run_field(dataset: Dataset, device: torch.device):
-    """`vbnf train DATA`'s new field on `device`: vq with the bits per level that fit the default byte budget."""
-    from engine.recipe import vq_field_for_budget
-    return vq_field_for_budget(dataset, new_run_recipe(str(device)), 0, device)[0]
+def new_run(dataset: Dataset, device: torch.device):
+    """`vbnf train DATA`'s run on `device` (engine.recipe.VqBudgetRun for the default byte budget): its occupancy
+    phase, then vq with the bits per level that fit the budget."""
+    from engine.recipe import VqBudgetRun
+    return VqBudgetRun(dataset, new_run_recipe(str(device)), new_run_settings(str(device)), device)
 
 
 def live_settings(field: InferenceField, device: str) -> TrainSettings:
@@ -161,17 +162,17 @@ class TrainingSession:
 
     settings: None for live_settings(field, device); device: "cpu" or "cuda[:i]"; share: training's part of the time
     (0..1, settable while running); wake: called from the thread after each snapshot or failure (the app wakes its
-    idle loop with it); new_field: builds the field to train from the data set instead of continuing `field`
-    ("Train new": engine.train.new_field with `vbnf train`'s defaults); prepare(snapshot): called on the thread
+    idle loop with it); new_run(dataset, device): "Train new", a run from the data set instead of continuing `field`
+    (`new_run` below: `vbnf train`'s recipe, whose trainer changes between its phases); prepare(snapshot): called on the thread
     after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame finds it uploaded)."""
 
     def __init__(self, field: InferenceField | None, dataset_path: str, datasets: DatasetCache,
                  settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
-                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_field=None,
+                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_run=None,
                  prepare=None):
         self.dataset_path = dataset_path
         self.settings = settings if settings is not None else (
-            new_run_settings(device) if new_field is not None else live_settings(field, device))
+            new_run_settings(device) if new_run is not None else live_settings(field, device))
         self.device = device
         self.snapshot_seconds = snapshot_seconds
         self.share = share
@@ -179,7 +180,8 @@ class TrainingSession:
         self.steps_per_chunk = 1
         """Steps of the next chunk (sized to CHUNK_SECONDS from the last one)."""
         self._start_field = field
-        self._new_field = new_field
+        self._new_run = new_run
+        self._run = None  # the VqBudgetRun of "Train new"
         self._prepare = prepare
         self._datasets = datasets
         self._downscale = downscale
@@ -251,9 +253,11 @@ class TrainingSession:
             dataset = self._datasets.load(self.dataset_path, self._downscale)
             device = torch.device(self.device)
             # no name for the trainable field here: it would outlive pruning, which replaces trainer.field
-            field = (self._new_field(dataset, device) if self._new_field is not None
-                     else trainable_from_inference(self._start_field))
-            self.trainer = Trainer(field, dataset, self.settings, device)
+            if self._new_run is not None:
+                self._run = self._new_run(dataset, device)
+                self.trainer = self._run.trainer
+            else:
+                self.trainer = Trainer(trainable_from_inference(self._start_field), dataset, self.settings, device)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # built on this thread's default stream; steps run on their own
         except VbnfError as e:
@@ -263,7 +267,7 @@ class TrainingSession:
             self._fail(f"cannot start training: {type(e).__name__}: {e}".splitlines()[0])
             return
         initial = None
-        if self._new_field is not None:  # the new model is shown from its first step; the viewer needs its bytes
+        if self._run is not None:  # the new model is shown from its first step; the viewer needs its bytes
             from engine.fileformat import save_model_bytes
             first = self.trainer.freeze()
             initial = (first, save_model_bytes(first))  # here, not on the frame thread
@@ -290,6 +294,8 @@ class TrainingSession:
             try:
                 with self._on_stream():
                     stats = self.trainer.step(n)
+                    if self._run is not None and self._run.advance():  # the recipe's next phase
+                        self.trainer = self._run.trainer
                 self._sync()  # the chunk's GPU work is done: honest timing, and a bounded queue
             except Exception as e:
                 self._fail(str(e).splitlines()[0] if isinstance(e, VbnfError) else f"training step failed: {e}")
@@ -316,7 +322,8 @@ class TrainingSession:
                     self._snapshot = snapshot
                 last = stats[-1] if stats else None
                 if last:
-                    self.status = (f"{'training' if self._running else 'paused'}: step {last['step']}, "
+                    phase = f" ({self._run.phase} phase)" if self._run is not None else ""
+                    self.status = (f"{'training' if self._running else 'paused'}{phase}: step {last['step']}, "
                                    f"loss {last['loss']:.5f}, PSNR {last['psnr']:.2f} dB")
                 span = now + rest - window[0][0]  # includes the pauses between these chunks and after the last
                 if span > 0:
