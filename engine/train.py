@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -338,7 +339,7 @@ class Trainer:
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),
-                "train_settings": asdict(self.settings), "dataset": str(self.dataset.root)}
+                "train_settings": asdict(self.settings), "dataset": str(Path(self.dataset.root).resolve())}
         meta.update(metadata or {})
         return self.field.freeze(meta)
 

@@ -283,3 +283,11 @@ def test_a_broken_checkpoint_is_one_line_and_the_model_survives(toy_scene, tmp_p
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"vbnf train: error: {ckpt}") and "\n" not in err and "Traceback" not in err
     assert (out / "model.vbnf").read_bytes() == model
+
+
+def test_a_model_records_its_data_set_resolved_so_it_opens_from_any_folder(toy_scene, monkeypatch):
+    monkeypatch.chdir(toy_scene.parent)
+    train = load_dataset(toy_scene.name, "train", max_images=2)
+    trainer = Trainer(new_field(train, "dense", None, 3, 2), train, TrainSettings(steps=1, batch_rays=64))
+    stored = trainer.freeze().metadata["dataset"]
+    assert stored == str(toy_scene.resolve())
