@@ -2,6 +2,7 @@
 
     python bench/rate_distortion.py DATA [--budgets 0.1,0.25,0.5,1,2] [--dense] [--split test]
         [--scene lego] [--json docs/results/rate_distortion.json] [--plot docs/rate_distortion.png]
+    python bench/rate_distortion.py DATA --replot   (the plot from the records already in --json)
     python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set dense_fraction=0.5 --tag a
         (a probe of one recipe setting on validation views; settings are chosen there, never on test views)
 
@@ -82,7 +83,11 @@ def main() -> int:
     ap.add_argument("--out-dir", default="/tmp/rd_models")
     ap.add_argument("--json", default="docs/results/rate_distortion.json")
     ap.add_argument("--plot", default="docs/rate_distortion.png")
+    ap.add_argument("--replot", action="store_true", help="only draw --plot from the records in --json")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.json).read_text()), Path(args.plot))
+        return 0
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
@@ -115,7 +120,7 @@ def main() -> int:
     base = TrainSettings(batch_rays=batch, grid_lr=DEFAULT_GRID_LR["dense"])
     for mb in [float(v) for v in args.budgets.split(",") if v]:
         budget = int(mb * 1e6)
-        recipe = dataclasses.replace(recipe_for_budget(budget, device.type, args.steps),
+        recipe = dataclasses.replace(recipe_for_budget(budget, device.type, args.steps, train.alphas is not None),
                                      **parse_overrides(args.overrides))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -134,7 +139,7 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        max_level = recipe_for_budget(10**9, device.type).max_level
+        max_level = recipe_for_budget(10**9, device.type, masked=train.alphas is not None).max_level
         trainer = Trainer(new_field(train, "dense", None, max_level, 2, device=device), train,
                           dataclasses.replace(base, steps=steps), device)
         while trainer.step_count < steps:

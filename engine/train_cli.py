@@ -355,7 +355,7 @@ def run_recipe(args) -> int:
     device = pick_device(args.device)
     dataset = load_dataset(args.data, "train", downscale=args.downscale)
     batch = args.batch or (CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays)
-    recipe = recipe_for_budget(args.size, device.type, args.steps)
+    recipe = recipe_for_budget(args.size, device.type, args.steps, masked=dataset.alphas is not None)
     if args.max_level:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16

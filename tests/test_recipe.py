@@ -90,3 +90,11 @@ def test_the_vq_method_drops_finest_levels_that_even_1_bit_cannot_pay_for(small_
     field = tuner.freeze({"recipe": {}})
     assert recipe.max_level < 6 and field.n_lods == recipe.max_level - recipe.base_level + 1
     assert len(save_model_bytes(field)) <= 12_000
+
+
+def test_without_alpha_masks_the_cuda_recipe_stays_at_128_cubed():
+    """Nothing is carved without masks: the occupancy phase would train every cell of the finest level."""
+    from engine.recipe import recipe_for_budget
+    assert recipe_for_budget(500_000, "cuda").max_level == 8
+    assert recipe_for_budget(500_000, "cuda", masked=False).max_level == 7
+    assert recipe_for_budget(500_000, "cpu", masked=False).max_level == 6

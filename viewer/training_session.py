@@ -37,11 +37,12 @@ def device_batch(device: str) -> int:
     return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
 
 
-def new_run_recipe(device: str):
-    """`vbnf train DATA`'s recipe on `device`: the default byte budget (engine/train_cli.py DEFAULT_SIZE)."""
+def new_run_recipe(device: str, masked: bool = True):
+    """`vbnf train DATA`'s recipe on `device`: the default byte budget (engine/train_cli.py DEFAULT_SIZE); masked:
+    the data set has alpha masks."""
     from engine.recipe import recipe_for_budget
     from engine.train_cli import DEFAULT_SIZE
-    return recipe_for_budget(DEFAULT_SIZE, torch.device(device).type)
+    return recipe_for_budget(DEFAULT_SIZE, torch.device(device).type, masked=masked)
 
 
 def new_run_settings(device: str) -> TrainSettings:
@@ -56,7 +57,8 @@ def new_run(dataset: Dataset, device: torch.device):
     """`vbnf train DATA`'s run on `device` (engine.recipe.VqBudgetRun for the default byte budget): its occupancy
     phase, then vq with the bits per level that fit the budget."""
     from engine.recipe import VqBudgetRun
-    return VqBudgetRun(dataset, new_run_recipe(str(device)), new_run_settings(str(device)), device)
+    return VqBudgetRun(dataset, new_run_recipe(str(device), dataset.alphas is not None),
+                       new_run_settings(str(device)), device)
 
 
 def live_settings(field: InferenceField, device: str) -> TrainSettings:
