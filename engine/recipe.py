@@ -119,13 +119,17 @@ def model_bytes(field: InferenceField, level_bits: tuple[int, ...], metadata: di
 
 def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None = None) -> tuple[int, ...]:
     """The bitwidths of step 3: the largest finest-level b for which the file fits (one more bit per coarser level,
-    at most MAX_RECIPE_BITS and no more rows than a level has corners). VbnfError when even 1 bit does not fit."""
+    at most MAX_RECIPE_BITS and no more rows than a level has corners); then the budget that ladder leaves is spent
+    from the finest level up, one more bit at each level where it still fits (each level at most one rung above the
+    ladder). VbnfError when even 1 bit does not fit."""
     n = [rows.n_corners for rows in field.levels]
+
+    def cap(k: int) -> int:
+        return min(MAX_RECIPE_BITS, math.ceil(math.log2(max(n[k], 2))))
 
     def ladder(b: int) -> tuple[int, ...]:
         last = len(n) - 1
-        return tuple(max(1, min(b + last - k, MAX_RECIPE_BITS, math.ceil(math.log2(max(n[k], 2)))))
-                     for k in range(len(n)))
+        return tuple(max(1, min(b + last - k, cap(k))) for k in range(len(n)))
 
     best = None
     for b in range(1, MAX_RECIPE_BITS + 1):
@@ -136,7 +140,13 @@ def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None 
         raise VbnfError(f"--size {budget_bytes:,} bytes: even 1 bit per corner needs "
                         f"{model_bytes(field, ladder(1), metadata):,} bytes at this level count; "
                         "give a larger --size or a smaller --max-level")
-    return best
+    bits = list(best)
+    for k in reversed(range(len(n))):
+        if bits[k] < cap(k):
+            trial = bits[:k] + [bits[k] + 1] + bits[k + 1:]
+            if model_bytes(field, tuple(trial), metadata) <= budget_bytes:
+                bits = trial
+    return tuple(bits)
 
 
 def keep_by_importance(importance: torch.Tensor, corners: torch.Tensor, keep_share: float) -> torch.Tensor:

@@ -98,3 +98,26 @@ def test_without_alpha_masks_the_cuda_recipe_stays_at_128_cubed():
     assert recipe_for_budget(500_000, "cuda").max_level == 8
     assert recipe_for_budget(500_000, "cuda", masked=False).max_level == 7
     assert recipe_for_budget(500_000, "cpu", masked=False).max_level == 6
+
+
+def test_the_bits_spend_what_the_ladder_leaves_of_the_budget(small_train):
+    """After the largest ladder that fits (b at the finest level, one more per coarser level), levels take one more
+    bit each while the file still fits: never fewer bits than that ladder, never over the budget, and no level left
+    at the ladder's bits where one more would still fit."""
+    from engine.recipe import model_bytes
+    from engine.train import new_field
+    field = new_field(small_train, "dense", None, 5, 2).freeze()
+    caps = [min(12, max(1, (rows.n_corners - 1).bit_length())) for rows in field.levels]
+    last = len(caps) - 1
+
+    def ladder(b):
+        return tuple(max(1, min(b + last - k, caps[k])) for k in range(len(caps)))
+
+    for budget in (17_000, 20_000, 30_000, 60_000):
+        bits = choose_bits(field, budget)
+        base = max((ladder(b) for b in range(1, 13) if model_bytes(field, ladder(b)) <= budget), key=sum)
+        assert model_bytes(field, bits) <= budget
+        assert all(a >= b for a, b in zip(bits, base))
+        for k in range(len(bits)):
+            if bits[k] == base[k] and bits[k] < caps[k]:
+                assert model_bytes(field, bits[:k] + (bits[k] + 1,) + bits[k + 1:]) > budget
