@@ -157,7 +157,7 @@ def scripted_session(app, seconds: float) -> dict:
                 break
 
     s = app.state
-    settled = lambda: not s.stats.refining and not app.view.scheduler.busy()  # noqa: E731
+    settled = lambda: not (s.stats.refining or app.view.scheduler.busy() or app.models.preparing())  # noqa: E731
     run("open", settled)
     for lod in range(s.model.max_lod + 1):
         s.lod = lod

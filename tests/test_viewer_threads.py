@@ -1,5 +1,5 @@
-"""No stalls and no busy idling: kernel compiles and model serialisations never run on the frame thread, an idle
-loop waits for events, and worker threads wake it.
+"""No stalls and no busy idling: kernel compiles, model serialisations, prefix loads and bitwidth conversions never
+run on the frame thread, an idle loop waits for events, and worker threads wake it.
 
 The CUDA path is stood in for by a texture renderer that must find its "kernel" prepared (as get_kernel would
 otherwise compile it inside the frame) and a compile step that takes a while on the KernelCompiler's worker; the
@@ -14,7 +14,9 @@ import imgui_bundle  # noqa: F401  (before glfw)
 import glfw
 import pytest
 
+import engine.convert
 import engine.fileformat
+import viewer.field_source
 from engine.scenes import make_scene
 from fields import make_tiny_model
 from viewer_driver import hide_panel, settle
@@ -73,6 +75,12 @@ def test_no_compile_and_no_serialisation_on_the_frame_thread(make_app, tmp_path,
     app = make_app(model, backend=backend, idle_wait=False)
     hide_panel(app)
     frame_thread = threading.current_thread()
+    prepared_on: list[threading.Thread] = []  # prefix loads (streaming) and bitwidth conversions, once open
+    for module, name in ((viewer.field_source, "load_model_bytes"), (engine.convert, "convert_bits")):
+        def recording(*args, _real=getattr(module, name), **kwargs):
+            prepared_on.append(threading.current_thread())
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(module, name, recording)
     # first frames: the variant compiles on its worker; the view is drawn by the torch path meanwhile
     app.frame()
     saw_notice = app.state.stats.compiling
@@ -109,6 +117,7 @@ def test_no_compile_and_no_serialisation_on_the_frame_thread(make_app, tmp_path,
     assert kernels.compiled_in_frame == []  # every GPU render found its variant ready
     assert renderer.renders > 0  # and the GPU path did draw once it was
     assert all(t is not frame_thread for t in serialised_on)
+    assert len(prepared_on) >= 4 and all(t is not frame_thread for t in prepared_on)
     assert not app.state.stats.compiling
 
 

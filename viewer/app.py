@@ -166,11 +166,11 @@ class App:
 
     def changing(self) -> bool:
         """Something changes without input: an image refining or rendering, a capture waiting, training, the
-        download animation, a kernel compiling, a data set loading, a dialog open."""
+        download animation, a kernel compiling, a data set loading, a field being prepared, a dialog open."""
         s = self.state
         return bool(s.stats.refining or self.view.scheduler.busy() or self.view.captures or s.training.running
                     or s.download_bytes_per_s > 0 or self._dropped or s.stats.compiling or self.actions.busy()
-                    or self.datasets.loading())
+                    or self.datasets.loading() or self.models.preparing())
 
     def _wait_or_poll(self) -> None:
         """Polls events; after QUIET_FRAMES frames without change, waits for one instead (near 0% CPU)."""
@@ -211,7 +211,8 @@ class App:
             self.frame()
             if stop_on_error and self.state.error:
                 return False
-            if not self.state.stats.refining and not self.view.captures and not self.view.scheduler.busy():
+            if not (self.state.stats.refining or self.view.captures or self.view.scheduler.busy()
+                    or self.models.preparing()):
                 self.frame()  # one more so the final image is on screen
                 return True
         return False

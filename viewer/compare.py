@@ -90,7 +90,9 @@ def other_side(state: AppState, source: FieldSource, others: dict[str, FieldSour
     if c.kind == "bits":
         if source.trained_bits is None:
             raise VbnfError(f"{source.name} is a dense grid: it has no codebook bitwidth to compare")
-        shown = source.converted(c.bits_b, state.byte_budget)
+        shown = source.prepared(c.bits_b, state.byte_budget)
+        if shown is None:
+            raise VbnfError(f"converting {source.name} to {c.bits_b} bits for side B ...")
         return side_of(source, shown, state.lod, source.live is None and source.is_stored(c.bits_b))
     if c.kind == "model":
         if not c.model_b_path:

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,12 @@ class FieldSource:
         self.live: Versioned | None = None
         self._fields: dict[tuple[int | None, int], Versioned] = {}
         self._layouts: dict[int, ModelLayout] = {}
+        self._pending: dict[tuple[int | None, int], Future] = {}
+        """Fields being made by the preparing thread (`prepared`), by the key of `_fields`."""
+        self._preparer: ThreadPoolExecutor | None = None
+        self._fresh = False
+        """A prepared field is ready that no `prepared` call has returned yet (the next frame shows it)."""
+        self._last_shown = self.full
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "FieldSource":
@@ -190,11 +197,44 @@ class FieldSource:
                                  else Versioned(field, next(_versions)))
         return self._fields[key]
 
+    def prepared(self, bits: int | None, budget: int | None) -> Versioned | None:
+        """`converted(bits, budget)` without waiting for it: the field when it is ready; otherwise None, while a
+        thread of this source makes it (reading a prefix, converting a bitwidth: milliseconds to seconds, never on
+        the frame). Raises, like `converted`, a budget that holds no LOD, and the error of a failed conversion."""
+        n = self.lods_in_budget(budget)
+        key = (self._normalise_bits(bits), n)
+        future = self._pending.get(key)
+        if future is None and (n == 0 or key in self._fields or key == (None, self.layout.complete_lods)):
+            self._fresh = False
+            return self.converted(bits, budget)  # an error, a cached field or the file's own: no work
+        if future is None:
+            if self._preparer is None:
+                self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbnf-prepare")
+            self._pending[key] = future = self._preparer.submit(self.converted, bits, budget)
+            future.add_done_callback(self._prepared_one)
+            return None
+        if not future.done():
+            return None
+        del self._pending[key]
+        self._fresh = False
+        return future.result()
+
+    def _prepared_one(self, _future: Future) -> None:
+        self._fresh = True
+
+    def preparing(self) -> bool:
+        """A field is being made in the background, or is ready and not yet shown (see `prepared`)."""
+        return self._fresh or any(not f.done() for f in self._pending.values())
+
     def shown(self, bits: int | None, budget: int | None) -> Versioned:
-        """What the view renders: the live training snapshot when there is one, else `converted(bits, budget)`."""
+        """What the view renders: the live training snapshot when there is one, else `converted(bits, budget)` once
+        it is ready and, until then, the field shown before (see `prepared`)."""
         if self.live is not None:
             return self.live
-        return self.converted(bits, budget)
+        ready = self.prepared(bits, budget)
+        if ready is not None:
+            self._last_shown = ready
+        return self._last_shown
 
     def set_live(self, field: InferenceField | None) -> None:
         """Shows a training snapshot (None: back to the file)."""
@@ -224,3 +264,7 @@ class Models:
         source = FieldSource.open(path)
         self.current = source
         return source
+
+    def preparing(self) -> bool:
+        """A field of a model shown is being made in the background (FieldSource.prepared)."""
+        return any(s.preparing() for s in (self.current, *self.others.values()) if s is not None)

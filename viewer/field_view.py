@@ -84,8 +84,9 @@ def describe_model(state: AppState, source: FieldSource, side_a: Side | None) ->
     if side_a is not None and side_a.shown is not None:
         info.max_lod = side_a.shown.field.max_lod
         info.ladder_bytes = list(source.layout_of(side_a.shown).lod_prefix_bytes)
-    whole = source.live if source.live is not None else source.converted(state.bits, None)
-    info.size_bytes = source.layout_of(whole).total_bytes
+    whole = source.live if source.live is not None else source.prepared(state.bits, None)
+    if whole is not None:  # else the size shown before, until the conversion is ready
+        info.size_bytes = source.layout_of(whole).total_bytes
 
 
 class FieldView:
