@@ -210,8 +210,7 @@ class FieldSource:
         if future is None:
             if self._preparer is None:
                 self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbnf-prepare")
-            self._pending[key] = future = self._preparer.submit(self.converted, bits, budget)
-            future.add_done_callback(self._prepared_one)
+            self._pending[key] = self._preparer.submit(self._prepare, bits, budget)
             return None
         if not future.done():
             return None
@@ -219,8 +218,13 @@ class FieldSource:
         self._fresh = False
         return future.result()
 
-    def _prepared_one(self, _future: Future) -> None:
-        self._fresh = True
+    def _prepare(self, bits: int | None, budget: int | None) -> Versioned:
+        """converted(), on the preparing thread; `_fresh` is set before its future is done, so that `preparing()`
+        never reads "nothing pending" between the two."""
+        try:
+            return self.converted(bits, budget)
+        finally:
+            self._fresh = True
 
     def preparing(self) -> bool:
         """A field is being made in the background, or is ready and not yet shown (see `prepared`)."""
