@@ -111,8 +111,8 @@ class FieldSource:
         self._pending: dict[tuple[int | None, int], Future] = {}
         """Fields being made by the preparing thread (`prepared`), by the key of `_fields`."""
         self._preparer: ThreadPoolExecutor | None = None
-        self._fresh = False
-        """A prepared field is ready that no `prepared` call has returned yet (the next frame shows it)."""
+        self._waiting: set[tuple[int | None, int]] = set()
+        """Keys `prepared` answered None for since `begin_frame`: the frame shows an older field than it asked for."""
         self._last_shown = self.full
 
     @classmethod
@@ -205,30 +205,25 @@ class FieldSource:
         key = (self._normalise_bits(bits), n)
         future = self._pending.get(key)
         if future is None and (n == 0 or key in self._fields or key == (None, self.layout.complete_lods)):
-            self._fresh = False
             return self.converted(bits, budget)  # an error, a cached field or the file's own: no work
         if future is None:
             if self._preparer is None:
                 self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbnf-prepare")
-            self._pending[key] = self._preparer.submit(self._prepare, bits, budget)
-            return None
+            self._pending[key] = future = self._preparer.submit(self.converted, bits, budget)
         if not future.done():
+            self._waiting.add(key)
             return None
         del self._pending[key]
-        self._fresh = False
         return future.result()
 
-    def _prepare(self, bits: int | None, budget: int | None) -> Versioned:
-        """converted(), on the preparing thread; `_fresh` is set before its future is done, so that `preparing()`
-        never reads "nothing pending" between the two."""
-        try:
-            return self.converted(bits, budget)
-        finally:
-            self._fresh = True
+    def begin_frame(self) -> None:
+        """Called by the frame before it asks for fields: `preparing` then tells whether this frame got them all."""
+        self._waiting.clear()
 
     def preparing(self) -> bool:
-        """A field is being made in the background, or is ready and not yet shown (see `prepared`)."""
-        return self._fresh or any(not f.done() for f in self._pending.values())
+        """Since `begin_frame`, `prepared` answered None (the view shows an older field than asked for), or a
+        field is still being made in the background."""
+        return bool(self._waiting) or any(not f.done() for f in self._pending.values())
 
     def shown(self, bits: int | None, budget: int | None) -> Versioned:
         """What the view renders: the live training snapshot when there is one, else `converted(bits, budget)` once

@@ -124,6 +124,7 @@ class FieldView:
         if source is None:
             state.view.label_a = state.view.label_b = ""
             return
+        source.begin_frame()
         try:
             self.side_a = main_side(state, source)
         except VbnfError as e:
