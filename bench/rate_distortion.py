@@ -98,7 +98,6 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
     records: list[dict] = []
-    merged: list[dict] = []
 
     def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None) -> None:
         path = out_dir / f"{scene}_{name}{args.tag}.vbnf"
@@ -114,7 +113,7 @@ def main() -> int:
                             "recipe": recipe, "peak_gb": None if peak is None else round(peak, 2),
                             "split": args.split, "images": r["images"], "device": card,
                             "date": datetime.date.today().isoformat(), "commit": commit()})
-        merged[:] = write_records(Path(args.json), records)  # after every model: a later one may not finish
+        write_records(Path(args.json), records)  # after every model: a later one may not finish
         best = rows[-1]
         print(f"{name}: {layout.total_bytes:,} bytes, {best['psnr']:.2f} dB / {best['ssim']:.4f} at LOD "
               f"{best['lod']}, trained {seconds:.0f} s, peak {peak or 0:.1f} GB", flush=True)
@@ -153,20 +152,18 @@ def main() -> int:
 
     print(f"wrote {args.json} ({len(records)} new records)")
     print_table(records)
-    if args.plot:
-        plot(merged, Path(args.plot))
+    if args.plot and records:
+        plot(json.loads(Path(args.json).read_text()), Path(args.plot))
     return 0
 
 
-def write_records(path: Path, records: list[dict]) -> list[dict]:
-    """Merges `records` into the JSON at `path` by (scene, tag, name), replacing older records of those models;
-    returns everything the file now holds."""
+def write_records(path: Path, records: list[dict]) -> None:
+    """Merges `records` into the JSON at `path` by (scene, tag, name), replacing older records of those models."""
     old = json.loads(path.read_text()) if path.exists() else []
     new_keys = {(r["scene"], r["tag"], r["name"]) for r in records}
     merged = [r for r in old if (r["scene"], r.get("tag", ""), r["name"]) not in new_keys] + records
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=1))
-    return merged
 
 
 def print_table(records: list[dict]) -> None:

@@ -372,7 +372,8 @@ def main() -> None:
         "`vbnf train --size` (engine/recipe.py, method vq: occupancy phase, then vq with the bits chosen for the "
         "budget) on lego 400 at 0.1, 0.25, 0.5 and 1 MB, and a dense grid at the same 10,000 steps; every LOD prefix "
         "of every model is evaluated on all 200 test views. `dense-kmeans` rows are the other method of the recipe "
-        "(`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: without). The 2 MB run did not finish within the "
+        "(`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: without). "
+        "The 2 MB run did not finish within the "
         "bench's 250 s per budget, and fox did not finish its occupancy phase at 256^3 (no alpha masks: since then "
         "128^3 for such data); neither is measured. docs/research/2026-12-02-rate-distortion.md tells the story.",
         "",

@@ -60,8 +60,9 @@ class Recipe:
     budget_bytes: int
     """The whole file's size may not exceed this."""
     method: Literal["vq", "dense-kmeans"] = "vq"
-    """"vq": straight-through logits from the first step, with the bits of each level chosen for the budget from
-    the carved octree (pruning only shrinks the file); "dense-kmeans": the five phases of the module docstring.
+    """"vq": an occupancy phase, then straight-through logits from the first vq step, with the bits of each level
+    chosen for the budget on the pruned octree (later pruning only shrinks the file); "dense-kmeans": the five
+    phases of the module docstring.
     On lego 400 (H200, 2026-12-02, docs/RESULTS.md) vq is the better of the two per byte, so it is the default."""
     steps: int = 10000
     """Optimiser steps of all phases together (`vbnf train`'s default step count)."""

@@ -265,5 +265,6 @@ class Models:
         return source
 
     def preparing(self) -> bool:
-        """A field of a model shown is being made in the background (FieldSource.prepared)."""
-        return any(s.preparing() for s in (self.current, *self.others.values()) if s is not None)
+        """A field of the current model is being made in the background (FieldSource.prepared; comparison models
+        show their whole file)."""
+        return self.current is not None and self.current.preparing()

@@ -164,9 +164,10 @@ class TrainingSession:
 
     settings: None for live_settings(field, device); device: "cpu" or "cuda[:i]"; share: training's part of the time
     (0..1, settable while running); wake: called from the thread after each snapshot or failure (the app wakes its
-    idle loop with it); new_run(dataset, device): "Train new", a run from the data set instead of continuing `field`
-    (`new_run` below: `vbnf train`'s recipe, whose trainer changes between its phases); prepare(snapshot): called on the thread
-    after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame finds it uploaded)."""
+    idle loop with it); new_run(dataset, device): "Train new", a run from the data set instead of continuing
+    `field` (`new_run` below: `vbnf train`'s recipe, whose trainer changes between its phases); prepare(snapshot):
+    called on the thread after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame
+    finds it uploaded)."""
 
     def __init__(self, field: InferenceField | None, dataset_path: str, datasets: DatasetCache,
                  settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
