@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def main() -> int:
     ap.add_argument("--plot", default="docs/rate_distortion.png")
     ap.add_argument("--replot", action="store_true", help="only draw --plot from the records in --json")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # the recipe's phases and bits
     if args.replot:
         plot(json.loads(Path(args.json).read_text()), Path(args.plot))
         return 0

@@ -7,6 +7,10 @@ Byte layout (docs/FORMAT.md has the full table; all integers in the header's byt
     chunks   META (JSON) | DECO | for each LOD k: OCTR(k), then CODE(k) + INDX(k) (vq, random, kmeans)
              or FEAT(k) (dense)
 
+Version 2 (written since 2026-12-02) may store an octree chunk LZMA-compressed (its chunk table entry says
+"coding": "lzma"; the writer does so where that is smaller: about 40% smaller on trained models). Decoded at load,
+so prefixes and the GPU's random access are unchanged. Version 1 files (never compressed) still load.
+
 Prefix rule: any prefix that ends on a chunk boundary after the first LOD's last chunk is a valid coarser model. The
 metadata lists every chunk's kind, LOD and length, so a reader knows the whole bitrate ladder from the first few
 hundred bytes, and every length field is checked against it (and against the structure) before anything is read.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import lzma
 import math
 import os
 import stat
@@ -41,7 +46,17 @@ from engine.metadata import sanitize_metadata
 from engine.octree import POPCOUNT8, cell_corners, octree_from_child_masks
 
 MAGIC = b"VBNF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added compressed octree chunks (CODINGS); a version 1 file is a version 2 file without them."""
+CODINGS = ("raw", "lzma")
+"""How a chunk's payload is stored: as is, or (octree chunks, version 2) LZMA2 with LZMA_FILTERS."""
+COMPRESSIBLE_KINDS = ("octree",)
+"""Chunks the writer compresses where that is smaller. Indices are not: trained vq indices use their rows about
+evenly (their order-0 entropy is within 2% of b bits on lego), so coding them saves nothing worth a decode."""
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
+"""Raw LZMA2 stream settings (the reader's; the writer adds the strongest preset). A 1 MiB window: the decoder
+allocates it, whatever the file says."""
 BYTE_ORDER_MARK = 0xFEFF
 HEADER_BYTES = 16
 CHUNK_HEADER_BYTES = 16
@@ -77,6 +92,8 @@ class ChunkInfo:
     offset: int
     length: int
     end: int
+    coding: str = "raw"
+    """"raw" or "lzma" (CODINGS); `length` counts the stored (compressed) bytes."""
 
 
 @dataclass
@@ -209,6 +226,32 @@ def save_model_bytes(field: InferenceField, metadata: dict | None = None, byte_o
     return b"".join(parts)
 
 
+def _stored(kind: str, payload: bytes) -> tuple[str, bytes]:
+    """(coding, stored bytes) of a chunk payload: LZMA-compressed for the COMPRESSIBLE_KINDS where that is smaller."""
+    if kind in COMPRESSIBLE_KINDS and payload:
+        packed = lzma.compress(payload, format=lzma.FORMAT_RAW,
+                               filters=[{**LZMA_FILTERS[0], "preset": 9 | lzma.PRESET_EXTREME}])
+        if len(packed) < len(payload):
+            return "lzma", packed
+    return "raw", payload
+
+
+def _decoded(payload: memoryview, chunk: ChunkInfo, raw_length: int, source: str) -> memoryview:
+    """A chunk's payload as the format defines it (`raw_length` bytes), from its stored bytes."""
+    if chunk.coding == "raw":
+        return payload
+    inflater = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    try:
+        out = inflater.decompress(bytes(payload), max_length=raw_length + 1)
+    except lzma.LZMAError as err:
+        raise FormatError(f"{source}: the compressed {chunk.kind} chunk of LOD {chunk.lod} is damaged ({err}) at "
+                          f"byte {chunk.offset + CHUNK_HEADER_BYTES}") from None
+    if len(out) != raw_length or not inflater.eof or inflater.unused_data:
+        raise FormatError(f"{source}: the compressed {chunk.kind} chunk of LOD {chunk.lod} does not decode to "
+                          f"exactly the {raw_length} bytes its grid needs at byte {chunk.offset + CHUNK_HEADER_BYTES}")
+    return memoryview(out)
+
+
 def _header_bytes(e: str) -> bytes:
     head = MAGIC + struct.pack(e + "HHI", BYTE_ORDER_MARK, FORMAT_VERSION, 0)
     return head + struct.pack(e + "I", zlib.crc32(head))
@@ -227,7 +270,7 @@ def _fp16_bytes(t: torch.Tensor, e: str, what: str) -> bytes:
 
 
 def _field_payloads(field: InferenceField, e: str) -> tuple[dict, list[tuple[str, int | None, bytes]]]:
-    """(structure JSON block, [(kind, lod, payload)] after the metadata chunk) for `field`."""
+    """(structure JSON block, [(kind, lod, stored payload)] after the metadata chunk) for `field`."""
     kind, base, k_held = field.grid_kind, field.base_level, len(field.levels)
     f = field.feature_dim
     if kind not in GRID_KINDS:
@@ -284,9 +327,12 @@ def _field_payloads(field: InferenceField, e: str) -> tuple[dict, list[tuple[str
                     "geo_dim": decoder_arch.GEO_DIM, "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"},
         "grid": {"kind": kind, "base_level": base, "n_lods": field.n_lods, "feature_width": f,
                  "octree_nodes": nodes, "levels": levels},
-        "chunks": [{"kind": kind_, "lod": lod, "length": len(p)} for kind_, lod, p in payloads],
     }
-    return structure, payloads
+    stored = [(kind_, lod, *_stored(kind_, p)) for kind_, lod, p in payloads]
+    structure["chunks"] = [{"kind": kind_, "lod": lod, "length": len(p), **({} if coding == "raw" else
+                                                                           {"coding": coding})}
+                           for kind_, lod, coding, p in stored]
+    return structure, [(kind_, lod, p) for kind_, lod, _, p in stored]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -348,8 +394,8 @@ def load_model_bytes(data: bytes | bytearray | memoryview, max_lod: int | None =
     """
     _check_limits(max_bytes, max_lod)
     view = memoryview(data).cast("B")
-    e, _ = _parse_header(view, source)
-    structure, user, meta_end = _parse_metadata(view, e, source)
+    e, version = _parse_header(view, source)
+    structure, user, meta_end = _parse_metadata(view, e, version, source)
     plan = _chunk_plan(structure, meta_end, source)
     chunks, prefix = plan
     n_stored = len(prefix)
@@ -385,6 +431,7 @@ def load_model_bytes(data: bytes | bytearray | memoryview, max_lod: int | None =
             decoder = _decoder_from_payload(payload, f, e, chunk, source)
         elif chunk.kind == "octree":
             octree_levels = range(base) if chunk.lod == 0 else [base + chunk.lod - 1]
+            payload = _decoded(payload, chunk, sum(nodes[l] for l in octree_levels), source)
             masks += _masks_from_payload(payload, octree_levels, nodes, chunk, source)
             levels.append({})
         elif chunk.kind == "codebook":
@@ -449,7 +496,7 @@ def model_layout(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryvi
             need += min(length, MAX_METADATA_BYTES + 1)
         view = memoryview(read_model_file(source, need))
     e, version = _parse_header(view, source)
-    structure, user, meta_end = _parse_metadata(view, e, source)
+    structure, user, meta_end = _parse_metadata(view, e, version, source)
     chunks, prefix = _chunk_plan(structure, meta_end, source)
     grid = structure["grid"]
     return ModelLayout(
@@ -518,8 +565,9 @@ def _parse_header(view: memoryview, source: str) -> tuple[str, int]:
         raise FormatError(f"{source}: unknown byte-order mark {mark!r} at byte 4")
     e = "<" if mark == b"\xff\xfe" else ">"
     version, reserved, crc = struct.unpack_from(e + "HII", view, 6)
-    if version != FORMAT_VERSION:  # before the CRC: another version may lay its header out differently
-        raise FormatError(f"{source}: unknown format version {version} (this reader knows {FORMAT_VERSION}) at byte 6")
+    if version not in READABLE_VERSIONS:  # before the CRC: another version may lay its header out differently
+        raise FormatError(f"{source}: unknown format version {version} (this reader knows "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}; a newer vbnf may read it) at byte 6")
     if crc != zlib.crc32(view[:12]):
         raise FormatError(f"{source}: header CRC mismatch (stored {crc:#010x}, computed {zlib.crc32(view[:12]):#010x})"
                           f" at byte 12")
@@ -528,7 +576,7 @@ def _parse_header(view: memoryview, source: str) -> tuple[str, int]:
     return e, version
 
 
-def _parse_metadata(view: memoryview, e: str, source: str) -> tuple[dict, dict, int]:
+def _parse_metadata(view: memoryview, e: str, version: int, source: str) -> tuple[dict, dict, int]:
     """(validated structure block, user metadata, end offset) of the metadata chunk at byte 16."""
     off = HEADER_BYTES
     if len(view) < off + CHUNK_HEADER_BYTES:
@@ -569,7 +617,7 @@ def _parse_metadata(view: memoryview, e: str, source: str) -> tuple[dict, dict, 
     if _json_depth(user) > MAX_METADATA_DEPTH:
         raise FormatError(f"{source}: metadata nests deeper than {MAX_METADATA_DEPTH} levels at byte {where}")
     try:
-        _validate_structure(structure)
+        _validate_structure(structure, version)
     except ValueError as err:
         raise FormatError(f"{source}: invalid metadata: {err} at byte {where}") from None
     return structure, sanitize_metadata(user, source), chunk.end
@@ -647,7 +695,7 @@ def _chunk_plan(structure: dict, meta_end: int, source: str) -> tuple[list[Chunk
     off = meta_end
     for c in structure["chunks"]:
         end = off + CHUNK_OVERHEAD + c["length"]
-        chunks.append(ChunkInfo(c["kind"], c["lod"], off, c["length"], end))
+        chunks.append(ChunkInfo(c["kind"], c["lod"], off, c["length"], end, c.get("coding", "raw")))
         off = end
     for c in chunks[1:]:
         if c.lod is not None:
@@ -709,7 +757,7 @@ def expected_chunks(grid: dict) -> list[tuple[str, int | None, int]]:
     return out
 
 
-def _validate_structure(structure) -> None:
+def _validate_structure(structure, version: int = FORMAT_VERSION) -> None:
     """Raises ValueError naming the first field of the structure block with a wrong type, range or consistency."""
     _obj(structure, "structure", dict)
     scene = _obj(structure.get("scene"), "structure.scene", dict)
@@ -782,6 +830,13 @@ def _validate_structure(structure) -> None:
                 or isinstance(entry["lod"], bool)):
             raise ValueError(f"structure.chunks[{i}] must be the {kind_} chunk of LOD {lod}, got "
                              f"{_short(entry.get('kind'))} of LOD {_short(entry.get('lod'))}")
-        if entry.get("length") != length or isinstance(entry.get("length"), bool):
-            raise ValueError(f"structure.chunks[{i}].length must be {length} for that grid, got "
-                             f"{_short(entry.get('length'))}")
+        coding = entry.get("coding", "raw")
+        if coding == "raw":
+            if entry.get("length") != length or isinstance(entry.get("length"), bool):
+                raise ValueError(f"structure.chunks[{i}].length must be {length} for that grid, got "
+                                 f"{_short(entry.get('length'))}")
+        elif coding not in CODINGS or kind_ not in COMPRESSIBLE_KINDS or version < 2:
+            raise ValueError(f"structure.chunks[{i}].coding {_short(coding)} is not allowed for {kind_} chunks in "
+                             f"version {version} files")
+        else:  # compressed: stored in fewer bytes than it decodes to (the decode is bounded by that length)
+            _int(entry.get("length"), f"structure.chunks[{i}].length", 1, max(length - 1, 1))

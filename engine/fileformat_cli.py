@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.fileformat import CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, chunk_states, model_layout
+from engine.fileformat import (CHUNK_OVERHEAD, HEADER_BYTES, ModelLayout, chunk_states, expected_chunks,
+                               model_layout)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,10 @@ def info_lines(layout: ModelLayout, name: str, states: list[str] | None = None) 
     decoder_chunk = next(c for c in layout.chunks if c.kind == "decoder")
     meta_chunk = layout.chunks[0]
     overhead = HEADER_BYTES + (meta_chunk.end - meta_chunk.offset) + CHUNK_OVERHEAD * (len(layout.chunks) - 1)
+    theoretical = sum(length for _, _, length in expected_chunks(layout.structure["grid"]))
+    coded = [c for c in layout.chunks if c.coding != "raw"]
+    compressed_text = (f"; {len(coded)} octree chunks LZMA-compressed, {sum(c.length for c in coded)} B stored"
+                       if coded else "")
     lines = [
         f"{name}: vbnf format v{layout.version}, {layout.byte_order}-endian, {layout.total_bytes} bytes ({state})",
         f"grid: {layout.grid_kind}, {bits_text}, feature width {layout.feature_dim}, {stored} LODs stored"
@@ -95,8 +100,8 @@ def info_lines(layout: ModelLayout, name: str, states: list[str] | None = None) 
         f"decoder: {dec['architecture']} ({dec['dtype']}), {decoder_chunk.length} bytes",
         *([f"chunks: {integrity_text(states)}"] if states is not None else []),
         f"container: header {HEADER_BYTES} B + metadata chunk {meta_chunk.end - meta_chunk.offset} B + "
-        f"{CHUNK_OVERHEAD} B per other chunk = {overhead} B; payload (theoretical size) "
-        f"{layout.total_bytes - overhead} B",
+        f"{CHUNK_OVERHEAD} B per other chunk = {overhead} B; payload {layout.total_bytes - overhead} B "
+        f"(theoretical size) {theoretical} B{compressed_text}",
         "",
         "bitrate ladder (bytes to read to render each LOD):",
         f"{'LOD':>3} {'level':>5} {'bits':>4} {'cells':>9} {'corners':>9} {'octree B':>9} {'rows B':>10}"

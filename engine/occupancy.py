@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import torch
 
-from engine.cameras import Cameras
+from engine.cameras import Cameras, rays_from_pixels
 from engine.field import NeuralField
 from engine.octree import (Octree, cell_coords, cell_corners, dense_octree, descend, morton_decode,
                            octree_from_finest_cells)
+from engine.render import render_rays
 
 DENSE_LIMIT_LEVEL = 7  # a dense octree above this level would hold > 2M finest cells
 
@@ -121,6 +123,35 @@ def cells_to_keep(field: NeuralField, step: float, alpha_threshold: float = 0.00
     the threshold; pruning removes the others."""
     sigma = finest_cell_density(field)
     return (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
+
+
+@torch.no_grad()
+def finest_cell_visibility(field: NeuralField, cams: Cameras, height: int, width: int, n_rays: int, step: float,
+                           seed: int = 0, chunk: int = 1 << 14) -> torch.Tensor:
+    """float [n_finest_cells]: the largest rendering weight (transmittance x alpha) that any of `n_rays` random
+    pixels of the `cams` views (all of them when there are fewer) gives a sample in each finest cell, at full LOD.
+    Cells behind opaque surfaces (a solid object's interior) get ~0: no view of these cameras shows them."""
+    device = field.scene_center.device
+    n_cams = cams.c2w.shape[0]
+    total = n_cams * height * width
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    if total <= n_rays:
+        pixel = torch.arange(total)
+    else:
+        pixel = torch.randint(total, (n_rays,), generator=generator)
+    cams = replace(cams, c2w=cams.c2w.to(device))
+    level = field.octree.max_level
+    fn = field.field_fn(field.n_lods - 1)
+    background = torch.ones(3, device=device)
+    best = torch.zeros(field.octree.cells[level].numel(), device=device)
+    for i in range(0, pixel.numel(), chunk):
+        p = pixel[i:i + chunk].to(device)
+        cam, rest = p // (height * width), p % (height * width)
+        origins, dirs = rays_from_pixels(cams, cam, (rest % width).float() + 0.5, (rest // width).float() + 0.5)
+        out = render_rays(fn, field.octree, level, field.scene_center, field.scene_half_size, step, origins, dirs,
+                          background, extras=("cell_weight",))
+        best = torch.maximum(best, out["cell_weight"])
+    return best
 
 
 def prune_field(field: NeuralField, keep: torch.Tensor) -> NeuralField:

@@ -16,8 +16,9 @@ Method "vq" (the default) trains the indices from the start instead, in two phas
 
 1. occupancy: a dense grid trains `occupancy_fraction` of the steps and is pruned by density halfway and at the
    end. Carving from the alpha masks keeps every cell some view cannot rule out (1.13M finest cells on lego at
-   256^3, whose octree alone costs ~190 kB and whose 1-bit indices do not fit 0.25 MB); the pruned octree holds
-   the cells that a file has to pay for;
+   256^3, whose octree alone costs ~190 kB and whose 1-bit indices do not fit 0.25 MB); then the cells that no
+   training ray sees (largest rendering weight below `visible_weight`: a solid's interior) go too. What remains
+   holds the cells that a file has to pay for;
 2. vq: on that octree, every level's bits are chosen for the budget (as in step 3 above; when even 1 bit does not
    fit, the finest levels are dropped), and a vq grid trains from scratch for the remaining steps.
 
@@ -39,15 +40,23 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import LevelRows
-from engine.occupancy import corner_rows, prune_field
+from engine.occupancy import corner_rows, finest_cell_visibility, prune_field
 from engine.quantize import kmeans
-from engine.octree import Octree
+from engine.octree import Octree, octree_from_finest_cells
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
 log = logging.getLogger("vbnf.train")
 
 MAX_RECIPE_BITS = 12
 """Largest bitwidth the recipe gives a level (a 4096-row codebook)."""
+MAX_RECIPE_LOGITS = 1 << 27
+"""The recipe's bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
+two Adam moments, 16 bytes in all) within this: ~2 GB, and a step time that the bits do not dominate. A budget that
+would need more gets a finer level instead (recipe_for_budget)."""
+
+METADATA_RESERVE_BYTES = 1024
+"""choose_bits leaves this much of the budget for the metadata added at save beyond the recipe (training settings,
+data set path, metrics: ~600 bytes compressed on lego)."""
 
 Progress = Callable[[str, Trainer], None]
 """Called after every chunk of steps with the phase's name ("dense" or "fine-tune") and its trainer."""
@@ -68,6 +77,12 @@ class Recipe:
     """Optimiser steps of all phases together (`vbnf train`'s default step count)."""
     occupancy_fraction: float = 0.2
     """Method "vq": share of the steps spent on the occupancy phase (a dense grid, pruned by density)."""
+    visible_weight: float = 1e-3
+    """Method "vq": after the occupancy phase, the finest cells whose largest rendering weight over
+    `visibility_rays` training rays stays below this are removed (a solid's interior: no training view sees it, yet
+    each of its cells costs octree and index bytes); 0 keeps them."""
+    visibility_rays: int = 4_000_000
+    """Random training pixels whose rays measure that visibility (all pixels when there are fewer)."""
     dense_fraction: float = 0.6
     """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
     importance_fraction: float = 0.25
@@ -100,12 +115,13 @@ def parse_size(text: str) -> int:
 def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = None, masked: bool = True) -> Recipe:
     """The recipe the project uses for a budget (docs/ENGINE.md): 256^3 cells on CUDA (128^3 below 200 kB, and for
     a data set without alpha masks, where nothing is carved and the occupancy phase would train all 16.7M cells of
-    256^3), 64^3 on the CPU."""
+    256^3; 512^3 from 1.5 MB, where 256^3 would spend the bytes on bits beyond what rows buy), 64^3 on the CPU."""
     if device_type == "cuda":
-        max_level = 7 if budget_bytes < 200_000 or not masked else 8
+        max_level = 7 if budget_bytes < 200_000 or not masked else 8 if budget_bytes < 1_500_000 else 9
+        rays = Recipe.visibility_rays
     else:
-        max_level = 6
-    recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level)
+        max_level, rays = 6, 250_000  # ~10 s of the torch renderer on 2 cores
+    recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level, visibility_rays=rays)
     return replace(recipe, steps=steps) if steps else recipe
 
 
@@ -122,8 +138,12 @@ def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None 
     """The bitwidths of step 3: the largest finest-level b for which the file fits (one more bit per coarser level,
     at most MAX_RECIPE_BITS and no more rows than a level has corners); then the budget that ladder leaves is spent
     from the finest level up, one more bit at each level where it still fits (each level at most one rung above the
-    ladder). VbnfError when even 1 bit does not fit."""
+    ladder). No choice exceeds MAX_RECIPE_LOGITS. VbnfError when even 1 bit does not fit."""
     n = [rows.n_corners for rows in field.levels]
+
+    def fits(bits) -> bool:
+        return (sum(c << b for c, b in zip(n, bits)) <= MAX_RECIPE_LOGITS
+                and model_bytes(field, tuple(bits), metadata) + METADATA_RESERVE_BYTES <= budget_bytes)
 
     def cap(k: int) -> int:
         return min(MAX_RECIPE_BITS, math.ceil(math.log2(max(n[k], 2))))
@@ -134,18 +154,18 @@ def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None 
 
     best = None
     for b in range(1, MAX_RECIPE_BITS + 1):
-        if model_bytes(field, ladder(b), metadata) > budget_bytes:
+        if not fits(ladder(b)):
             break
         best = ladder(b)
     if best is None:
         raise VbnfError(f"--size {budget_bytes:,} bytes: even 1 bit per corner needs "
-                        f"{model_bytes(field, ladder(1), metadata):,} bytes at this level count; "
-                        "give a larger --size or a smaller --max-level")
+                        f"{model_bytes(field, ladder(1), metadata) + METADATA_RESERVE_BYTES:,} bytes at this level "
+                        "count; give a larger --size or a smaller --max-level")
     bits = list(best)
     for k in reversed(range(len(n))):
         if bits[k] < cap(k):
             trial = bits[:k] + [bits[k] + 1] + bits[k + 1:]
-            if model_bytes(field, tuple(trial), metadata) <= budget_bytes:
+            if fits(trial):
                 bits = trial
     return tuple(bits)
 
@@ -320,12 +340,29 @@ class VqBudgetRun:
         if self.phase != "occupancy" or self.trainer.step_count < self.occupancy_steps:
             return False
         self.trainer.prune()
-        log.info("recipe: %d finest cells after the occupancy phase", self.trainer.field.octree.cells[-1].numel())
-        self.seconds_before = self.trainer.train_seconds
-        octree = self.trainer.field.octree.to("cpu")
+        t0 = time.perf_counter()
+        octree = self._visible_octree()
+        self.seconds_before = self.trainer.train_seconds + time.perf_counter() - t0
         self.trainer = None  # the dense grid's memory goes before the vq grid's comes
         self._start_vq(octree)
         return True
+
+    def _visible_octree(self) -> Octree:
+        """The occupancy phase's octree (on the CPU) without its finest cells that no training ray sees
+        (`Recipe.visible_weight`)."""
+        trainer, recipe = self.trainer, self.recipe
+        octree = trainer.field.octree
+        n_before = octree.cells[-1].numel()
+        if recipe.visible_weight > 0:
+            _, height, width, _ = trainer.images.shape
+            weight = finest_cell_visibility(trainer.field, trainer.cameras, height, width, recipe.visibility_rays,
+                                            trainer.ray_step, self.settings.seed)
+            keep = weight >= recipe.visible_weight
+            if bool(keep.any()) and not bool(keep.all()):
+                octree = octree_from_finest_cells(octree.cells[-1][keep].cpu(), octree.max_level)
+        log.info("recipe: %d finest cells after the occupancy phase's density pruning, %d of them seen by the "
+                 "training rays", n_before, octree.cells[-1].numel())
+        return octree.to("cpu")
 
     def _start_vq(self, octree: Octree | None) -> None:
         field, self.recipe = vq_field_for_budget(self.dataset, self.recipe, self.settings.seed, self.device,

@@ -95,7 +95,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
     background: float [3]; offsets: float [R] in [0,1) (None: 0.5, the inference sampling);
-    extras: any of "depth", "normal", "samples", "level".
+    extras: any of "depth", "normal", "samples", "level", "cell_weight".
     skip_hidden: first evaluate every sample without gradients, then evaluate (with gradients) only those whose
     transmittance is still >= EARLY_STOP, as the marcher does (training: samples behind opaque surfaces cost
     nothing; the image changes by less than EARLY_STOP).
@@ -103,7 +103,8 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     longest of these rays needs, which reads a value back from the device.
     Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
     "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
-    "level" [R] (deepest occupied octree level met before termination, -1 if none).
+    "level" [R] (deepest occupied octree level met before termination, -1 if none),
+    "cell_weight" [n cells of `level`] (the largest rendering weight of any of these rays' samples in each cell).
     """
     r = origins.shape[0]
     device = origins.device
@@ -165,6 +166,10 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         reached = alive[ray_id, sample_id]
         lvl = torch.full((r,), -1, dtype=torch.int64, device=device)
         out["level"] = lvl.scatter_reduce(0, ray_id[reached], depth[reached], reduce="amax").float()
+    if "cell_weight" in extras:
+        cells = cell_index[level] if cell_index is not None else descend(octree, pts, level)[0][level]
+        out["cell_weight"] = torch.zeros(octree.cells[level].numel(), device=device).scatter_reduce(
+            0, cells, w.detach().float(), reduce="amax")
     return out
 
 

@@ -224,7 +224,7 @@ def test_truncated_file_on_disk_warns_and_loads_complete_lods(tmp_path, fields):
 def test_model_layout_of_a_partial_file_and_from_a_path(tmp_path, fields):
     data = save_model_bytes(fields["vq"], {"metrics": {"psnr": 30.0}})
     full = model_layout(data)
-    assert full.grid_kind == "vq" and full.bits == [4, 4, 4, 4] and full.n_lods == 4 and full.version == 1
+    assert full.grid_kind == "vq" and full.bits == [4, 4, 4, 4] and full.n_lods == 4 and full.version == 2
     assert full.metadata["metrics"] == {"psnr": 30.0}
     ends = [c.offset for c in full.chunks[1:]]
     assert ends == [c.end for c in full.chunks[:-1]], "chunks are contiguous"
@@ -245,7 +245,9 @@ def test_theoretical_size_is_the_payload_without_container(fields, kind):
     layout = model_layout(data)
     container = HEADER_BYTES + (layout.chunks[0].end - layout.chunks[0].offset) + CHUNK_OVERHEAD * (
         len(layout.chunks) - 1)
-    assert theoretical_bytes(field) == len(data) - container
+    assert len(data) - container == sum(c.length for c in layout.chunks[1:])
+    raw = sum(length for _, _, length in fileformat.expected_chunks(layout.structure["grid"]))
+    assert theoretical_bytes(field) == raw, "the payloads before compression"
     f = field.feature_dim
     expect = 2 * sum(v.numel() for v in field.decoder.values())
     expect += sum(field.octree.cells[l].numel() for l in range(field.octree.max_level))
@@ -255,6 +257,69 @@ def test_theoretical_size_is_the_payload_without_container(fields, kind):
         else:
             expect += -(-rows.n_corners * rows.bits // 8) + (1 << rows.bits) * f * 2
     assert theoretical_bytes(field) == expect
+
+
+def test_octree_chunks_are_compressed_where_that_is_smaller_and_load_the_same():
+    field = make_field("vq", level=7, base=3)
+    data = save_model_bytes(field)
+    layout = model_layout(data)
+    coded = [c for c in layout.chunks if c.coding == "lzma"]
+    assert layout.version == 2 and coded and all(c.kind == "octree" for c in coded)
+    raw = dict(((kind, lod), n) for kind, lod, n in fileformat.expected_chunks(layout.structure["grid"]))
+    assert all(c.length < raw[(c.kind, c.lod)] for c in coded)
+    assert_same_field(load_model_bytes(data), fp16(field))
+    for k, end in enumerate(layout.lod_prefix_bytes[:-1]):  # prefixes still end on chunk boundaries and render
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncatedModelWarning)
+            assert len(load_model_bytes(data[:end]).levels) == k + 1
+
+
+def test_a_version_1_file_still_loads(monkeypatch, good):
+    want = load_model_bytes(good)
+    monkeypatch.setattr(fileformat, "COMPRESSIBLE_KINDS", ())  # what a version 1 writer wrote, but for the header
+    raw = save_model_bytes(make_field("vq"), {"metrics": {"psnr": 30.0}})
+    assert all(c.coding == "raw" for c in model_layout(raw).chunks) and len(raw) > len(good)
+    assert_same_field(load_model_bytes(with_version(raw, 1)), want)
+
+
+def _coded_file() -> tuple[bytes, int, fileformat.ChunkInfo]:
+    data = save_model_bytes(make_field("vq", level=7, base=3))
+    index, chunk = next((i, c) for i, c in enumerate(model_layout(data).chunks) if c.coding == "lzma")
+    return data, index, chunk
+
+
+def test_a_damaged_compressed_chunk_behind_a_valid_crc():
+    data, index, chunk = _coded_file()
+    payload = bytearray(data[chunk.offset + 16:chunk.offset + 16 + chunk.length])
+    payload[len(payload) // 2] ^= 0xFF
+    message = format_error(rewrite_chunk(data, index, bytes(payload)))
+    assert "compressed octree chunk" in message and f"byte {chunk.offset + 16}" in message
+    cut = bytes(payload[:-4])  # ends early: fewer bytes than its grid needs (the table is edited to agree)
+
+    def shorter(doc):
+        doc["structure"]["chunks"][index - 1]["length"] = len(cut)
+    message = format_error(rewrite_chunk(rewrite_metadata(data, shorter), index, cut))
+    assert "compressed octree chunk" in message
+
+
+@pytest.mark.parametrize("what", ["indices", "version 1", "unknown coding", "not smaller"])
+def test_compression_only_where_the_format_allows_it(good, what):
+    data, index, chunk = _coded_file()
+    table_index = index - 1
+
+    def edit(doc):
+        chunks = doc["structure"]["chunks"]
+        if what == "indices":
+            i = next(i for i, c in enumerate(chunks) if c["kind"] == "indices")
+            chunks[i]["coding"] = "lzma"
+        elif what == "unknown coding":
+            chunks[table_index]["coding"] = "zstd"
+        elif what == "not smaller":
+            chunks[table_index]["length"] = 10 ** 6
+    edited = rewrite_metadata(data, edit)
+    if what == "version 1":
+        edited = with_version(edited, 1)
+    assert "invalid metadata" in format_error(edited)
 
 
 def test_base_level_zero_and_an_empty_level(tmp_path):
@@ -312,11 +377,16 @@ def test_wrong_magic(good):
     assert "at byte 0" in format_error(b"")
 
 
+def with_version(data: bytes, version: int) -> bytes:
+    out = bytearray(data)
+    out[6:8] = struct.pack("<H", version)
+    out[12:16] = struct.pack("<I", zlib.crc32(bytes(out[:12])))
+    return bytes(out)
+
+
 def test_unknown_version_and_bad_header(good):
-    v2 = bytearray(good)
-    v2[6:8] = struct.pack("<H", 2)
-    v2[12:16] = struct.pack("<I", zlib.crc32(bytes(v2[:12])))
-    assert "unknown format version 2" in format_error(bytes(v2)) and "byte 6" in format_error(bytes(v2))
+    v3 = with_version(good, 3)
+    assert "unknown format version 3" in format_error(v3) and "byte 6" in format_error(v3)
     bom = bytearray(good)
     bom[4:6] = b"\x00\x00"
     assert "byte-order mark" in format_error(bytes(bom))
@@ -504,7 +574,7 @@ def test_info_prints_the_ladder_bits_and_metrics(tmp_path, capsys):
     layout = model_layout(path)
     for cumulative in layout.lod_prefix_bytes:
         assert f" {cumulative} " in out
-    assert "vbnf format v1" in out and "vq" in out and "5 bits" in out and "psnr: 28.25" in out
+    assert "vbnf format v2" in out and "vq" in out and "5 bits" in out and "psnr: 28.25" in out
     assert "ssim: 0.91" in out and "synthetic/sphere" in out and "(complete)" in out
     assert f"theoretical size) {theoretical_bytes(field)} B" in out
 

@@ -104,9 +104,12 @@ def test_the_bits_spend_what_the_ladder_leaves_of_the_budget(small_train):
     """After the largest ladder that fits (b at the finest level, one more per coarser level), levels take one more
     bit each while the file still fits: never fewer bits than that ladder, never over the budget, and no level left
     at the ladder's bits where one more would still fit."""
-    from engine.recipe import model_bytes
+    from engine.recipe import METADATA_RESERVE_BYTES, model_bytes
     from engine.train import new_field
     field = new_field(small_train, "dense", None, 5, 2).freeze()
+
+    def size(bits):  # what choose_bits holds against the budget: the file and room for the metadata added at save
+        return model_bytes(field, bits) + METADATA_RESERVE_BYTES
     caps = [min(12, max(1, (rows.n_corners - 1).bit_length())) for rows in field.levels]
     last = len(caps) - 1
 
@@ -115,9 +118,30 @@ def test_the_bits_spend_what_the_ladder_leaves_of_the_budget(small_train):
 
     for budget in (17_000, 20_000, 30_000, 60_000):
         bits = choose_bits(field, budget)
-        base = max((ladder(b) for b in range(1, 13) if model_bytes(field, ladder(b)) <= budget), key=sum)
-        assert model_bytes(field, bits) <= budget
+        base = max((ladder(b) for b in range(1, 13) if size(ladder(b)) <= budget), key=sum)
+        assert size(bits) <= budget
         assert all(a >= b for a, b in zip(bits, base))
         for k in range(len(bits)):
             if bits[k] == base[k] and bits[k] < caps[k]:
-                assert model_bytes(field, bits[:k] + (bits[k] + 1,) + bits[k + 1:]) > budget
+                assert size(bits[:k] + (bits[k] + 1,) + bits[k + 1:]) > budget
+
+
+def test_visibility_finds_the_surface_of_a_solid_and_not_its_inside():
+    """An opaque cube of 8^3 cells seen from all around: the cells on its surface get rendering weight, the 6^3
+    cells inside get none (the recipe removes those: no view shows them, yet each costs file bytes)."""
+    from engine.cameras import make_cameras, orbit_camera
+    from engine.field import NeuralField
+    from engine.occupancy import finest_cell_visibility
+    from engine.octree import dense_octree, morton_decode
+    from engine.render import default_step
+    field = NeuralField(dense_octree(3), 1, "dense", feature_dim=4, scene_center=torch.zeros(3), scene_half_size=1.0)
+    with torch.no_grad():
+        field.decoder["w1"][:, 0] = 0.0
+        field.decoder["b1"][0] = 10.0  # density e^10 everywhere: opaque within the first sample
+    views = [orbit_camera(torch.zeros(3), 4.0, az, el, 40.0, 24, 24) for az in range(0, 360, 45) for el in (-35, 35)]
+    cams = make_cameras(torch.cat([v.c2w for v in views]), views[0].fx, views[0].fy, 12.0, 12.0, 24, 24)
+    weight = finest_cell_visibility(field, cams, 24, 24, 10 ** 6, default_step(1.0, 3))
+    ijk = morton_decode(field.octree.cells[3])
+    inside = ((ijk > 0) & (ijk < 7)).all(dim=1)
+    assert weight.shape == (512,) and float(weight[inside].max()) < 1e-3
+    assert float((weight[~inside] > 0.1).float().mean()) > 0.5
