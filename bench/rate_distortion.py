@@ -201,7 +201,9 @@ def plot(records: list[dict], out: Path) -> None:
                        label=f"vbnf dense grid, {scene}")
     for label, size, value, scene_set in ANCHORS:
         ax.scatter([size], [value], marker="*", s=80, color="black")
-        ax.annotate(label, (size, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        right = size > 5e6  # labels of the rightmost anchors run to the left, inside the axes
+        ax.annotate(label, (size, value), textcoords="offset points", xytext=(-6, -10) if right else (4, 4), fontsize=7,
+                    ha="right" if right else "left")
     ax.set_xscale("log")
     ax.set_xlabel("bytes (file or LOD prefix)")
     ax.set_ylabel("PSNR (dB), test views")

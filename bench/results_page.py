@@ -369,13 +369,16 @@ def main() -> None:
         quality_checks(long_, "120 s budget, 128^3"),
         "## Rate-distortion: training for a byte budget (bench/rate_distortion.py)",
         "",
-        "`vbnf train --size` (engine/recipe.py, method vq: occupancy phase, then vq with the bits chosen for the "
-        "budget) on lego 400 at 0.1, 0.25, 0.5 and 1 MB, and a dense grid at the same 10,000 steps; every LOD prefix "
+        "`vbnf train --size` (engine/recipe.py, method vq: occupancy phase, removal of the cells no training ray "
+        "sees, then vq with the bits chosen for the budget; format v2, octree chunks LZMA-compressed) on lego 400 at "
+        "0.1, 0.25, 0.5 and 1 MB (9e46397), and a dense grid at the same 10,000 steps (d6395e2); every LOD prefix "
         "of every model is evaluated on all 200 test views. `dense-kmeans` rows are the other method of the recipe "
         "(`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: without). "
-        "The 2 MB run did not finish within the "
-        "bench's 250 s per budget, and fox did not finish its occupancy phase at 256^3 (no alpha masks: since then "
-        "128^3 for such data); neither is measured. docs/research/2026-12-02-rate-distortion.md tells the story.",
+        "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by MAX_RECIPE_LOGITS, "
+        "which bounds training time and memory), so no separate row; a 512^3 variant left 2 bits per finest corner "
+        "and did not finish within 250 s. Fox did not finish within the 170 s its call had left; not measured. "
+        "The visibility threshold was chosen on 25 val views (docs/results/rate_distortion_probes.json: "
+        "0.5 MB without it 30.44 dB, with it 30.91). docs/research/2026-12-02-rate-distortion.md tells the story.",
         "",
         rate_distortion_table(),
         "## Training-step speed (bench/train_speed.py)",

@@ -115,10 +115,10 @@ def parse_size(text: str) -> int:
 def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = None, masked: bool = True) -> Recipe:
     """The recipe the project uses for a budget (docs/ENGINE.md): 256^3 cells on CUDA (128^3 below 200 kB, and for
     a data set without alpha masks, where nothing is carved and the occupancy phase would train all 16.7M cells of
-    256^3; 512^3 from 1.5 MB, where 256^3 would spend the bytes on bits beyond what rows buy), 64^3 on the CPU."""
+    256^3), 64^3 on the CPU. Not 512^3 for large budgets: at 2 MB on lego it left 2 bits per finest corner (2.7M
+    seen cells) and did not finish within 250 s on an H200 (docs/research/2026-12-02-rate-distortion.md)."""
     if device_type == "cuda":
-        max_level = 7 if budget_bytes < 200_000 or not masked else 8 if budget_bytes < 1_500_000 else 9
-        rays = Recipe.visibility_rays
+        max_level, rays = (7 if budget_bytes < 200_000 or not masked else 8), Recipe.visibility_rays
     else:
         max_level, rays = 6, 250_000  # ~10 s of the torch renderer on 2 cores
     recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level, visibility_rays=rays)

@@ -145,3 +145,18 @@ def test_visibility_finds_the_surface_of_a_solid_and_not_its_inside():
     inside = ((ijk > 0) & (ijk < 7)).all(dim=1)
     assert weight.shape == (512,) and float(weight[inside].max()) < 1e-3
     assert float((weight[~inside] > 0.1).float().mean()) > 0.5
+
+
+def test_the_bits_keep_the_training_logits_bounded(small_train, monkeypatch):
+    """A large budget does not buy rows without bound: sum of n_corners x 2^bits (the vq grid's logits, each with a
+    gradient and two Adam moments) stays within MAX_RECIPE_LOGITS, so training time and memory follow the data set,
+    not the number typed after --size."""
+    import engine.recipe as recipe
+    from engine.train import new_field
+    field = new_field(small_train, "dense", None, 5, 2).freeze()
+    n = [rows.n_corners for rows in field.levels]
+    free = choose_bits(field, 10 ** 9)
+    monkeypatch.setattr(recipe, "MAX_RECIPE_LOGITS", sum(c << b for c, b in zip(n, free)) // 4)
+    bounded = choose_bits(field, 10 ** 9)
+    assert sum(c << b for c, b in zip(n, bounded)) <= recipe.MAX_RECIPE_LOGITS
+    assert all(b >= 1 for b in bounded) and bounded != free
