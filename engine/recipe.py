@@ -51,8 +51,8 @@ MAX_RECIPE_BITS = 12
 """Largest bitwidth the recipe gives a level (a 4096-row codebook)."""
 MAX_RECIPE_LOGITS = 1 << 27
 """The recipe's bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
-two Adam moments, 16 bytes in all) within this: ~2 GB, and a step time that the bits do not dominate. A budget that
-would need more gets a finer level instead (recipe_for_budget)."""
+two Adam moments, 16 bytes in all) within this: ~2 GB, and a step time that the bits do not dominate. What a larger
+budget would buy beyond it stays unspent (on lego from about 0.8 MB: docs/ENGINE.md)."""
 
 METADATA_RESERVE_BYTES = 1024
 """choose_bits leaves this much of the budget for the metadata added at save beyond the recipe (training settings,
@@ -120,7 +120,7 @@ def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = N
     if device_type == "cuda":
         max_level, rays = (7 if budget_bytes < 200_000 or not masked else 8), Recipe.visibility_rays
     else:
-        max_level, rays = 6, 250_000  # ~10 s of the torch renderer on 2 cores
+        max_level, rays = 6, 250_000  # fewer rays: the torch renderer on a CPU is far slower than on CUDA
     recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level, visibility_rays=rays)
     return replace(recipe, steps=steps) if steps else recipe
 

@@ -121,3 +121,26 @@ def test_save_into_a_missing_folder_is_one_line_and_keeps_the_model(make_app, ti
     assert app.state.error and "\n" not in app.state.error
     assert app.state.model_path == str(tiny_model)
     app.frame()
+
+
+def test_the_shown_size_of_a_conversion_is_the_size_of_its_file():
+    """The bitrate ladder shown for another bitwidth (worked out from chunk sizes, nothing serialised) is the one the
+    saved file has, compressed octree chunks included."""
+    import torch
+    from engine.convert import convert_bits
+    from engine.field import NeuralField
+    from engine.fileformat import load_model_bytes, save_model_bytes
+    from fields import sphere_shell_octree
+    from viewer.field_source import layout_from_field
+    nf = NeuralField(sphere_shell_octree(7), 3, "vq", feature_dim=4, bits=5, scene_center=torch.zeros(3),
+                     scene_half_size=1.0)
+    data = save_model_bytes(nf.freeze())
+    stored = model_layout(data)
+    assert any(c.coding == "lzma" for c in stored.chunks)
+    field = load_model_bytes(data)
+    for shown in (convert_bits(field, 3), field.truncated(2)):
+        want = model_layout(save_model_bytes(shown))
+        got = layout_from_field(shown, stored=stored)
+        assert got.lod_prefix_bytes == want.lod_prefix_bytes and got.total_bytes == want.total_bytes
+    raw = layout_from_field(convert_bits(field, 3))  # without the stored file: octree chunks uncompressed
+    assert raw.total_bytes > model_layout(save_model_bytes(convert_bits(field, 3))).total_bytes

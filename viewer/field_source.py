@@ -53,10 +53,15 @@ def lod_psnr(metadata: dict) -> dict[int, float]:
     return {}
 
 
-def layout_from_field(field: InferenceField, metadata: dict | None = None) -> ModelLayout:
+def layout_from_field(field: InferenceField, metadata: dict | None = None, stored: ModelLayout | None = None
+                      ) -> ModelLayout:
     """The layout `save_model(field, metadata)` would write, from the chunk sizes (engine.fileformat.expected_chunks)
     and the compressed metadata JSON alone: no tensor is serialised (a few hundred microseconds for any model).
-    lod_prefix_bytes and total_bytes are exact for the file save_model writes."""
+
+    stored: the layout of a file whose octree `field` has (same node counts: a conversion or prefix of that file,
+    a live snapshot that pruned nothing); its octree chunks' stored (compressed) lengths are used. Then
+    lod_prefix_bytes and total_bytes are exact for the file save_model writes; without it the octree chunks count
+    uncompressed, an upper bound."""
     base = field.base_level
     held = len(field.levels)
     nodes = [int(field.octree.cells[l].numel()) for l in range(base + held)]
@@ -69,6 +74,13 @@ def layout_from_field(field: InferenceField, metadata: dict | None = None) -> Mo
     grid = {"kind": field.grid_kind, "base_level": base, "n_lods": field.n_lods, "feature_width": field.feature_dim,
             "octree_nodes": nodes, "levels": levels}
     chunks = expected_chunks(grid)
+    codings: dict[int, str] = {}
+    if stored is not None and stored.structure["grid"]["octree_nodes"][:len(nodes)] == nodes:
+        octree_chunks = {c.lod: c for c in stored.chunks if c.kind == "octree"}
+        codings = {lod: octree_chunks[lod].coding for kind, lod, _ in chunks if kind == "octree"
+                   and lod in octree_chunks}
+        chunks = [(kind, lod, octree_chunks[lod].length if kind == "octree" and lod in octree_chunks else length)
+                  for kind, lod, length in chunks]
     structure = {
         "scene": {"center": [float(v) for v in field.scene_center.detach().cpu().reshape(-1)],
                   "half_size": float(field.scene_half_size)},
@@ -76,7 +88,9 @@ def layout_from_field(field: InferenceField, metadata: dict | None = None) -> Mo
                     "hidden": decoder_arch.HIDDEN, "geo_dim": decoder_arch.GEO_DIM,
                     "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"},
         "grid": grid,
-        "chunks": [{"kind": kind, "lod": lod, "length": length} for kind, lod, length in chunks],
+        "chunks": [{"kind": kind, "lod": lod, "length": length,
+                    **({"coding": codings[lod]} if kind == "octree" and codings.get(lod, "raw") != "raw" else {})}
+                   for kind, lod, length in chunks],
     }
     user = {**field.metadata, **(metadata or {})}
     meta = zlib.compress(json.dumps({"structure": structure, "metadata": user}, separators=(",", ":")).encode(), 9)
@@ -85,7 +99,8 @@ def layout_from_field(field: InferenceField, metadata: dict | None = None) -> Mo
     prefix: list[int] = []
     for kind, lod, length in chunks:
         end = offset + CHUNK_OVERHEAD + length
-        infos.append(ChunkInfo(kind, lod, offset, length, end))
+        infos.append(ChunkInfo(kind, lod, offset, length, end,
+                               codings.get(lod, "raw") if kind == "octree" else "raw"))
         offset = end
         if lod is not None:
             if lod == len(prefix):
@@ -157,7 +172,7 @@ class FieldSource:
         if shown.version not in self._layouts:
             if len(self._layouts) > 32:  # live snapshots come every second: keep the cache small
                 self._layouts.clear()
-            self._layouts[shown.version] = layout_from_field(shown.field)
+            self._layouts[shown.version] = layout_from_field(shown.field, stored=self.layout)
         return self._layouts[shown.version]
 
     def size_at(self, bits: int | None) -> int:
