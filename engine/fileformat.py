@@ -757,7 +757,7 @@ def expected_chunks(grid: dict) -> list[tuple[str, int | None, int]]:
     return out
 
 
-def _validate_structure(structure, version: int = FORMAT_VERSION) -> None:
+def _validate_structure(structure, version: int) -> None:
     """Raises ValueError naming the first field of the structure block with a wrong type, range or consistency."""
     _obj(structure, "structure", dict)
     scene = _obj(structure.get("scene"), "structure.scene", dict)
@@ -835,8 +835,8 @@ def _validate_structure(structure, version: int = FORMAT_VERSION) -> None:
             if entry.get("length") != length or isinstance(entry.get("length"), bool):
                 raise ValueError(f"structure.chunks[{i}].length must be {length} for that grid, got "
                                  f"{_short(entry.get('length'))}")
-        elif coding not in CODINGS or kind_ not in COMPRESSIBLE_KINDS or version < 2:
+        elif coding not in CODINGS or kind_ not in COMPRESSIBLE_KINDS or version < 2 or length < 2:
             raise ValueError(f"structure.chunks[{i}].coding {_short(coding)} is not allowed for {kind_} chunks in "
                              f"version {version} files")
         else:  # compressed: stored in fewer bytes than it decodes to (the decode is bounded by that length)
-            _int(entry.get("length"), f"structure.chunks[{i}].length", 1, max(length - 1, 1))
+            _int(entry.get("length"), f"structure.chunks[{i}].length", 1, length - 1)

@@ -126,13 +126,13 @@ def cells_to_keep(field: NeuralField, step: float, alpha_threshold: float = 0.00
 
 
 @torch.no_grad()
-def finest_cell_visibility(field: NeuralField, cams: Cameras, height: int, width: int, n_rays: int, step: float,
-                           seed: int = 0, chunk: int = 1 << 14) -> torch.Tensor:
+def finest_cell_visibility(field: NeuralField, cams: Cameras, n_rays: int, step: float, seed: int = 0,
+                           chunk: int = 1 << 14) -> torch.Tensor:
     """float [n_finest_cells]: the largest rendering weight (transmittance x alpha) that any of `n_rays` random
     pixels of the `cams` views (all of them when there are fewer) gives a sample in each finest cell, at full LOD.
     Cells behind opaque surfaces (a solid object's interior) get ~0: no view of these cameras shows them."""
     device = field.scene_center.device
-    n_cams = cams.c2w.shape[0]
+    n_cams, height, width = cams.c2w.shape[0], cams.height, cams.width
     total = n_cams * height * width
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if total <= n_rays:

@@ -354,9 +354,8 @@ class VqBudgetRun:
         octree = trainer.field.octree
         n_before = octree.cells[-1].numel()
         if recipe.visible_weight > 0:
-            _, height, width, _ = trainer.images.shape
-            weight = finest_cell_visibility(trainer.field, trainer.cameras, height, width, recipe.visibility_rays,
-                                            trainer.ray_step, self.settings.seed)
+            weight = finest_cell_visibility(trainer.field, trainer.cameras, recipe.visibility_rays, trainer.ray_step,
+                                            self.settings.seed)
             keep = weight >= recipe.visible_weight
             if bool(keep.any()) and not bool(keep.all()):
                 octree = octree_from_finest_cells(octree.cells[-1][keep].cpu(), octree.max_level)

@@ -140,7 +140,7 @@ def test_visibility_finds_the_surface_of_a_solid_and_not_its_inside():
         field.decoder["b1"][0] = 10.0  # density e^10 everywhere: opaque within the first sample
     views = [orbit_camera(torch.zeros(3), 4.0, az, el, 40.0, 24, 24) for az in range(0, 360, 45) for el in (-35, 35)]
     cams = make_cameras(torch.cat([v.c2w for v in views]), views[0].fx, views[0].fy, 12.0, 12.0, 24, 24)
-    weight = finest_cell_visibility(field, cams, 24, 24, 10 ** 6, default_step(1.0, 3))
+    weight = finest_cell_visibility(field, cams, 10 ** 6, default_step(1.0, 3))
     ijk = morton_decode(field.octree.cells[3])
     inside = ((ijk > 0) & (ijk < 7)).all(dim=1)
     assert weight.shape == (512,) and float(weight[inside].max()) < 1e-3

@@ -73,14 +73,12 @@ def layout_from_field(field: InferenceField, metadata: dict | None = None, store
                        "codebook_rows": 0 if bits is None else 1 << bits})
     grid = {"kind": field.grid_kind, "base_level": base, "n_lods": field.n_lods, "feature_width": field.feature_dim,
             "octree_nodes": nodes, "levels": levels}
-    chunks = expected_chunks(grid)
-    codings: dict[int, str] = {}
-    if stored is not None and stored.structure["grid"]["octree_nodes"][:len(nodes)] == nodes:
-        octree_chunks = {c.lod: c for c in stored.chunks if c.kind == "octree"}
-        codings = {lod: octree_chunks[lod].coding for kind, lod, _ in chunks if kind == "octree"
-                   and lod in octree_chunks}
-        chunks = [(kind, lod, octree_chunks[lod].length if kind == "octree" and lod in octree_chunks else length)
-                  for kind, lod, length in chunks]
+    same_octree = stored is not None and stored.structure["grid"]["octree_nodes"][:len(nodes)] == nodes
+    stored_octree = {c.lod: c for c in stored.chunks if c.kind == "octree"} if same_octree else {}
+    chunks = []  # (kind, lod, stored length, coding)
+    for kind, lod, length in expected_chunks(grid):
+        known = stored_octree.get(lod) if kind == "octree" else None
+        chunks.append((kind, lod, length, "raw") if known is None else (kind, lod, known.length, known.coding))
     structure = {
         "scene": {"center": [float(v) for v in field.scene_center.detach().cpu().reshape(-1)],
                   "half_size": float(field.scene_half_size)},
@@ -88,19 +86,17 @@ def layout_from_field(field: InferenceField, metadata: dict | None = None, store
                     "hidden": decoder_arch.HIDDEN, "geo_dim": decoder_arch.GEO_DIM,
                     "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"},
         "grid": grid,
-        "chunks": [{"kind": kind, "lod": lod, "length": length,
-                    **({"coding": codings[lod]} if kind == "octree" and codings.get(lod, "raw") != "raw" else {})}
-                   for kind, lod, length in chunks],
+        "chunks": [{"kind": kind, "lod": lod, "length": length, **({} if coding == "raw" else {"coding": coding})}
+                   for kind, lod, length, coding in chunks],
     }
     user = {**field.metadata, **(metadata or {})}
     meta = zlib.compress(json.dumps({"structure": structure, "metadata": user}, separators=(",", ":")).encode(), 9)
     offset = HEADER_BYTES + CHUNK_OVERHEAD + len(meta)
     infos = [ChunkInfo("metadata", None, HEADER_BYTES, len(meta), offset)]
     prefix: list[int] = []
-    for kind, lod, length in chunks:
+    for kind, lod, length, coding in chunks:
         end = offset + CHUNK_OVERHEAD + length
-        infos.append(ChunkInfo(kind, lod, offset, length, end,
-                               codings.get(lod, "raw") if kind == "octree" else "raw"))
+        infos.append(ChunkInfo(kind, lod, offset, length, end, coding))
         offset = end
         if lod is not None:
             if lod == len(prefix):
