@@ -119,10 +119,12 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     k = torch.arange(max(k_max, 1), device=device, dtype=origins.dtype)
     t = t_near[:, None] + (k[None, :] + offsets[:, None]) * step  # [R,K]
     inside = t < t_far[:, None]
-    points = to_unit(origins[:, None, :] + t[..., None] * dirs[:, None, :], center, half_size)  # [R,K,3]
 
+    # samples are kept packed from here on, ordered by ray then by distance (nonzero's row-major order; every later
+    # selection keeps that order): no [R,K,3] points and no [R,K] compositing
     ray_id, sample_id = inside.nonzero(as_tuple=True)
-    cand = points[ray_id, sample_id]
+    t_inside = t[ray_id, sample_id]
+    cand = to_unit(origins[ray_id] + t_inside[:, None] * dirs[ray_id], center, half_size)
     keep = lookup_occupied(octree, cand, level).nonzero().squeeze(1)  # cheap cull, then descend survivors only
     ray_k, sample_k = ray_id[keep], sample_id[keep]
     pts = cand[keep]
@@ -132,9 +134,8 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             sigma = torch.cat([field_fn(pts[i:i + SKIP_CHUNK], None if cell_index is None else
                                         cell_index[:, i:i + SKIP_CHUNK], dirs[ray_k[i:i + SKIP_CHUNK]])[0]
                                for i in range(0, pts.shape[0], SKIP_CHUNK)])
-            transmittance = _transmittance(sigma, t.shape, ray_k, sample_k, step)[0]
-            visible = (transmittance[ray_k, sample_k] >= EARLY_STOP).nonzero().squeeze(1)
-        ray_k, sample_k, pts = ray_k[visible], sample_k[visible], pts[visible]
+            visible = (packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP).nonzero().squeeze(1)
+        ray_k, sample_k, pts, keep = ray_k[visible], sample_k[visible], pts[visible], keep[visible]
         cell_index = None if cell_index is None else cell_index[:, visible]
     want_normal = "normal" in extras
     if want_normal:
@@ -147,23 +148,21 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
             normal = -torch.nn.functional.normalize(grad, dim=1, eps=1e-12)
 
-    transmittance, alpha = _transmittance(sigma, t.shape, ray_k, sample_k, step)
-    weights = transmittance * alpha  # [R,K]
-    w = weights[ray_k, sample_k]
+    transmittance, alpha = packed_transmittance(sigma, ray_k, step)
+    w = transmittance * alpha  # [M] rendering weight of each sample
     color = torch.zeros(r, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)
-    opacity = weights.sum(dim=1)
+    opacity = torch.zeros(r, device=device, dtype=w.dtype).index_add(0, ray_k, w)
     out = {"rgb": color + (1.0 - opacity)[:, None] * background, "opacity": opacity}
     if "depth" in extras:
-        out["depth"] = (weights * t).sum(dim=1)
+        out["depth"] = torch.zeros(r, device=device, dtype=w.dtype).index_add(0, ray_k, w * t_inside[keep])
     if want_normal:
         out["normal"] = torch.zeros(r, 3, device=device).index_add(0, ray_k, w[:, None].detach() * normal.detach())
-    alive = transmittance >= EARLY_STOP  # [R,K] sample reached before termination
-    if "samples" in extras:
-        out["samples"] = torch.zeros(r, device=device).index_add(
-            0, ray_k, alive[ray_k, sample_k].float())
-    if "level" in extras:
+    if "samples" in extras:  # samples reached before termination
+        out["samples"] = torch.zeros(r, device=device).index_add(0, ray_k, (transmittance >= EARLY_STOP).float())
+    if "level" in extras:  # here every inside sample counts, occupied or not: the dense transmittance
+        dense_t = _transmittance(sigma.detach(), t.shape, ray_k, sample_k, step)[0]
         depth = descend(octree, cand, level)[2]
-        reached = alive[ray_id, sample_id]
+        reached = dense_t[ray_id, sample_id] >= EARLY_STOP
         lvl = torch.full((r,), -1, dtype=torch.int64, device=device)
         out["level"] = lvl.scatter_reduce(0, ray_id[reached], depth[reached], reduce="amax").float()
     if "cell_weight" in extras:
@@ -171,6 +170,24 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         out["cell_weight"] = torch.zeros(octree.cells[level].numel(), device=device).scatter_reduce(
             0, cells, w.detach().float(), reduce="amax")
     return out
+
+
+def packed_transmittance(sigma: torch.Tensor, ray_k: torch.Tensor, step: float
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Densities of packed samples -> (transmittance before each sample [M], alpha [M]).
+
+    sigma: float [M] (>= 0, 1/world units); ray_k: int64 [M] each sample's ray, non-decreasing, the samples of a ray
+    in order of distance; step: world units. T_k = exp(-step * sum_{j<k} sigma_j) over the same ray's samples, which
+    equals prod_{j<k} (1 - alpha_j): samples not listed have zero density. The optical depth is summed in float64
+    over the whole batch and each ray's start subtracted, so the sum stays exact to ~1e-12 and costs O(M), not the
+    O(R*K) of a dense cumprod.
+    """
+    tau = sigma * step
+    alpha = 1.0 - torch.exp(-tau)
+    before = torch.cumsum(tau.double(), 0) - tau.double()  # optical depth before each sample, from the batch start
+    first = torch.searchsorted(ray_k, ray_k)  # index of each sample's ray's first sample
+    transmittance = torch.exp(-(before - before[first])).to(sigma.dtype)
+    return transmittance, alpha
 
 
 def _transmittance(sigma: torch.Tensor, shape: torch.Size, ray_k: torch.Tensor, sample_k: torch.Tensor, step: float

@@ -105,6 +105,8 @@ HD void forward_point(const FeatureParams& p, const long long m) {
     for (int f = 0; f < FEAT; ++f) out[f] = acc[f];
 }
 
+#ifndef __CUDACC__
+// The host build's backward (the GPU's is backward_point_warp below, the same sums with warp-aggregated atomics).
 HD void backward_point(const FeatureParams& p, const long long m) {
     float g[FEAT];
     bool any = false;
@@ -123,18 +125,11 @@ HD void backward_point(const FeatureParams& p, const long long m) {
         const int* rows = p.corners[k] + 8 * (long long)cell[level];
         for (int c = 0; c < 8; ++c) {
             float* row = p.grad_tables[k] + (long long)rows[c] * FEAT;
-#if defined(__CUDACC__) && (FEAT % 4 == 0) && (__CUDA_ARCH__ >= 900)
-            for (int f = 0; f < FEAT; f += 4)  // one 16-byte atomic (sm_90+)
-                atomicAdd(reinterpret_cast<float4*>(row + f),
-                          make_float4(w[c] * g[f], w[c] * g[f + 1], w[c] * g[f + 2], w[c] * g[f + 3]));
-#elif defined(__CUDACC__)
-            for (int f = 0; f < FEAT; ++f) atomicAdd(row + f, w[c] * g[f]);
-#else
             for (int f = 0; f < FEAT; ++f) row[f] += w[c] * g[f];
-#endif
         }
     }
 }
+#endif
 
 #ifdef __CUDACC__
 extern "C" __global__ void __launch_bounds__(128) grid_features_forward(const FeatureParams p) {
@@ -142,9 +137,67 @@ extern "C" __global__ void __launch_bounds__(128) grid_features_forward(const Fe
     if (m < p.n) forward_point(p, m);
 }
 
+// Adds w * g[0..FEAT) to row `row` of grad_table (row < 0: this lane adds nothing). The lanes of the warp that add
+// to the same row are summed first (a tree over those lanes, by shuffles) and their lowest lane does the atomic:
+// consecutive samples of a ray mostly share their coarse levels' corners, so the atomics, which bound this kernel,
+// drop several-fold. Every lane of the warp calls it with the same sequence of calls (shuffles).
+__device__ __forceinline__ void warp_add_row(float* grad_table, const int row, const float w, const float* g) {
+    const unsigned all = 0xffffffffu;
+    const int lane = threadIdx.x & 31;
+    const unsigned peers = __match_any_sync(all, row);
+    float x[FEAT];
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) x[f] = w * g[f];
+    if (!__all_sync(all, peers == (1u << lane))) {  // some lanes share a row: sum over them
+        int rank = __popc(peers & ((1u << lane) - 1));  // this lane's position among its peers
+        unsigned rest = peers & (0xfffffffeu << lane);  // the peers above it not yet summed in
+        while (__any_sync(all, rest != 0)) {
+            const int next = __ffs(rest) - 1;  // each lane takes in its next peer's partial sum (-1: none left)
+#pragma unroll
+            for (int f = 0; f < FEAT; ++f) {
+                const float t = __shfl_sync(all, x[f], next < 0 ? lane : next);
+                if (next >= 0) x[f] += t;
+            }
+            rest &= ~__ballot_sync(all, rank & 1);  // the odd ranks were taken in: the pairs halve
+            rank >>= 1;
+        }
+    }
+    if (row < 0 || (__ffs(peers) - 1) != lane) return;
+    float* out = grad_table + (long long)row * FEAT;
+#if (FEAT % 4 == 0) && (__CUDA_ARCH__ >= 900)
+#pragma unroll
+    for (int f = 0; f < FEAT; f += 4)  // one 16-byte atomic (sm_90+)
+        atomicAdd(reinterpret_cast<float4*>(out + f), make_float4(x[f], x[f + 1], x[f + 2], x[f + 3]));
+#else
+#pragma unroll
+    for (int f = 0; f < FEAT; ++f) atomicAdd(out + f, x[f]);
+#endif
+}
+
+// backward_point with warp aggregation (warp_add_row). Every lane runs it, including lanes past the last point and
+// points whose gradient is zero (they add nothing), since the warp's shuffles need every lane.
+__device__ void backward_point_warp(const FeatureParams& p, const long long m) {
+    float g[FEAT];
+    bool any = false;
+    for (int f = 0; f < FEAT; ++f) {
+        g[f] = m < p.n ? p.grad_out[m * FEAT + f] : 0.0f;
+        any = any || g[f] != 0.0f;
+    }
+    const float px = any ? p.points[3 * m] : 0.5f, py = any ? p.points[3 * m + 1] : 0.5f;
+    const float pz = any ? p.points[3 * m + 2] : 0.5f;
+    int cell[MAX_LEVELS];
+    descend_point(p, px, py, pz, p.base_level + p.lod, cell);
+    for (int k = 0; k <= p.lod; ++k) {
+        const int level = p.base_level + k;
+        float w[8];
+        corner_weights(px, py, pz, level, w);
+        const int* rows = p.corners[k] + 8 * (long long)cell[level];
+        for (int c = 0; c < 8; ++c) warp_add_row(p.grad_tables[k], any ? rows[c] : -1, w[c], g);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(128) grid_features_backward(const FeatureParams p) {
-    const long long m = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (m < p.n) backward_point(p, m);
+    backward_point_warp(p, (long long)blockIdx.x * blockDim.x + threadIdx.x);
 }
 #else
 extern "C" void grid_features_forward_host(const FeatureParams* p) {
