@@ -15,13 +15,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from engine.decoder import decode, decoder_shapes, init_decoder
+from engine.decoder import decode, decode_density, decoder_shapes, init_decoder
 from engine.grids import Bits, FeatureGrid, GridKind, LevelRows
 from engine.octree import Octree, cell_corners, trilinear_weights
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """(unit points [M,3], cell indices [levels, M] from `descend`, unit dirs [M,3]) -> (sigma [M], rgb [M,3]).
-A function with the attribute `needs_cells = False` finds the cells itself and is passed None instead."""
+A function with the attribute `needs_cells = False` finds the cells itself and is passed None instead. One with the
+attribute `density` ((points, cell indices) -> sigma [M]) gives the density alone, without the colour branch (the
+renderer's pass that finds the hidden samples uses it)."""
 
 FeatureLookup = Callable[[torch.Tensor, Octree, list[torch.Tensor], list[torch.Tensor], int, int], torch.Tensor]
 """(unit points [M,3], octree, corners per LOD, tables per LOD, base_level, lod) -> features [M,F]: the sum over LOD
@@ -125,6 +127,10 @@ def make_field_fn(tables: list[torch.Tensor], corners: list[torch.Tensor], decod
                   base_level: int, lod: int) -> FieldFn:
     def field_fn(points: torch.Tensor, cell_index: torch.Tensor, dirs: torch.Tensor):
         return decode(decoder, feature_from_cells(tables, corners, base_level, lod, points, cell_index), dirs)
+
+    def density(points: torch.Tensor, cell_index: torch.Tensor) -> torch.Tensor:
+        return decode_density(decoder, feature_from_cells(tables, corners, base_level, lod, points, cell_index))[0]
+    field_fn.density = density
     return field_fn
 
 
@@ -181,7 +187,11 @@ class NeuralField(nn.Module):
 
         def field_fn(points: torch.Tensor, cell_index: torch.Tensor | None, dirs: torch.Tensor):
             return decode(decoder, lookup(points, octree, corners, tables, base_level, lod), dirs)
+
+        def density(points: torch.Tensor, cell_index: torch.Tensor | None) -> torch.Tensor:
+            return decode_density(decoder, lookup(points, octree, corners, tables, base_level, lod))[0]
         field_fn.needs_cells = False
+        field_fn.density = density
         return field_fn
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:

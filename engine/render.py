@@ -131,9 +131,13 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     cell_index = descend(octree, pts, level)[0] if getattr(field_fn, "needs_cells", True) else None
     if skip_hidden and pts.shape[0]:
         with torch.no_grad():  # in chunks: this pass sees every sample, so its temporaries would set the peak
-            sigma = torch.cat([field_fn(pts[i:i + SKIP_CHUNK], None if cell_index is None else
-                                        cell_index[:, i:i + SKIP_CHUNK], dirs[ray_k[i:i + SKIP_CHUNK]])[0]
-                               for i in range(0, pts.shape[0], SKIP_CHUNK)])
+            density = getattr(field_fn, "density", None)  # the density alone: the colour branch is half the MLP
+            parts = []
+            for i in range(0, pts.shape[0], SKIP_CHUNK):
+                cells = None if cell_index is None else cell_index[:, i:i + SKIP_CHUNK]
+                parts.append(density(pts[i:i + SKIP_CHUNK], cells) if density is not None else
+                             field_fn(pts[i:i + SKIP_CHUNK], cells, dirs[ray_k[i:i + SKIP_CHUNK]])[0])
+            sigma = torch.cat(parts)
             visible = (packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP).nonzero().squeeze(1)
         ray_k, sample_k, pts, keep = ray_k[visible], sample_k[visible], pts[visible], keep[visible]
         cell_index = None if cell_index is None else cell_index[:, visible]

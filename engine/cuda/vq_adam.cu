@@ -13,7 +13,8 @@
 //   indices[r] = argmax_j logits[r, j] after the step, when indices is given: the index table the next forward
 //   reads is kept up to date row by row instead of by an argmax over every corner each step.
 //
-// One warp per row on the GPU (its lanes stride over the K = 2^b logits), one thread per row on the host. Nothing is
+// One warp per row on the GPU (its lanes stride over the K = 2^b logits; the warps stride over the rows; the block
+// reads the codebook from a transposed copy in shared memory when it fits), one thread per row on the host. Nothing is
 // materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
 // Compiled at run time by NVRTC (engine/cuda/vq_adam.py) with -DFEAT=F; the same file compiles as plain C++ on the
 // host (tests/test_optim.py compares it with its torch twin, vq_adam_torch).
@@ -65,15 +66,25 @@ HD void lanes_argmax(float& x, int& i) {
 #endif
 }
 
-HD float dot_row(const float* v, const float* __restrict__ row) {
+// Where the codebook is read from: the kernel's shared-memory copy, transposed (entry (j, f) at f * k + j, so the
+// lanes of a warp, which read consecutive rows j, hit consecutive banks), or the codebook itself (row-major: entry
+// (j, f) at j * FEAT + f) when it does not fit, and on the host.
+struct CodebookView {
+    const float* data;
+    int row_stride, feature_stride;
+};
+
+// v . codebook[j, :]
+HD float dot_row(const float* v, const CodebookView& book, const int j) {
+    const float* row = book.data + (long long)j * book.row_stride;
     float s = 0.0f;
 #pragma unroll
-    for (int f = 0; f < FEAT; ++f) s += v[f] * row[f];
+    for (int f = 0; f < FEAT; ++f) s += v[f] * row[f * book.feature_stride];
     return s;
 }
 
 // The step of row r, computed by `lanes` lanes of which this is `lane` (every lane of a warp takes part).
-HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
+HD void vq_adam_row(const VQAdamParams& p, const CodebookView& book, long long r, int lane) {
     float v[FEAT];
     bool touched = false;
 #pragma unroll
@@ -92,22 +103,20 @@ HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
         if (logits[j] > top) { top = logits[j]; top_j = j; }
     lanes_argmax(top, top_j);
 
-    const float* c_top = p.codebook + (long long)top_j * FEAT;
-
     float z = 0.0f, zs = 0.0f;
     for (int j = lane; j < p.k; j += LANES) {
         const float e = EXP(logits[j] - top);
         z += e;
-        zs += e * dot_row(v, p.codebook + (long long)j * FEAT);
+        zs += e * dot_row(v, book, j);
     }
     z = lanes_sum(z);
     const float mean_s = lanes_sum(zs) / z;  // <p, s>
-    const float s_top = dot_row(v, c_top);
+    const float s_top = dot_row(v, book, top_j);
     const float mean_pi1 = 0.5f * (mean_s + s_top);  // <pi1, s>
 
     for (int j = lane; j < p.k; j += LANES) {
         const float prob = EXP(logits[j] - top) / z;
-        const float s = dot_row(v, p.codebook + (long long)j * FEAT);
+        const float s = dot_row(v, book, j);
         float g = prob * (s - mean_s);
         if (p.reinmax) {
             const float pi1 = 0.5f * prob + (j == top_j ? 0.5f : 0.0f);
@@ -133,13 +142,27 @@ HD void vq_adam_row(const VQAdamParams& p, long long r, int lane) {
 }
 
 #ifdef __CUDACC__
+#define SHARED_CODEBOOK_FLOATS 4096  // 16 KB: K * FEAT up to this (b <= 8 at F = 16) is read from shared memory
+
+// One warp per row, the warps striding over the rows (the launch caps the blocks, so each block's copy of the
+// codebook serves many rows).
 extern "C" __global__ void vq_adam(const VQAdamParams p) {
-    const long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / LANES;
-    if (r < p.n_rows) vq_adam_row(p, r, threadIdx.x % LANES);
+    __shared__ float shared_book[SHARED_CODEBOOK_FLOATS];
+    CodebookView book{p.codebook, FEAT, 1};
+    if (p.k * FEAT <= SHARED_CODEBOOK_FLOATS) {
+        for (int i = threadIdx.x; i < p.k * FEAT; i += blockDim.x)
+            shared_book[(i % FEAT) * p.k + i / FEAT] = p.codebook[i];
+        __syncthreads();
+        book = CodebookView{shared_book, 1, p.k};
+    }
+    const long long warps = (long long)gridDim.x * blockDim.x / LANES;
+    for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / LANES; r < p.n_rows; r += warps)
+        vq_adam_row(p, book, r, threadIdx.x % LANES);
 }
 #else
 extern "C" void vq_adam_host(const VQAdamParams* p) {
-    for (long long r = 0; r < p->n_rows; ++r) vq_adam_row(*p, r, 0);
+    const CodebookView book{p->codebook, FEAT, 1};
+    for (long long r = 0; r < p->n_rows; ++r) vq_adam_row(*p, book, r, 0);
 }
 
 // Field offsets and size of VQAdamParams (tests check the ctypes twin against them).

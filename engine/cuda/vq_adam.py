@@ -21,7 +21,10 @@ from engine import grids
 from engine.cuda.toolchain import FeatureWidthOptions, cuda_device, launch_1d, load_functions, require_cuda
 
 SOURCE_PATH = Path(__file__).with_name("vq_adam.cu")
-THREADS = 256  # 8 warps, one corner row each
+THREADS = 256  # 8 warps, one corner row each at a time
+MAX_WARPS = 1 << 15
+"""Warps of one launch (4,096 blocks): enough to fill a GPU, few enough that each block's shared copy of the codebook
+serves several rows."""
 CHUNK_ELEMENTS = 1 << 24  # torch: rows are updated in chunks of this many elements (small temporaries)
 
 
@@ -94,7 +97,8 @@ def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tens
     params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps, indices)
     function, = load_functions(device, FeatureWidthOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
-    launch_1d(function, device, params, params.n_rows * 32, THREADS, "vq_adam")  # one warp per row
+    warps = min(params.n_rows, MAX_WARPS)  # one warp per row, striding over the rows beyond MAX_WARPS
+    launch_1d(function, device, params, warps * 32, THREADS, "vq_adam")
 
 
 def vq_adam_torch(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor, exp_avg_sq: torch.Tensor,
