@@ -371,7 +371,9 @@ def main() -> None:
         "",
         "`vbnf train --size` (engine/recipe.py, method vq: occupancy phase, removal of the cells no training ray "
         "sees, then vq with the bits chosen for the budget; format v2, octree chunks LZMA-compressed) on lego 400 at "
-        "0.1, 0.25, 0.5 and 1 MB (9e46397), and a dense grid at the same 10,000 steps (d6395e2); every LOD prefix "
+        "0.1, 0.25 and 1 MB (9e46397, 10,000 steps) and 0.5 MB (883a5e6, 20,000 steps: the recipe's step count on "
+        "CUDA since the trainer runs twice as fast, chosen on val views, 31.46 dB against 30.91 at 10,000; the other "
+        "budgets are not yet re-measured at 20,000), and a dense grid at 10,000 steps (d6395e2); every LOD prefix "
         "of every model is evaluated on all 200 test views. `dense-kmeans` rows are the other method of the recipe "
         "(`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: without). "
         "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by MAX_RECIPE_LOGITS, "
@@ -383,10 +385,13 @@ def main() -> None:
         rate_distortion_table(),
         "## Training-step speed (bench/train_speed.py)",
         "",
-        "Lego 400 train split, 256^3, 16,384 rays per step, 200 warm-up then 200 timed steps, one process at a time in "
-        "one call: the trainer of d0862e4 (rays built on the CPU, two host synchronisations per step) against the "
-        "one with rays drawn on the device and losses read once per call. The earlier lookup/skip/batch variants "
-        "table is docs/results/history/train_speed_lookup_variants.md.",
+        "Lego 400 train split, 256^3, 16,384 rays per step, one process at a time in one call (2026-12-02: 200 "
+        "warm-up then 200 timed steps; 2026-12-03: 300 and 500): the trainer of d0862e4 (rays built on the CPU, two "
+        "host synchronisations per step), ae40ae1 and 47cea60 (rays drawn on the device, losses read once per call), "
+        "883a5e6 (packed compositing, warp-aggregated feature gradients, vq_adam's codebook in shared memory). "
+        "The time-to-quality row is a separate 10,000-step run on another machine of the same kind; its val curve "
+        "is in the JSON. docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
+        "lookup/skip/batch variants table is docs/results/history/train_speed_lookup_variants.md.",
         "",
         speed_table(),
         "## Live training in the viewer (bench/viewer_training.py)",

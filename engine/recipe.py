@@ -58,6 +58,11 @@ METADATA_RESERVE_BYTES = 1024
 """choose_bits leaves this much of the budget for the metadata added at save beyond the recipe (training settings,
 data set path, metrics: ~600 bytes compressed on lego)."""
 
+CUDA_RECIPE_STEPS = 20_000
+"""Steps of a --size run on CUDA. Chosen on lego 400's val views (2026-12-03, docs/research/
+2026-12-02-rate-distortion.md): at 0.5 MB, 20,000 steps gave 31.46 dB against 30.91 for 10,000, in 199 s on an
+H200, once the trainer ran twice as fast (docs/research/2026-12-02-training-throughput.md)."""
+
 Progress = Callable[[str, Trainer], None]
 """Called after every chunk of steps with the phase's name ("dense" or "fine-tune") and its trainer."""
 
@@ -113,16 +118,18 @@ def parse_size(text: str) -> int:
 
 
 def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = None, masked: bool = True) -> Recipe:
-    """The recipe the project uses for a budget (docs/ENGINE.md): 256^3 cells on CUDA (128^3 below 200 kB, and for
+    """The recipe the project uses for a budget (docs/ENGINE.md): CUDA_RECIPE_STEPS steps on CUDA, the Recipe
+    default (10,000) elsewhere, unless `steps` is given; 256^3 cells on CUDA (128^3 below 200 kB, and for
     a data set without alpha masks, where nothing is carved and the occupancy phase would train all 16.7M cells of
     256^3), 64^3 on the CPU. Not 512^3 for large budgets: at 2 MB on lego it left 2 bits per finest corner (2.7M
     seen cells) and did not finish within 250 s on an H200 (docs/research/2026-12-02-rate-distortion.md)."""
     if device_type == "cuda":
         max_level, rays = (7 if budget_bytes < 200_000 or not masked else 8), Recipe.visibility_rays
+        default_steps = CUDA_RECIPE_STEPS
     else:
         max_level, rays = 6, 250_000  # 164k rays took 18 s on 2 cores at 64^3 (2026-12-02)
-    recipe = Recipe(budget_bytes=budget_bytes, max_level=max_level, visibility_rays=rays)
-    return replace(recipe, steps=steps) if steps else recipe
+        default_steps = Recipe.steps
+    return Recipe(budget_bytes=budget_bytes, max_level=max_level, visibility_rays=rays, steps=steps or default_steps)
 
 
 def model_bytes(field: InferenceField, level_bits: tuple[int, ...], metadata: dict | None = None) -> int:

@@ -160,3 +160,10 @@ def test_the_bits_keep_the_training_logits_bounded(small_train, monkeypatch):
     bounded = choose_bits(field, 10 ** 9)
     assert sum(c << b for c, b in zip(n, bounded)) <= recipe.MAX_RECIPE_LOGITS
     assert all(b >= 1 for b in bounded) and bounded != free
+
+
+def test_a_cuda_size_run_takes_the_recipe_steps_unless_told():
+    from engine.recipe import CUDA_RECIPE_STEPS, Recipe, recipe_for_budget
+    assert recipe_for_budget(500_000, "cuda").steps == CUDA_RECIPE_STEPS
+    assert recipe_for_budget(500_000, "cpu").steps == Recipe.steps
+    assert recipe_for_budget(500_000, "cuda", steps=300).steps == 300
