@@ -304,6 +304,24 @@ def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: tor
     return field, replace(recipe, level_bits=bits)
 
 
+def check_budget(dataset: Dataset, recipe: Recipe, seed: int = 0, octree: Octree | None = None) -> None:
+    """VbnfError (one line) when not even the coarsest level at 1 bit fits the budget (a --size run refuses it
+    before any step). octree: the carved octree of (dataset, recipe.max_level) when the caller has it."""
+    coarsest = new_field(dataset, "dense", None, recipe.base_level, recipe.base_level, recipe.feature_dim, seed,
+                         "cpu", octree=None if octree is None else octree.to("cpu").truncated(recipe.base_level))
+    choose_bits(coarsest.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+
+
+class RecipeInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a method-"vq" run of `train_for_budget`. `trainer` is the vq phase's trainer, rolled back to
+    its last complete chunk, when that phase had taken a step (its bits were chosen for the budget, so its model
+    fits: a model with fewer steps); None during the occupancy phase, whose dense grid fits no budget."""
+
+    def __init__(self, trainer: Trainer | None, recipe: Recipe, steps_done: int):
+        super().__init__()
+        self.trainer, self.recipe, self.steps_done = trainer, recipe, steps_done
+
+
 class VqBudgetRun:
     """Method "vq" phase by phase, for callers that drive the steps themselves (train_for_budget, the viewer's
     Train new): step `trainer` and call `advance()` after each chunk; the occupancy phase (a dense grid with
@@ -316,10 +334,7 @@ class VqBudgetRun:
     def __init__(self, dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device | str,
                  octree: Octree | None = None):
         self.dataset, self.recipe, self.settings, self.device = dataset, recipe, settings, torch.device(device)
-        coarsest = new_field(dataset, "dense", None, recipe.base_level, recipe.base_level, recipe.feature_dim,
-                             settings.seed, "cpu",
-                             octree=None if octree is None else octree.to("cpu").truncated(recipe.base_level))
-        choose_bits(coarsest.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+        check_budget(dataset, recipe, settings.seed, octree)
         self.occupancy_steps = max(1, int(recipe.steps * recipe.occupancy_fraction)) \
             if recipe.occupancy_fraction > 0 else 0
         self.seconds_before = 0.0
@@ -384,11 +399,25 @@ def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettin
                          progress: Progress | None, chunk: int, octree=None) -> tuple[Trainer, Recipe]:
     """method "vq": a VqBudgetRun to its end."""
     run = VqBudgetRun(dataset, recipe, settings, device, octree)
-    while not run.done:
-        run.trainer.step(max(1, min(chunk, run.phase_steps - run.trainer.step_count)))
-        if progress:
-            progress(run.phase, run.trainer)
-        run.advance()
+    try:
+        while not run.done:
+            run.trainer.step(max(1, min(chunk, run.phase_steps - run.trainer.step_count)))
+            if progress:
+                progress(run.phase, run.trainer)
+            run.advance()
+    except KeyboardInterrupt:
+        trainer = run.trainer if run.phase == "vq" else None
+        if trainer is not None:
+            try:
+                trainer.roll_back()
+            except RuntimeError:  # interrupted inside a prune, between the new field and its snapshot
+                trainer = None
+        if trainer is not None and trainer.step_count == 0:
+            trainer = None
+        done = (run.occupancy_steps if run.phase == "vq" else 0) + (run.trainer.step_count if run.trainer else 0)
+        if trainer is not None:
+            trainer.train_seconds += run.seconds_before
+        raise RecipeInterrupted(trainer, run.recipe, done) from None
     run.trainer.train_seconds += run.seconds_before  # the model's training time: every phase
     return run.trainer, run.recipe
 

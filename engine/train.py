@@ -285,6 +285,13 @@ class Trainer:
         self._stats_read.extend(stats)
         self._good_state = self._snapshot()
 
+    def roll_back(self) -> None:
+        """Back to the state after the last complete `step(n)` call, step count included: after an interruption
+        (Ctrl-C) inside one, which may have left some parameters stepped and others not. The optimisers' moments
+        restart."""
+        self.step_count -= len(self._pending)
+        self._restore(self._good_state)
+
     def _snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of the field's parameters and buffers, on their device."""
         return {k: v.detach().clone() for k, v in self.field.state_dict().items()}

@@ -21,7 +21,7 @@ from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
 from engine.modes import MAX_BITS, MIN_BITS
-from engine.recipe import parse_size, recipe_for_budget, recipe_kind, train_for_budget
+from engine.recipe import RecipeInterrupted, check_budget, parse_size, recipe_for_budget, recipe_kind, train_for_budget
 from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
 
@@ -369,6 +369,8 @@ def run_recipe(args) -> int:
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
                              grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)] if args.grid_lr is None else args.grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
+    if recipe.method == "vq":
+        check_budget(dataset, recipe, args.seed, octree)  # refused before anything is printed or made
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
           f"{recipe.steps} steps ({recipe.method}: bits per level chosen for the budget), "
@@ -389,11 +391,21 @@ def run_recipe(args) -> int:
     t0 = time.perf_counter()
     try:
         tuner, recipe = train_for_budget(dataset, recipe, settings, device, progress, octree=octree)
+    except RecipeInterrupted as stop:
+        if bar is not None:
+            bar.close()
+        if stop.trainer is None:
+            print(f"interrupted after {stop.steps_done} steps, in the occupancy phase: a --size model exists from "
+                  "the vq phase on (its bits are chosen there); nothing was written")
+            return 130
+        size = save_run_model(stop.trainer, model_path, {"recipe": asdict(stop.recipe), "interrupted": True})
+        print(f"interrupted after {stop.steps_done} of {stop.recipe.steps} steps: wrote {model_path} ({size:,} bytes, "
+              f"budget {args.size:,}), a model trained for fewer steps than the recipe's")
+        return 130
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        print(f"interrupted after {sum(done.values())} steps: a --size model exists only once its run ends; "
-              "nothing was written")
+        print(f"interrupted after {sum(done.values())} steps: nothing was written")
         return 130
     if bar is not None:
         bar.close()

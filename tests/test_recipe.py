@@ -68,8 +68,10 @@ def test_train_size_cli_fits_the_budget_and_info_shows_the_recipe(toy_scene, tmp
 def test_a_budget_too_small_for_the_levels_is_one_line(toy_scene, tmp_path, capsys):
     code = main(["train", str(toy_scene), "--size", "2KB", "--steps", "20", "--max-level", "4", "--batch", "128",
                  "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
-    err = capsys.readouterr().err.strip()
+    printed = capsys.readouterr()
+    err = printed.err.strip()
     assert code == 2 and "--size" in err and len(err.splitlines()) == 1
+    assert "training for" not in printed.out and not (tmp_path / "r").exists()  # refused before it starts
 
 
 def test_the_vq_method_spends_the_budget_on_the_cells_left_after_its_occupancy_phase(small_train):
@@ -167,3 +169,34 @@ def test_a_cuda_size_run_takes_the_recipe_steps_unless_told():
     assert recipe_for_budget(500_000, "cuda").steps == CUDA_RECIPE_STEPS
     assert recipe_for_budget(500_000, "cpu").steps == Recipe.steps
     assert recipe_for_budget(500_000, "cuda", steps=300).steps == 300
+
+
+@pytest.mark.parametrize("interrupt_at_call", [1, 4])
+def test_ctrl_c_in_a_size_run_keeps_the_vq_phase_model_within_the_budget(toy_scene, tmp_path, monkeypatch, capsys,
+                                                                         interrupt_at_call):
+    """Ctrl-C during the occupancy phase (call 1) writes nothing, and says so; during the vq phase (call 4 of 50-step
+    chunks: occupancy is 20% of 400 steps, 2 chunks) it writes the model so far, which fits the budget."""
+    from engine.train import Trainer
+    calls = {"n": 0}
+    original = Trainer.step
+
+    def step(self, n=1):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_call:
+            raise KeyboardInterrupt
+        return original(self, n)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    out = tmp_path / "run"
+    code = main(["train", str(toy_scene), "--size", "25KB", "--steps", "400", "--max-level", "4", "--batch", "128",
+                 "--out", str(out), "--quiet", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == 130
+    model = out / "model.vbnf"
+    if interrupt_at_call == 1:
+        assert not model.exists() and "nothing was written" in printed
+        return
+    assert model.exists() and model_layout(model).total_bytes <= 25_000
+    field = load_model(model)
+    assert field.metadata["interrupted"] is True and field.metadata["train_steps"] == 50  # the vq phase's chunk
+    assert "wrote" in printed and "130 of 400 steps" in printed
