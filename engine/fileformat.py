@@ -509,14 +509,17 @@ def model_layout(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryvi
 
 def chunk_states(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview, layout: ModelLayout
                  ) -> list[str]:
-    """Per chunk of `layout` (metadata first): "intact" (all bytes present, tag, LOD, length and CRC right),
-    "damaged" (present but one of those wrong), "partial" (the file ends inside it) or "missing" (ends before it).
-    Reads one chunk at a time, so memory stays at the largest chunk."""
+    """Per chunk of `layout` (metadata first): "intact" (all bytes present, tag, LOD, length and CRC right, and a
+    compressed chunk decodes to the length its grid needs), "damaged" (present but one of those wrong), "partial"
+    (the file ends inside it) or "missing" (ends before it). Reads one chunk at a time, so memory stays at the
+    largest chunk (decoded)."""
     e = "<" if layout.byte_order == "little" else ">"
+    raw_lengths = [None] + [length for _, _, length in expected_chunks(layout.structure["grid"])]
 
-    def check(view: memoryview, chunk: ChunkInfo) -> str:
+    def check(view: memoryview, chunk: ChunkInfo, raw_length: int) -> str:
         try:
-            _checked_payload(view, dataclasses.replace(chunk, offset=0, end=len(view)), e, "")
+            payload = _checked_payload(view, dataclasses.replace(chunk, offset=0, end=len(view)), e, "")
+            _decoded(payload, chunk, raw_length, "")  # damaged before it was compressed: the CRC is right
         except FormatError:
             return "damaged"
         return "intact"
@@ -524,20 +527,20 @@ def chunk_states(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryvi
     states = []
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = memoryview(path_or_bytes).cast("B")
-        for c in layout.chunks:
+        for c, raw in zip(layout.chunks, raw_lengths):
             states.append("missing" if c.offset >= len(data) else "partial" if c.end > len(data)
-                          else check(data[c.offset:c.end], c))
+                          else check(data[c.offset:c.end], c, raw))
         return states
     try:
         with open(path_or_bytes, "rb") as f:
-            for c in layout.chunks:
+            for c, raw in zip(layout.chunks, raw_lengths):
                 if c.offset >= layout.available_bytes:
                     states.append("missing")
                 elif c.end > layout.available_bytes:
                     states.append("partial")
                 else:
                     f.seek(c.offset)
-                    states.append(check(memoryview(f.read(c.end - c.offset)), c))
+                    states.append(check(memoryview(f.read(c.end - c.offset)), c, raw))
     except OSError as err:
         raise FormatError(f"cannot read {os.fspath(path_or_bytes)}: {err.strerror or err}") from None
     return states

@@ -33,15 +33,16 @@ def run(args: argparse.Namespace) -> int:
 
 def state_text(layout: ModelLayout, states: list[str] | None = None) -> str:
     """One phrase for the header line: "complete", "partial: A of B bytes, k of n LODs present",
-    or "damaged: ..." naming the first chunk whose CRC (or tag, LOD, length) is wrong and the LODs before it that
-    are intact. states: from `chunk_states` (None: CRCs not checked)."""
+    or "damaged: ..." naming the first chunk whose CRC (or tag, LOD, length, decoding) is wrong and the LODs before
+    it that are intact. states: from `chunk_states` (None: CRCs not checked)."""
     stored = len(layout.lod_prefix_bytes)
     if states is not None and "damaged" in states:
         i = states.index("damaged")
         bad = layout.chunks[i]
         intact = bad.lod if bad.lod is not None else 0
         where = f"the {bad.kind} chunk" + ("" if bad.lod is None else f" of LOD {bad.lod}")
-        return (f"damaged: {where} (bytes {bad.offset}..{bad.end}) fails its CRC check; "
+        why = "fails its CRC check" + (" or does not decode" if bad.coding != "raw" else "")
+        return (f"damaged: {where} (bytes {bad.offset}..{bad.end}) {why}; "
                 f"{states.count('damaged')} of {len(states)} chunks damaged, {intact} of {stored} LODs intact")
     if layout.available_bytes < layout.total_bytes:
         return (f"partial: {layout.available_bytes} of {layout.total_bytes} bytes, {layout.complete_lods} of {stored} "

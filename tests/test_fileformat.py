@@ -12,10 +12,11 @@ import torch
 from engine import fileformat
 from engine.cli import main as vbnf_main
 from engine.errors import FormatError, VbnfError
+from engine.fileformat_cli import state_text
 from engine.field import InferenceField, NeuralField
 from engine.fileformat import (
-    CHUNK_OVERHEAD, HEADER_BYTES, MAGIC, TruncatedModelWarning, load_model, load_model_bytes, model_layout,
-    save_model, save_model_bytes, theoretical_bytes,
+    CHUNK_OVERHEAD, HEADER_BYTES, MAGIC, TruncatedModelWarning, chunk_states, load_model, load_model_bytes,
+    model_layout, save_model, save_model_bytes, theoretical_bytes,
 )
 from engine.grids import LevelRows, kmeans_grid_from_dense
 from engine.octree import cell_corners, octree_from_child_masks
@@ -292,8 +293,14 @@ def test_a_damaged_compressed_chunk_behind_a_valid_crc():
     data, index, chunk = _coded_file()
     payload = bytearray(data[chunk.offset + 16:chunk.offset + 16 + chunk.length])
     payload[len(payload) // 2] ^= 0xFF
-    message = format_error(rewrite_chunk(data, index, bytes(payload)))
+    damaged = rewrite_chunk(data, index, bytes(payload))
+    message = format_error(damaged)
     assert "compressed octree chunk" in message and f"byte {chunk.offset + 16}" in message
+    layout = model_layout(damaged)  # and `vbnf info` does not call it complete
+    assert chunk_states(damaged, layout)[index] == "damaged"
+    assert state_text(layout, chunk_states(damaged, layout)).startswith(
+        f"damaged: the octree chunk of LOD {chunk.lod} (bytes {chunk.offset}..{chunk.end}) fails its CRC check or "
+        "does not decode")
     cut = bytes(payload[:-4])  # ends early: fewer bytes than its grid needs (the table is edited to agree)
 
     def shorter(doc):
