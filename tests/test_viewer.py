@@ -2,6 +2,8 @@
 it running. Real GLFW (Null platform) + EGL + ImGui; input injected through imgui-bundle's GLFW callbacks."""
 from __future__ import annotations
 
+import time
+
 import imgui_bundle  # noqa: F401  (before glfw: one libglfw, the one with a working Null platform + EGL)
 import glfw
 import numpy as np
@@ -105,8 +107,41 @@ def test_a_dropped_file_opens(make_app, tiny_model, tmp_path):
     app = make_app(tiny_model)
     app.frame()
     app.window._drop_cb(app.window.handle, [str(other)])  # what GLFW calls on a drop
-    app.frame()
+    settle(app)  # read on a worker thread, shown once read
     assert app.state.model_path == str(other)
+    assert app.state.model.name == "other.vbnf"
+
+
+def test_a_slow_model_file_opens_without_freezing_the_view(make_app, tiny_model, tmp_path, monkeypatch):
+    """Opening reads and checks the whole file (seconds for a large one): the frames go on meanwhile, showing the
+    current model and a notice; then the new model is shown. A file that fails does so in one line, later."""
+    import viewer.actions
+    other = make_tiny_model(tmp_path / "other.vbnf", seed=7)
+    real_open = viewer.actions.FieldSource.open
+
+    def slow_open(path):
+        time.sleep(1.5)
+        return real_open(path)
+
+    app = make_app(tiny_model)
+    settle(app)
+    monkeypatch.setattr(viewer.actions.FieldSource, "open", staticmethod(slow_open))
+    app.window._drop_cb(app.window.handle, [str(other)])
+    t0 = time.perf_counter()
+    frames = []
+    while app.state.model_path != str(other) and time.perf_counter() - t0 < 30:
+        start = time.perf_counter()
+        app.frame()
+        frames.append(time.perf_counter() - start)
+        if len(frames) == 2:
+            assert "opening" in app.state.message and app.state.model.name == "tiny.vbnf"
+    assert app.state.model.name == "other.vbnf"
+    assert len(frames) > 3 and max(frames) < 1.0  # no frame waited for the 1.5 s read
+    bad = tmp_path / "notes.vbnf"
+    bad.write_text("hello")
+    app.actions.request_open(bad)
+    settle(app)
+    assert str(bad) in app.state.error and "current model stays open" in app.state.error
     assert app.state.model.name == "other.vbnf"
 
 

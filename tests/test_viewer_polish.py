@@ -56,6 +56,7 @@ def test_the_chooser_works_without_a_system_dialog(make_app, tiny_model, tmp_pat
     browser.choose(tmp_path / "other.vbnf")
     app.frame()
     assert app.actions.browser is None
+    settle(app)  # the chosen file is read on a worker thread
     assert app.models.current.path == Path(str(other.resolve()))
 
 

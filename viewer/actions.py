@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 
 from engine.errors import VbnfError
@@ -43,6 +44,8 @@ class Actions:
         state.training.device_reason = training_device_reason
         state.training.batch = device_batch(training_device)
         self._dialog = None  # a pending portable_file_dialogs.open_file / select_folder
+        self._opening: ModelOpening | None = None
+        """A model file being read on a worker thread (request_open)."""
         self._dialog_purpose = ""
         self.browser: FileBrowser | None = None
         """The viewer's own chooser while it is open (machines without a system file dialog)."""
@@ -50,21 +53,52 @@ class Actions:
     # -- model -----------------------------------------------------------------------------------------------------
 
     def open_model(self, path: str | os.PathLike) -> bool:
-        """Opens a model file and shows it from the default view; on failure shows why and keeps the current one."""
+        """Opens a model file now (on the calling thread) and shows it from the default view; on failure shows why
+        and keeps the current one. The app's start uses it; what the user opens goes through `request_open`."""
         path = str(path).strip()
         if not path:
             self.state.error = "Open: type a .vbnf path first (or drop a file on the window)"
             return False
         try:
-            source = self.models.open(path)
-        except VbnfError as e:
-            self.state.error = f"cannot open {path}: {e}" if path not in str(e) else str(e)
-            self.state.error = self.state.error.replace("\n", " ") + "; the current model stays open"
+            source = FieldSource.open(path)
+        except Exception as e:  # noqa: BLE001 - anything unexpected is still one line, never a crash
+            self.state.error = open_error(path, e)
             return False
-        except Exception as e:  # anything unexpected is still one line, never a crash
-            self.state.error = f"cannot open {path}: {type(e).__name__}: {e}".splitlines()[0] + \
-                "; the current model stays open"
-            return False
+        self._show_opened(path, source)
+        return True
+
+    def request_open(self, path: str | os.PathLike) -> None:
+        """Opens a model file on a worker thread (reading and checking a large file takes seconds): the view keeps
+        the current model meanwhile, with a notice, and `poll_open` shows the new one, or why it failed."""
+        path = str(path).strip()
+        if not path:
+            self.state.error = "Open: type a .vbnf path first (or drop a file on the window)"
+            return
+        if self._opening is not None:
+            self.state.message = f"still opening {self._opening.path}; open {path} after it"
+            return
+        self._opening = ModelOpening(path, self.wake)
+        self.state.message = f"opening {path} ..."
+
+    def opening(self) -> bool:
+        """A model file is being read (request_open)."""
+        return self._opening is not None
+
+    def poll_open(self) -> None:
+        """Called every frame: shows the model `request_open` read, once read (or its error)."""
+        opening = self._opening
+        if opening is None or not opening.done.is_set():
+            return
+        self._opening = None
+        if opening.error is not None:
+            self.state.message = ""
+            self.state.error = opening.error
+        else:
+            self._show_opened(opening.path, opening.source)
+
+    def _show_opened(self, path: str, source: FieldSource) -> None:
+        """Makes `source` (just read from `path`) the model shown, from the default view."""
+        self.models.make_current(source)
         self.stop_training()
         s = self.state
         s.model_path = str(path)
@@ -126,7 +160,7 @@ class Actions:
             return
         if purpose == "model":
             self.state.open_path = chosen
-            self.open_model(chosen)
+            self.request_open(chosen)
         elif purpose == "dataset":
             self.state.training.dataset_path = str(Path(chosen).resolve())
             self.datasets.forget_error(self.state.training.dataset_path)
@@ -149,7 +183,7 @@ class Actions:
     def drop_files(self, paths: list[str]) -> None:
         """GLFW drop callback: opens the first dropped file."""
         if paths:
-            self.open_model(paths[0])
+            self.request_open(paths[0])
 
     def save_model(self, path: str | None = None, overwrite: bool = False) -> bool:
         """Saves the shown field (the live snapshot, or the file's at the chosen bitwidth) atomically.
@@ -351,14 +385,45 @@ class Actions:
             t.psnr = [h["psnr"] for h in history]
 
     def busy(self) -> bool:
-        """Something runs in the background that the frame must poll (a file dialog, a training run loading or
-        running): the loop must not sleep until an event."""
+        """Something runs in the background that the frame must poll (a file dialog, a model being read, a training
+        run loading or running): the loop must not sleep until an event."""
         t = self.training
-        return self._dialog is not None or (t is not None and (t.running or not t.ready))
+        return (self._dialog is not None or self._opening is not None
+                or (t is not None and (t.running or not t.ready)))
         # (the ImGui chooser needs no polling: it changes only on input, which wakes the loop)
 
     def close(self) -> None:
         self.stop_training(keep_snapshot=True)
+
+
+def open_error(path: str, error: Exception) -> str:
+    """The one line shown when opening `path` failed with `error` (the current model stays open)."""
+    if isinstance(error, VbnfError):
+        text = f"cannot open {path}: {error}" if path not in str(error) else str(error)
+        return text.replace("\n", " ") + "; the current model stays open"
+    return f"cannot open {path}: {type(error).__name__}: {error}".splitlines()[0] + "; the current model stays open"
+
+
+class ModelOpening:
+    """`FieldSource.open(path)` on a worker thread: `done` is set when it ended, with `source` or `error` (the
+    line to show); `wake` (the app's) is called then."""
+
+    def __init__(self, path: str, wake=None):
+        self.path = path
+        self.source: FieldSource | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._wake = wake
+        threading.Thread(target=self._run, name="vbnf-open", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.source = FieldSource.open(self.path)
+        except Exception as e:  # noqa: BLE001 - shown as one line by poll_open
+            self.error = open_error(self.path, e)
+        self.done.set()
+        if self._wake is not None:
+            self._wake()
 
 
 def resolve_dataset(value, model_path: Path) -> str:

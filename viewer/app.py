@@ -147,6 +147,7 @@ class App:
         self.actions.advance_download(dt)
         self.actions.poll_training()
         self.actions.poll_dialog()
+        self.actions.poll_open()
         self.view.update(s, self.models, self.datasets, rect, scale)
         self.view.draw_scene(s, fb)
         draw_ui(s, self.actions)
@@ -204,7 +205,8 @@ class App:
     # -- for scripts and tests -------------------------------------------------------------------------------------
 
     def run_until_idle(self, timeout_s: float = 30.0, stop_on_error: bool = False) -> bool:
-        """Runs frames until every image is final and no capture waits (True), or until the timeout (False).
+        """Runs frames until every image is final, no capture waits and no model is being opened (True), or until
+        the timeout (False).
         stop_on_error: return False at once when a frame leaves an error (a failed render never becomes final)."""
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
@@ -212,7 +214,7 @@ class App:
             if stop_on_error and self.state.error:
                 return False
             if not (self.state.stats.refining or self.view.captures or self.view.scheduler.busy()
-                    or self.models.preparing()):
+                    or self.models.preparing() or self.actions.opening()):
                 self.frame()  # one more so the final image is on screen
                 return True
         return False

@@ -271,7 +271,10 @@ class Models:
 
     def open(self, path: str | os.PathLike) -> FieldSource:
         """Opens `path` and makes it current; on any failure raises and keeps the current model."""
-        source = FieldSource.open(path)
+        return self.make_current(FieldSource.open(path))
+
+    def make_current(self, source: FieldSource) -> FieldSource:
+        """Shows `source` from now on (a model opened elsewhere, e.g. on a worker thread)."""
         self.current = source
         return source
 

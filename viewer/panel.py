@@ -168,7 +168,7 @@ def section_model(state: AppState, actions: Actions) -> None:
                                                           imgui.InputTextFlags_.enter_returns_true)
     imgui.same_line()
     if imgui.button("Open") or entered:
-        actions.open_model(state.open_path)
+        actions.request_open(state.open_path)
     if imgui.button("Browse..."):
         actions.browse_for_model()
     imgui.same_line()
