@@ -5,7 +5,8 @@
 //   grid_features_forward:  out[m, :]  = sum_k sum_c w_kc(p_m) * table_k[corners_k[cell_k(m), c], :]
 //   grid_features_backward: grad_table_k[corners_k[cell_k(m), c], :] += w_kc(p_m) * grad_out[m, :]
 //
-// One thread per point; the backward recomputes the descent and the weights instead of storing them. Points whose
+// One thread per point; the backward recomputes the descent and the weights instead of storing them, and on the GPU
+// sums the lanes of a warp that add to the same corner row before the atomic (warp_add_row). Points whose
 // cell at some level is unoccupied use cell 0 there, as `descend` does (the trainer culls them before).
 //
 // Compiled at run time by NVRTC (engine/cuda/grid_features.py) with -DFEAT=F. The same file compiles as plain C++ on
