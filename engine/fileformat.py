@@ -252,6 +252,30 @@ def _decoded(payload: memoryview, chunk: ChunkInfo, raw_length: int, source: str
     return memoryview(out)
 
 
+DECODE_PIECE_BYTES = 1 << 20
+"""`_decodes_whole` decodes a chunk in pieces of this size: memory stays there whatever the chunk claims."""
+
+
+def _decodes_whole(payload: memoryview, chunk: ChunkInfo, raw_length: int) -> bool:
+    """Whether a chunk's stored bytes decode to exactly `raw_length` bytes (always, for a raw chunk), in pieces of
+    DECODE_PIECE_BYTES that are counted and dropped. A chunk claiming to expand more than
+    limits.LOAD_BYTES_PER_FILE_BYTE times (the loader's own bound) is not decoded: it is not a model's octree."""
+    if chunk.coding == "raw":
+        return True
+    if raw_length > limits.LOAD_BYTES_PER_FILE_BYTE * max(len(payload), 1):
+        return False
+    inflater = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    try:
+        total = len(inflater.decompress(bytes(payload), max_length=DECODE_PIECE_BYTES))
+        while not inflater.eof and total <= raw_length:
+            if inflater.needs_input:  # every stored byte read and the stream has not ended
+                return False
+            total += len(inflater.decompress(b"", max_length=DECODE_PIECE_BYTES))
+    except lzma.LZMAError:
+        return False
+    return inflater.eof and total == raw_length and not inflater.unused_data
+
+
 def _header_bytes(e: str) -> bytes:
     head = MAGIC + struct.pack(e + "HHI", BYTE_ORDER_MARK, FORMAT_VERSION, 0)
     return head + struct.pack(e + "I", zlib.crc32(head))
@@ -512,17 +536,16 @@ def chunk_states(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryvi
     """Per chunk of `layout` (metadata first): "intact" (all bytes present, tag, LOD, length and CRC right, and a
     compressed chunk decodes to the length its grid needs), "damaged" (present but one of those wrong), "partial"
     (the file ends inside it) or "missing" (ends before it). Reads one chunk at a time, so memory stays at the
-    largest chunk (decoded)."""
+    largest chunk."""
     e = "<" if layout.byte_order == "little" else ">"
     raw_lengths = [None] + [length for _, _, length in expected_chunks(layout.structure["grid"])]
 
     def check(view: memoryview, chunk: ChunkInfo, raw_length: int) -> str:
         try:
             payload = _checked_payload(view, dataclasses.replace(chunk, offset=0, end=len(view)), e, "")
-            _decoded(payload, chunk, raw_length, "")  # damaged before it was compressed: the CRC is right
         except FormatError:
             return "damaged"
-        return "intact"
+        return "intact" if _decodes_whole(payload, chunk, raw_length) else "damaged"  # a CRC over damaged data
 
     states = []
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):

@@ -597,3 +597,20 @@ def test_info_prints_the_ladder_bits_and_metrics(tmp_path, capsys):
 
 def test_magic_constant():
     assert MAGIC == b"VBNF"
+
+
+def test_info_decodes_a_compressed_chunk_in_bounded_pieces():
+    """`vbnf info` checks that a compressed chunk decodes to what its grid needs without holding it: a stream that
+    ends early, one that runs long and one that would expand implausibly are all 'damaged'."""
+    import lzma
+    from engine.fileformat import DECODE_PIECE_BYTES, LZMA_FILTERS, _decodes_whole
+    raw = torch.randint(0, 4, (3 * DECODE_PIECE_BYTES + 7,), generator=torch.Generator().manual_seed(0),
+                        dtype=torch.uint8).numpy().tobytes()  # several pieces, compressible 4:1 like child masks
+    packed = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    chunk = fileformat.ChunkInfo("octree", 0, 0, len(packed), 0, "lzma")
+    assert _decodes_whole(memoryview(packed), chunk, len(raw))
+    assert not _decodes_whole(memoryview(packed), chunk, len(raw) - 1)
+    assert not _decodes_whole(memoryview(packed), chunk, len(raw) + 1)
+    assert not _decodes_whole(memoryview(packed[:-8]), chunk, len(raw))
+    zeros = lzma.compress(bytes(64 << 20), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)  # ~10 kB for 64 MB
+    assert not _decodes_whole(memoryview(zeros), chunk, 64 << 20)  # over the loader's expansion bound
