@@ -407,6 +407,12 @@ def main() -> None:
         "",
         section("format.md"),
         format_checks(load("format.json")),
+        "## Bitwidth conversion (bench/convert_speed.py)",
+        "",
+        "What the viewer's bitwidth switch and `vbnf convert` spend re-quantising a lego-sized model (load and save "
+        "not included), on the development CPU.",
+        "",
+        section("convert_speed.md"),
         "## Bad input: hostile model files (bench/bad_input.py)",
         "",
         section("bad_input.md"),
