@@ -118,14 +118,16 @@ def parse_size(text: str) -> int:
 
 
 def recipe_for_budget(budget_bytes: int, device_type: str, steps: int | None = None, masked: bool = True) -> Recipe:
-    """The recipe the project uses for a budget (docs/ENGINE.md): CUDA_RECIPE_STEPS steps on CUDA, the Recipe
-    default (10,000) elsewhere, unless `steps` is given; 256^3 cells on CUDA (128^3 below 200 kB, and for
+    """The recipe the project uses for a budget (docs/ENGINE.md): CUDA_RECIPE_STEPS steps on CUDA for a data set
+    with alpha masks, the Recipe default (10,000) otherwise (a data set without masks trains every cell of 128^3 in
+    its occupancy phase, and fox did not finish 10,000 steps within 170 s: 20,000 was not tried there), unless
+    `steps` is given; 256^3 cells on CUDA (128^3 below 200 kB, and for
     a data set without alpha masks, where nothing is carved and the occupancy phase would train all 16.7M cells of
     256^3), 64^3 on the CPU. Not 512^3 for large budgets: at 2 MB on lego it left 2 bits per finest corner (2.7M
     seen cells) and did not finish within 250 s on an H200 (docs/research/2026-12-02-rate-distortion.md)."""
     if device_type == "cuda":
         max_level, rays = (7 if budget_bytes < 200_000 or not masked else 8), Recipe.visibility_rays
-        default_steps = CUDA_RECIPE_STEPS
+        default_steps = CUDA_RECIPE_STEPS if masked else Recipe.steps  # unmasked: not measured at 20,000
     else:
         max_level, rays = 6, 250_000  # 164k rays took 18 s on 2 cores at 64^3 (2026-12-02)
         default_steps = Recipe.steps

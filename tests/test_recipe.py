@@ -167,6 +167,7 @@ def test_the_bits_keep_the_training_logits_bounded(small_train, monkeypatch):
 def test_a_cuda_size_run_takes_the_recipe_steps_unless_told():
     from engine.recipe import CUDA_RECIPE_STEPS, Recipe, recipe_for_budget
     assert recipe_for_budget(500_000, "cuda").steps == CUDA_RECIPE_STEPS
+    assert recipe_for_budget(500_000, "cuda", masked=False).steps == Recipe.steps
     assert recipe_for_budget(500_000, "cpu").steps == Recipe.steps
     assert recipe_for_budget(500_000, "cuda", steps=300).steps == 300
 
