@@ -9,6 +9,7 @@ page.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def main() -> int:
     from engine.render import render_rays, max_samples_per_ray
     from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
+    if not torch.cuda.is_available():
+        print("bench/train_profile.py profiles CUDA kernels: it needs a CUDA GPU", file=sys.stderr)
+        return 2
     device = torch.device("cuda")
     train = load_dataset(args.data, "train")
     for name in args.grids.split(","):
