@@ -57,12 +57,12 @@ def main() -> int:
         # one step's sample counts at the finest LOD
         f = trainer.field
         origins, dirs, _ = trainer.sample_batch()
+        k_max = max_samples_per_ray(f.scene_half_size, trainer.ray_step)
         with torch.no_grad():
             out = render_rays(f.field_fn(f.n_lods - 1), f.octree, f.octree.max_level, f.scene_center,
                               f.scene_half_size, trainer.ray_step, origins, dirs, trainer.background,
-                              extras=("samples",), max_samples=max_samples_per_ray(f.scene_half_size,
-                                                                                   trainer.ray_step))
-        print(f"{name}: {wall * 1e3:.2f} ms/step ({1 / wall:.1f} steps/s); K max {max_samples_per_ray(f.scene_half_size, trainer.ray_step)}; "
+                              extras=("samples",), max_samples=k_max)
+        print(f"{name}: {wall * 1e3:.2f} ms/step ({1 / wall:.1f} steps/s); K max {k_max}; "
               f"visible samples per ray mean {out['samples'].mean():.1f} max {out['samples'].max():.0f}; "
               f"peak {torch.cuda.max_memory_allocated() / 1e9:.2f} GB", flush=True)
         print(table_cuda[:6000], flush=True)
