@@ -27,6 +27,25 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """interrupt_training(n): the n-th call of Trainer.step from now raises KeyboardInterrupt (what Ctrl-C does
+    while a run trains); the other calls train as usual."""
+    from engine.train import Trainer
+    original = Trainer.step
+
+    def arm(at_call: int) -> None:
+        calls = {"n": 0}
+
+        def step(self, n=1):
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                raise KeyboardInterrupt
+            return original(self, n)
+        monkeypatch.setattr(Trainer, "step", step)
+    return arm
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A small 4-bit vq model file (fields.make_tiny_model), shared by the whole run."""

@@ -173,21 +173,11 @@ def test_a_cuda_size_run_takes_the_recipe_steps_unless_told():
 
 
 @pytest.mark.parametrize("interrupt_at_call", [1, 4])
-def test_ctrl_c_in_a_size_run_keeps_the_vq_phase_model_within_the_budget(toy_scene, tmp_path, monkeypatch, capsys,
-                                                                         interrupt_at_call):
+def test_ctrl_c_in_a_size_run_keeps_the_vq_phase_model_within_the_budget(toy_scene, tmp_path, capsys,
+                                                                         interrupt_training, interrupt_at_call):
     """Ctrl-C during the occupancy phase (call 1) writes nothing, and says so; during the vq phase (call 4 of 50-step
     chunks: occupancy is 20% of 400 steps, 2 chunks) it writes the model so far, which fits the budget."""
-    from engine.train import Trainer
-    calls = {"n": 0}
-    original = Trainer.step
-
-    def step(self, n=1):
-        calls["n"] += 1
-        if calls["n"] == interrupt_at_call:
-            raise KeyboardInterrupt
-        return original(self, n)
-
-    monkeypatch.setattr(Trainer, "step", step)
+    interrupt_training(interrupt_at_call)
     out = tmp_path / "run"
     code = main(["train", str(toy_scene), "--size", "25KB", "--steps", "400", "--max-level", "4", "--batch", "128",
                  "--out", str(out), "--quiet", "--device", "cpu"])

@@ -141,17 +141,8 @@ def test_cli_train_checkpoint_resume_eval_render(toy_scene, tmp_path, capsys):
     assert main(["render", str(out / "model.vbnf"), "--size", "32x24", "--out", str(png), "--device", "cpu"]) == 2
 
 
-def test_ctrl_c_saves_model_and_checkpoint(toy_scene, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = Trainer.step
-
-    def interrupted(self, n=1):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, n)
-
-    monkeypatch.setattr(Trainer, "step", interrupted)
+def test_ctrl_c_saves_model_and_checkpoint(toy_scene, tmp_path, interrupt_training):
+    interrupt_training(2)
     out = tmp_path / "run"
     code = main(["train", str(toy_scene), "--grid", "dense", "--max-level", "4", "--steps", "500", "--batch", "128",
                  "--out", str(out), "--quiet", "--device", "cpu"])
