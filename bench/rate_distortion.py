@@ -5,6 +5,8 @@
     python bench/rate_distortion.py DATA --replot   (the plot from the records already in --json)
     python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set dense_fraction=0.5 --tag a
         (a probe of one recipe setting on validation views; settings are chosen there, never on test views)
+    python bench/rate_distortion.py DATA --evaluate /tmp/rd_models/lego_0.5MB_a.vbnf --from-json PROBES.json
+        (the test-split records of a probe's model, once val has chosen it: no second training)
 
 Each budget trains one model with the project's recipe (engine/recipe.py) and evaluates every LOD prefix of it:
 every prefix is an extra point (its bytes are the prefix's). Records (one per model and LOD) are merged into the JSON
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.cameras import select_cameras  # noqa: E402
 from engine.data import NGP_TEST_EVERY, load_dataset  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
-from engine.fileformat import model_layout, save_model  # noqa: E402
+from engine.fileformat import load_model, model_layout, save_model  # noqa: E402
 from engine.recipe import Recipe, recipe_for_budget, recipe_kind, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from engine.train_cli import CUDA_BATCH  # noqa: E402
@@ -85,6 +87,10 @@ def main() -> int:
     ap.add_argument("--json", default="docs/results/rate_distortion.json")
     ap.add_argument("--plot", default="docs/rate_distortion.png")
     ap.add_argument("--replot", action="store_true", help="only draw --plot from the records in --json")
+    ap.add_argument("--evaluate", metavar="MODEL", default=None,
+                    help="train nothing: evaluate this file (a probe's model, chosen on val) on --split and record "
+                         "it under --tag, with the training time, steps, recipe and peak of its record in --from-json")
+    ap.add_argument("--from-json", default="docs/results/rate_distortion_probes.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # the recipe's phases and bits
     if args.replot:
@@ -101,11 +107,14 @@ def main() -> int:
     batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
     records: list[dict] = []
 
-    def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None) -> None:
-        path = out_dir / f"{scene}_{name}{args.tag}.vbnf"
-        save_model(path, field, {"recipe": recipe} if recipe else None)
+    def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None,
+                peak: float | None = None, saved: Path | None = None) -> None:
+        path = saved or out_dir / f"{scene}_{name}{args.tag}.vbnf"
+        if saved is None:
+            save_model(path, field, {"recipe": recipe} if recipe else None)
         layout = model_layout(path)
-        peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
+        if peak is None and device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() / 1e9
         rows = evaluate(field, test, device=str(device))
         for r in rows:
             records.append({"scene": scene, "tag": args.tag, "name": name, "budget_bytes": budget,
@@ -119,6 +128,20 @@ def main() -> int:
         best = rows[-1]
         print(f"{name}: {layout.total_bytes:,} bytes, {best['psnr']:.2f} dB / {best['ssim']:.4f} at LOD "
               f"{best['lod']}, trained {seconds:.0f} s, peak {peak or 0:.1f} GB", flush=True)
+
+    if args.evaluate:
+        path = Path(args.evaluate)
+        trained = [r for r in json.loads(Path(args.from_json).read_text()) if r["scene"] == scene and
+                   path.name == f"{scene}_{r['name']}{r['tag']}.vbnf"]
+        if not trained:
+            raise SystemExit(f"{args.from_json} has no record of {path.name}: its training time is unknown")
+        r = trained[-1]
+        measure(r["name"], load_model(path), r["budget_bytes"], r["train_s"], r["steps"], r["recipe"],
+                r["peak_gb"], saved=path)
+        print_table(records)
+        if args.plot:
+            plot(json.loads(Path(args.json).read_text()), Path(args.plot))
+        return 0
 
     base = TrainSettings(batch_rays=batch, grid_lr=DEFAULT_GRID_LR["dense"])
     for mb in [float(v) for v in args.budgets.split(",") if v]:

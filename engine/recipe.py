@@ -88,6 +88,9 @@ class Recipe:
     each of its cells costs octree and index bytes); 0 keeps them."""
     visibility_rays: int = 4_000_000
     """Random training pixels whose rays measure that visibility (all pixels when there are fewer)."""
+    lod_bias: float = 2.0
+    """Method "vq": the vq phase's `TrainSettings.lod_bias` (P(LOD k) proportional to lod_bias**k), which decides
+    how the steps divide between the finest LOD (what the whole file renders) and the prefixes."""
     dense_fraction: float = 0.6
     """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
     importance_fraction: float = 0.25
@@ -393,7 +396,8 @@ class VqBudgetRun:
         log.info("recipe: bits %s", "/".join(map(str, self.recipe.level_bits)))
         self.phase = "vq"
         self.trainer = Trainer(field, self.dataset,
-                               replace(self.settings, steps=max(1, self.recipe.steps - self.occupancy_steps)),
+                               replace(self.settings, steps=max(1, self.recipe.steps - self.occupancy_steps),
+                                       lod_bias=self.recipe.lod_bias),
                                self.device)
 
 
