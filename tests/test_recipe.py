@@ -51,6 +51,12 @@ def test_the_recipe_writes_a_file_within_its_budget(small_train, method, kind):
     assert tuner.history and all(torch.isfinite(torch.tensor(r["loss"])) for r in tuner.history)
 
 
+def test_the_vq_phase_trains_the_lods_as_the_recipe_says_and_the_model_records_it(small_train):
+    recipe = Recipe(budget_bytes=20_000, steps=20, max_level=4, lod_bias=3.0)
+    tuner, _ = train_for_budget(small_train, recipe, TrainSettings(batch_rays=128), torch.device("cpu"), chunk=10)
+    assert tuner.freeze().metadata["train_settings"]["lod_bias"] == 3.0
+
+
 def test_train_size_cli_fits_the_budget_and_info_shows_the_recipe(toy_scene, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", str(toy_scene), "--size", "25KB", "--steps", "40", "--max-level", "4", "--batch", "256",

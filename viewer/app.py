@@ -42,7 +42,8 @@ from viewer.training_session import DatasetCache
 MINIMISED_SLEEP_S = 0.05
 UI_FPS_CAP = 60.0  # the loop sleeps out the rest of a frame: on a CPU-only machine the UI's GL (llvmpipe) and the
                    # torch renderer share the cores, so frames beyond this only slow the render down
-TRAINING_UI_FPS = 40.0  # while training the view refreshes at most this often (the rest of the time trains)
+TRAINING_UI_FPS = 32.0  # while training the view refreshes at most this often: the rest of the time trains (the
+                        # frame thread's Python holds the GIL that the trainer's launches need); 30 fps is the aim
 FULL_SPEED_FRAME_S = 0.25  # "train at full speed": the view refreshes a few times a second
 QUIET_FRAMES = 3  # frames drawn after the last change before the loop waits for events (ImGui settles hover states)
 IDLE_WAIT_S = 1.0  # an idle loop draws a frame at least this often (clock-like overlays stay honest)
