@@ -229,12 +229,13 @@ def rate_distortion_table() -> str:
         lods.sort(key=lambda r: r["lod"])
         full = lods[-1]
         bits = (full.get("recipe") or {}).get("level_bits") or "-"
+        lod_bias = (full.get("recipe") or {}).get("lod_bias", 2.0 if full.get("recipe") else "-")
         prefixes = ", ".join(f"{r['prefix_bytes'] / 1e3:.0f} kB {r['psnr']:.1f}" for r in lods[:-1])
-        rows.append([scene, name + tag, "/".join(map(str, bits)) if bits != "-" else bits, full.get("steps"),
+        rows.append([scene, name + tag, "/".join(map(str, bits)) if bits != "-" else bits, lod_bias, full.get("steps"),
                      f"{full['file_bytes']:,}", f"{full['psnr']:.2f}", f"{full['ssim']:.4f}", full.get("train_s"),
                      full.get("peak_gb"), full.get("commit"), prefixes])
     out = provenance("rate_distortion.json") + "\n\n" + table(
-        ["scene", "model", "bits per level", "steps", "file bytes", "PSNR", "SSIM", "train s", "peak GB", "commit",
+        ["scene", "model", "bits per level", "LOD bias", "steps", "file bytes", "PSNR", "SSIM", "train s", "peak GB", "commit",
          "LOD prefixes (bytes, dB)"], rows) + "\nPlot: docs/rate_distortion.png.\n"
     lego = [r for r in recs if r.get("scene") == "lego" and not r.get("tag") and r.get("split") == "test"
             and r.get("name") != "dense"]
@@ -370,18 +371,19 @@ def main() -> None:
         "## Rate-distortion: training for a byte budget (bench/rate_distortion.py)",
         "",
         "`vbnf train --size` (engine/recipe.py, method vq: occupancy phase, removal of the cells no training ray "
-        "sees, then vq with the bits chosen for the budget; format v2, octree chunks LZMA-compressed) on lego 400 at "
-        "0.1, 0.25 and 1 MB (9e46397, 10,000 steps) and 0.5 MB (883a5e6, 20,000 steps: the recipe's step count on "
-        "CUDA since the trainer runs twice as fast, chosen on val views, 31.46 dB against 30.91 at 10,000; the other "
-        "budgets are not yet re-measured at 20,000; that model was trained by this script with --split val and its test rows "
-        "come from `vbnf eval` of the same file), and a dense grid at 10,000 steps (d6395e2); every LOD prefix "
-        "of every model is evaluated on all 200 test views. `dense-kmeans` rows are the other method of the recipe "
+        "sees, then vq with the bits chosen for the budget; format v2, octree chunks LZMA-compressed) on lego 400, "
+        "20,000 steps, 3997e29 (2026-12-03): 0.25, 0.5 and 1 MB with the vq phase's LOD bias 4 (P(LOD k) "
+        "proportional to 4^k; chosen on 25 val views at 0.5 MB: 2: 31.46 dB, 3: 31.89, 4: 32.32, 6: 32.36, and 4 "
+        "because coarse prefixes lose less than at 6), 0.1 MB with LOD bias 6 (its run with 4 did not fit the "
+        "device time); the 0.5 MB model was trained by this script with --split val and its test rows come from "
+        "--evaluate of the same file. A dense grid at 10,000 steps (d6395e2); every LOD prefix of every model is "
+        "evaluated on all 200 test views. `dense-kmeans` rows are the other method of the recipe "
         "(`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: without). "
         "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by MAX_RECIPE_LOGITS, "
         "which bounds training time and memory), so no separate row; a 512^3 variant left 2 bits per finest corner "
-        "and did not finish within 250 s. Fox did not finish within the 170 s its call had left; not measured. "
-        "The visibility threshold was chosen on 25 val views (docs/results/rate_distortion_probes.json: "
-        "0.5 MB without it 30.44 dB, with it 30.91). docs/research/2026-12-02-rate-distortion.md tells the story.",
+        "and did not finish within 250 s. Fox: not measured (no device time). "
+        "The visibility threshold, the step count and the LOD bias were chosen on 25 val views "
+        "(docs/results/rate_distortion_probes.json). docs/research/2026-12-02-rate-distortion.md tells the story.",
         "",
         rate_distortion_table(),
         "## Training-step speed (bench/train_speed.py)",
