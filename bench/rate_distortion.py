@@ -42,7 +42,7 @@ ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Syn
     ("Masked Wavelet (lego)", 0.79e6, 34.9, "lego"),
     ("BiRF (8-scene mean)", 0.5e6, 32.0, "NeRF-Synthetic mean"),
     ("CNC (8-scene mean)", 0.4e6, 33.2, "NeRF-Synthetic mean"),
-    ("instant-ngp (8-scene mean, uncompressed)", 25e6, 33.2, "NeRF-Synthetic mean"),
+    ("instant-ngp\n(8-scene mean, uncompressed)", 25e6, 33.2, "NeRF-Synthetic mean"),
 ]
 
 
@@ -225,8 +225,8 @@ def plot(records: list[dict], out: Path) -> None:
     for label, size, value, scene_set in ANCHORS:
         ax.scatter([size], [value], marker="*", s=80, color="black")
         right = size > 5e6  # labels of the rightmost anchors run to the left, inside the axes
-        ax.annotate(label, (size, value), textcoords="offset points", xytext=(-6, -10) if right else (4, 4), fontsize=7,
-                    ha="right" if right else "left")
+        ax.annotate(label, (size, value), textcoords="offset points", xytext=(-6, -6) if right else (4, 4), fontsize=7,
+                    ha="right" if right else "left", va="top" if right else "baseline")
     ax.set_xscale("log")
     ax.set_xlabel("bytes (file or LOD prefix)")
     ax.set_ylabel("PSNR (dB), test views")
