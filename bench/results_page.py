@@ -231,12 +231,13 @@ def rate_distortion_table() -> str:
         bits = (full.get("recipe") or {}).get("level_bits") or "-"
         lod_bias = (full.get("recipe") or {}).get("lod_bias", 2.0 if full.get("recipe") else "-")
         prefixes = ", ".join(f"{r['prefix_bytes'] / 1e3:.0f} kB {r['psnr']:.1f}" for r in lods[:-1])
-        rows.append([scene, name + tag, "/".join(map(str, bits)) if bits != "-" else bits, lod_bias, full.get("steps"),
+        rows.append([scene, name + tag, "/".join(map(str, bits)) if bits != "-" else bits, lod_bias,
+                     full.get("steps"),
                      f"{full['file_bytes']:,}", f"{full['psnr']:.2f}", f"{full['ssim']:.4f}", full.get("train_s"),
                      full.get("peak_gb"), full.get("commit"), prefixes])
     out = provenance("rate_distortion.json") + "\n\n" + table(
-        ["scene", "model", "bits per level", "LOD bias", "steps", "file bytes", "PSNR", "SSIM", "train s", "peak GB", "commit",
-         "LOD prefixes (bytes, dB)"], rows) + "\nPlot: docs/rate_distortion.png.\n"
+        ["scene", "model", "bits per level", "LOD bias", "steps", "file bytes", "PSNR", "SSIM", "train s", "peak GB",
+         "commit", "LOD prefixes (bytes, dB)"], rows) + "\nPlot: docs/rate_distortion.png.\n"
     lego = [r for r in recs if r.get("scene") == "lego" and not r.get("tag") and r.get("split") == "test"
             and r.get("name") != "dense"]
 
