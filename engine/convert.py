@@ -7,17 +7,23 @@
 - vq / random / kmeans -> more bits: the codebook is split: row r + j * 2^b is row r plus (for j > 0) a tiny seeded
   perturbation; indices are unchanged, so the rendered image is identical until training moves the copies apart.
 The grid kind is kept, except dense which becomes kmeans. The decoder, octree and corner tables are shared.
+
+`--finetune STEPS` then trains the converted model's codebooks and decoder on its data set with the indices fixed
+(`finetune`): k-means of codebook rows minimises the feature error, not the image error, and a few hundred steps
+recover part of the loss (docs/ENGINE.md).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.cli_checks import int_in, seed_int
+from engine.cli_checks import MAX_STEPS, int_in, seed_int
 from engine.errors import VbnfError
 from engine.field import InferenceField
 from engine.grids import LevelRows, kmeans_grid_from_dense
@@ -52,6 +58,32 @@ def convert_bits(field: InferenceField, bits: int, seed: int = 0) -> InferenceFi
                           [LevelRows(r.codebook.to(field.device), r.indices.to(field.device), None, r.bits)
                            for r in levels],
                           field.corners, field.decoder, kind, field.n_lods, metadata)
+
+
+def finetune(field: InferenceField, dataset, steps: int, device: torch.device | str, batch_rays: int,
+             progress=None) -> InferenceField:
+    """`field` (a converted codebook model) after `steps` optimiser steps of its codebooks and decoder on `dataset`
+    with every index fixed (trained as a kmeans grid: the conversion's assignment stays, only the rows and the
+    decoder move), at the learning rates its own run ended at (engine.train.continuation_settings), `batch_rays`
+    rays a step. Returns a new InferenceField of the same grid kind on `device`; its metadata's last conversion
+    records the steps. progress(trainer) is called after every chunk of steps."""
+    from engine.train import Trainer, continuation_settings, trainable_from_inference
+    if field.grid_kind == "dense":
+        raise VbnfError("--finetune needs a codebook model (vq, random or kmeans), not dense features")
+    settings = continuation_settings(field, steps, batch_rays)
+    trainer = Trainer(trainable_from_inference(dataclasses.replace(field, grid_kind="kmeans"), settings.seed),
+                      dataset, settings, device)
+    while trainer.step_count < steps:
+        trainer.step(min(50, steps - trainer.step_count))
+        if progress is not None:
+            progress(trainer)
+    metadata = dict(field.metadata)
+    conversions = [dict(c) for c in metadata.get("conversions", [])] or [{}]
+    conversions[-1]["finetune"] = {"steps": steps, "batch_rays": batch_rays, "dataset": str(dataset.root),
+                                   "seconds": round(trainer.train_seconds, 2)}
+    metadata["conversions"] = conversions
+    tuned = trainer.freeze()
+    return dataclasses.replace(tuned, grid_kind=field.grid_kind, metadata=metadata)
 
 
 def rebit_level(rows: LevelRows, bits: int, seed: int = 0) -> LevelRows:
@@ -117,6 +149,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output file (default: MODEL's stem + _b<BITS>.vbnf next to it)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--seed", type=seed_int, default=0, help="k-means / perturbation seed")
+    parser.add_argument("--finetune", type=int_in(0, MAX_STEPS, "a step count"), default=0, metavar="STEPS",
+                        help="then train the codebooks and decoder this many steps on the model's data set with the "
+                             "indices fixed (recovers part of a merge's loss; default 0: none)")
+    parser.add_argument("--data", default=None,
+                        help="data set for --finetune (default: the one the model was trained on, from its metadata)")
+    parser.add_argument("--device", default="auto", help="--finetune's device: auto (default), cpu or cuda")
 
 
 def default_out_path(model: str, bits: int) -> str:
@@ -135,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     converted = convert_bits(field, args.bits, seed=args.seed)
     seconds = time.perf_counter() - start
+    if args.finetune:
+        converted = finetune_from_cli(converted, args)
     written = save_model(out, converted)
     old_bits = "fp16 features" if field.bits is None else f"{field.bits} bits"
     print(f"{args.model}: {field.grid_kind}, {old_bits}, {before.total_bytes} bytes "
@@ -143,3 +183,25 @@ def run(args: argparse.Namespace) -> int:
           f"{theoretical_bytes(converted)}), {100.0 * written / before.total_bytes:.1f}% of the input; "
           f"converted in {seconds:.3f} s")
     return 0
+
+
+def finetune_from_cli(converted: InferenceField, args: argparse.Namespace) -> InferenceField:
+    """`vbnf convert --finetune`: the data set from --data or the model's metadata, one line when it is missing."""
+    from engine.data import load_dataset, resolve_dataset
+    from engine.evaluate import pick_device
+    from engine.train_cli import CUDA_BATCH
+    from engine.train import TrainSettings
+    data = args.data or resolve_dataset(converted.metadata.get("dataset", ""), Path(args.model))
+    if not data:
+        raise VbnfError(f"{args.model} does not name the data set it was trained on; pass --data DIR for --finetune")
+    if not Path(data).exists():
+        raise VbnfError(f"--finetune: the data set {data} is not there; pass --data DIR (the folder with "
+                        "transforms_train.json or transforms.json)")
+    device = pick_device(args.device)
+    dataset = load_dataset(data, "train")
+    batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
+    start = time.perf_counter()
+    tuned = finetune(converted.to(device), dataset, args.finetune, device, batch)
+    print(f"fine-tuned the codebooks and decoder {args.finetune} steps on {data} ({device.type}, {batch} rays a "
+          f"step) in {time.perf_counter() - start:.1f} s")
+    return tuned

@@ -385,3 +385,19 @@ def _ngp_cameras(
 def _one_line(e: BaseException) -> str:
     """str(e) squeezed onto one line."""
     return " ".join(str(e).split())
+
+
+def resolve_dataset(value, model_path: Path) -> str:
+    """A model's metadata["dataset"] as an absolute path: as stored when absolute, else relative to the current
+    folder if it exists there, else relative to the model's folder; "" when unknown."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        return str(p)
+    for base in (Path.cwd(), model_path.resolve().parent):
+        if (base / p).exists():
+            return str((base / p).resolve())
+    return str(p.resolve())
+

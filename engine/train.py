@@ -120,6 +120,33 @@ DEFAULT_GRID_LR = {"dense": 3e-2, "vq": 0.1, "random": 3e-2}
 """Grid learning rate per kind (bench/train_quality.py's defaults; the vq logits want the larger one)."""
 
 
+def continuation_settings(field: InferenceField, steps: int, batch_rays: int) -> TrainSettings:
+    """Settings that continue `field`'s training for `steps` steps of `batch_rays` rays: the optimiser and LOD
+    weights the model was trained with (metadata["train_settings"], else the defaults), and the learning rates its
+    run ended at (initial x lr_final_ratio), held constant. No pruning (the octree is the model's), no soft warm-up
+    (the indices are final), so the first steps refine the model rather than shake it (the viewer's live training;
+    `vbnf convert --finetune`)."""
+    stored = field.metadata.get("train_settings") if isinstance(field.metadata.get("train_settings"), dict) else {}
+    kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
+    defaults = TrainSettings()
+
+    def value(name: str, default):
+        v = stored.get(name, default)
+        return default if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else v
+
+    ratio = float(value("lr_final_ratio", defaults.lr_final_ratio))
+    ratio = min(max(ratio, 1e-4), 1.0)
+    grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr)))
+    codebook_lr = stored.get("codebook_lr")
+    optimizer = stored.get("optimizer") if stored.get("optimizer") in ("adam", "rmsprop") else defaults.optimizer
+    return TrainSettings(steps=steps, batch_rays=batch_rays,
+                         lr=float(value("lr", defaults.lr)) * ratio, grid_lr=grid_lr * ratio,
+                         codebook_lr=None if not isinstance(codebook_lr, (int, float)) else codebook_lr * ratio,
+                         optimizer=optimizer, logit_beta1=float(value("logit_beta1", defaults.logit_beta1)),
+                         lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias)), prune_at=(),
+                         seed=int(value("seed", 0)) + 1)
+
+
 def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
     w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
     return (w / w.sum()).float()

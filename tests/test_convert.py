@@ -150,3 +150,40 @@ def test_cli_default_name_refuses_overwrite_and_prints_sizes(tmp_path, capsys):
     assert vbnf_main(["convert", str(tmp_path / "missing.vbnf"), "--bits", "4"]) == 2
     assert "missing.vbnf" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["lego.vbnf", "lego_b4.vbnf"]
+
+
+def test_finetune_after_a_merge_wins_back_quality_on_held_out_views(toy_scene, tmp_path, capsys):
+    """A vq model trained on the toy scene, merged to 2 bits, then --finetune: its val PSNR goes up again; bits,
+    kind, octree and file size stay those of the plain conversion."""
+    from engine.data import load_dataset
+    from engine.evaluate import evaluate
+    run = tmp_path / "run"
+    assert vbnf_main(["train", str(toy_scene), "--grid", "vq", "--bits", "6", "--max-level", "4", "--steps", "200",
+                      "--batch", "1024", "--out", str(run), "--quiet", "--device", "cpu"]) == 0
+    model = run / "model.vbnf"
+    merged, tuned = tmp_path / "b2.vbnf", tmp_path / "b2ft.vbnf"
+    assert vbnf_main(["convert", str(model), "--bits", "2", "--out", str(merged)]) == 0
+    assert vbnf_main(["convert", str(model), "--bits", "2", "--out", str(tuned), "--finetune", "100",
+                      "--device", "cpu"]) == 0
+    assert "fine-tuned the codebooks and decoder 100 steps" in capsys.readouterr().out
+    val = load_dataset(toy_scene, "val")
+    a, b = load_model(merged), load_model(tuned)
+    psnr = [evaluate(f, val, lods=[f.max_lod], device="cpu")[0]["psnr"] for f in (a, b)]
+    assert psnr[1] > psnr[0] + 0.3, psnr
+    assert (b.grid_kind, b.level_bits) == (a.grid_kind, a.level_bits) == ("vq", [2, 2, 2])
+    assert all(torch.equal(x, y) for x, y in zip(a.octree.cells, b.octree.cells))
+    assert abs(model_layout(tuned).total_bytes - model_layout(merged).total_bytes) < 200  # metadata only
+    assert b.metadata["conversions"][-1]["finetune"]["steps"] == 100
+
+
+def test_finetune_without_a_known_data_set_is_one_line(tmp_path, capsys):
+    src = tmp_path / "m.vbnf"
+    save_model(src, make_field("vq", bits=8))
+    assert vbnf_main(["convert", str(src), "--bits", "4", "--finetune", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data" in err
+    assert vbnf_main(["convert", str(src), "--bits", "4", "--finetune", "10", "--data", str(tmp_path / "nowhere"),
+                      "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "--data" in err
+    assert sorted(os.listdir(tmp_path)) == ["m.vbnf"]  # nothing written when the fine-tune cannot start

@@ -11,6 +11,7 @@ import os
 import threading
 from pathlib import Path
 
+from engine.data import resolve_dataset
 from engine.errors import VbnfError
 from viewer.camera import camera_from_c2w, default_camera
 from engine.fileformat import model_layout
@@ -424,18 +425,3 @@ class ModelOpening:
         self.done.set()
         if self._wake is not None:
             self._wake()
-
-
-def resolve_dataset(value, model_path: Path) -> str:
-    """A model's metadata["dataset"] as an absolute path: as stored when absolute, else relative to the current
-    folder if it exists there, else relative to the model's folder; "" when unknown."""
-    text = str(value or "").strip()
-    if not text:
-        return ""
-    p = Path(text).expanduser()
-    if p.is_absolute():
-        return str(p)
-    for base in (Path.cwd(), model_path.resolve().parent):
-        if (base / p).exists():
-            return str((base / p).resolve())
-    return str(p.resolve())

@@ -23,7 +23,7 @@ import torch
 from engine.data import Dataset, load_dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField
-from engine.train import DEFAULT_GRID_LR, Trainer, TrainSettings, trainable_from_inference
+from engine.train import DEFAULT_GRID_LR, Trainer, TrainSettings, continuation_settings, trainable_from_inference
 
 CHUNK_SECONDS = 0.05  # a chunk of steps lasts about this long: pause, snapshots and the share react within it
 DEFAULT_SHARE = 0.8  # training's part of the time while the view stays interactive
@@ -62,29 +62,9 @@ def new_run(dataset: Dataset, device: torch.device):
 
 
 def live_settings(field: InferenceField, device: str) -> TrainSettings:
-    """Settings that continue `field`'s training: `vbnf train`'s batch for `device`, the optimiser and LOD weights
-    the model was trained with (metadata["train_settings"], else `vbnf train`'s defaults), and the learning rates
-    its run ended at (initial x lr_final_ratio), held constant. No pruning (the octree is the model's), no soft
-    warm-up (the indices are final), so the first steps refine the model rather than shake it."""
-    stored = field.metadata.get("train_settings") if isinstance(field.metadata.get("train_settings"), dict) else {}
-    kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
-    defaults = TrainSettings()
-
-    def value(name: str, default):
-        v = stored.get(name, default)
-        return default if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else v
-
-    ratio = float(value("lr_final_ratio", defaults.lr_final_ratio))
-    ratio = min(max(ratio, 1e-4), 1.0)
-    grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr)))
-    codebook_lr = stored.get("codebook_lr")
-    optimizer = stored.get("optimizer") if stored.get("optimizer") in ("adam", "rmsprop") else defaults.optimizer
-    return TrainSettings(steps=LIVE_STEPS, batch_rays=device_batch(device),
-                         lr=float(value("lr", defaults.lr)) * ratio, grid_lr=grid_lr * ratio,
-                         codebook_lr=None if not isinstance(codebook_lr, (int, float)) else codebook_lr * ratio,
-                         optimizer=optimizer, logit_beta1=float(value("logit_beta1", defaults.logit_beta1)),
-                         lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias)), prune_at=(),
-                         seed=int(value("seed", 0)) + 1)
+    """Settings that continue `field`'s training without end (engine.train.continuation_settings) with `vbnf train`'s
+    batch for `device`."""
+    return continuation_settings(field, LIVE_STEPS, device_batch(device))
 
 
 class DatasetCache:
