@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -191,6 +192,7 @@ def finetune_from_cli(converted: InferenceField, args: argparse.Namespace) -> In
     from engine.evaluate import pick_device
     from engine.train_cli import CUDA_BATCH
     from engine.train import TrainSettings
+    from tqdm import tqdm
     data = args.data or resolve_dataset(converted.metadata.get("dataset", ""), Path(args.model))
     if not data:
         raise VbnfError(f"{args.model} does not name the data set it was trained on; pass --data DIR for --finetune")
@@ -201,7 +203,9 @@ def finetune_from_cli(converted: InferenceField, args: argparse.Namespace) -> In
     dataset = load_dataset(data, "train")
     batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
     start = time.perf_counter()
-    tuned = finetune(converted.to(device), dataset, args.finetune, device, batch)
+    with tqdm(total=args.finetune, unit="step", dynamic_ncols=True, file=sys.stdout, desc="fine-tune") as bar:
+        tuned = finetune(converted.to(device), dataset, args.finetune, device, batch,
+                         progress=lambda trainer: bar.update(trainer.step_count - bar.n))
     print(f"fine-tuned the codebooks and decoder {args.finetune} steps on {data} ({device.type}, {batch} rays a "
           f"step) in {time.perf_counter() - start:.1f} s")
     return tuned
