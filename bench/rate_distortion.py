@@ -35,7 +35,7 @@ from engine.evaluate import evaluate  # noqa: E402
 from engine.fileformat import load_model, model_layout, save_model  # noqa: E402
 from engine.recipe import Recipe, recipe_for_budget, recipe_kind, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
-from engine.train_cli import CUDA_BATCH  # noqa: E402
+from engine.train_cli import default_batch  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Synthetic at 800x800
@@ -104,7 +104,7 @@ def main() -> int:
     test = load_dataset(args.data, args.split, max_images=args.eval_images)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
+    batch = default_batch(device)
     records: list[dict] = []
 
     def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None,

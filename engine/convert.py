@@ -10,7 +10,7 @@ The grid kind is kept, except dense which becomes kmeans. The decoder, octree an
 
 `--finetune STEPS` then trains the converted model's codebooks and decoder on its data set with the indices fixed
 (`finetune`): k-means of codebook rows minimises the feature error, not the image error, and a few hundred steps
-recover part of the loss (docs/ENGINE.md).
+recover part of the loss (docs/FORMAT.md).
 """
 from __future__ import annotations
 
@@ -190,8 +190,7 @@ def finetune_from_cli(converted: InferenceField, args: argparse.Namespace) -> In
     """`vbnf convert --finetune`: the data set from --data or the model's metadata, one line when it is missing."""
     from engine.data import load_dataset, resolve_dataset
     from engine.evaluate import pick_device
-    from engine.train_cli import CUDA_BATCH
-    from engine.train import TrainSettings
+    from engine.train_cli import default_batch
     from tqdm import tqdm
     data = args.data or resolve_dataset(converted.metadata.get("dataset", ""), Path(args.model))
     if not data:
@@ -201,10 +200,10 @@ def finetune_from_cli(converted: InferenceField, args: argparse.Namespace) -> In
                         "transforms_train.json or transforms.json)")
     device = pick_device(args.device)
     dataset = load_dataset(data, "train")
-    batch = CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays
+    batch = default_batch(device)
     start = time.perf_counter()
     with tqdm(total=args.finetune, unit="step", dynamic_ncols=True, file=sys.stdout, desc="fine-tune") as bar:
-        tuned = finetune(converted.to(device), dataset, args.finetune, device, batch,
+        tuned = finetune(converted, dataset, args.finetune, device, batch,
                          progress=lambda trainer: bar.update(trainer.step_count - bar.n))
     print(f"fine-tuned the codebooks and decoder {args.finetune} steps on {data} ({device.type}, {batch} rays a "
           f"step) in {time.perf_counter() - start:.1f} s")

@@ -28,6 +28,12 @@ from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoi
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.vbnf"
 CUDA_BATCH = 16384  # rays per step on a GPU: the training benchmark's setting (docs/results/train_speed.md)
+
+
+def default_batch(device: torch.device | str) -> int:
+    """Rays per step of `vbnf train` on `device` when --batch is not given: CUDA_BATCH on a GPU, else
+    TrainSettings.batch_rays (the viewer's live training, `vbnf convert --finetune` and the benches use it too)."""
+    return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
 DEFAULT_SIZE = 500_000  # bytes: `vbnf train` with no --size, --grid or --bits (a point on docs/RESULTS.md's curve)
 CUDA_MAX_LEVEL, CPU_MAX_LEVEL = 8, 6  # 256^3 passes 30 dB on lego in a minute on an H100; the CPU is for small runs
 
@@ -286,7 +292,7 @@ def run(args) -> int:
         if note:
             print(f"vbnf train: warning: {note}", file=sys.stderr)
         args.grid = ckpt["kind"]  # the learning-rate default follows the resumed grid
-    batch = args.batch or (CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays)
+    batch = args.batch or default_batch(device)
     grid_lr = args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[args.grid]
     settings = TrainSettings(steps=args.steps, batch_rays=batch, lr=args.lr, grid_lr=grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
@@ -354,7 +360,7 @@ def run_recipe(args) -> int:
         raise VbnfError(f"{model_path} exists; choose another --out or remove it")
     device = pick_device(args.device)
     dataset = load_dataset(args.data, "train", downscale=args.downscale)
-    batch = args.batch or (CUDA_BATCH if device.type == "cuda" else TrainSettings.batch_rays)
+    batch = args.batch or default_batch(device)
     recipe = recipe_for_budget(args.size, device.type, args.steps, masked=dataset.alphas is not None)
     if args.max_level:
         recipe.max_level = args.max_level

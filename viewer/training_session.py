@@ -33,8 +33,8 @@ LIVE_STEPS = 1_000_000  # the live run has no planned end; the learning rates ar
 
 def device_batch(device: str) -> int:
     """Rays per step of `vbnf train` on this device (engine/train_cli.py's defaults)."""
-    from engine.train_cli import CUDA_BATCH
-    return CUDA_BATCH if torch.device(device).type == "cuda" else TrainSettings.batch_rays
+    from engine.train_cli import default_batch
+    return default_batch(device)
 
 
 def new_run_recipe(device: str, masked: bool = True):
