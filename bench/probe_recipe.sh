@@ -1,6 +1,6 @@
 #!/bin/bash
 # Recipe probes side by side on one GPU (equal steps; their train_s is not a speed), after the old/new speed runs.
-# Usage: PROBES="a: b:keep_importance=1.0" STEPS=4000 BUDGET=0.5 DATA=.data/lego bash bench/probe_recipe.sh OUTDIR
+# Usage: PROBES="a: b:lod_bias=3" STEPS=4000 BUDGET=0.5 DATA=.data/lego bash bench/probe_recipe.sh OUTDIR
 out=${1:-/tmp/probes}; mkdir -p "$out"
 for v in $PROBES; do
   name=${v%%:*}; set_=${v#*:}

@@ -3,7 +3,7 @@
     python bench/rate_distortion.py DATA [--budgets 0.1,0.25,0.5,1,2] [--dense] [--split test]
         [--scene lego] [--json docs/results/rate_distortion.json] [--plot docs/rate_distortion.png]
     python bench/rate_distortion.py DATA --replot   (the plot from the records already in --json)
-    python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set dense_fraction=0.5 --tag a
+    python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set lod_bias=3 --tag a
         (a probe of one recipe setting on validation views; settings are chosen there, never on test views)
     python bench/rate_distortion.py DATA --evaluate /tmp/rd_models/lego_0.5MB_a.vbnf --from-json PROBES.json
         (the test-split records of a probe's model, once val has chosen it: no second training)
@@ -33,7 +33,7 @@ from engine.cameras import select_cameras  # noqa: E402
 from engine.data import NGP_TEST_EVERY, load_dataset  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.fileformat import load_model, model_layout, save_model  # noqa: E402
-from engine.recipe import Recipe, recipe_for_budget, recipe_kind, train_for_budget  # noqa: E402
+from engine.recipe import Recipe, recipe_for_budget, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from engine.train_cli import default_batch  # noqa: E402
 from provenance import git_commit  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--eval-images", type=int, default=None)
     ap.add_argument("--scene", default=None, help="scene name in the records (default: the data folder's name)")
-    ap.add_argument("--set", dest="overrides", default="", help="recipe fields, e.g. dense_fraction=0.5")
+    ap.add_argument("--set", dest="overrides", default="", help="recipe fields, e.g. lod_bias=3")
     ap.add_argument("--tag", default="", help="names a probe's records")
     ap.add_argument("--out-dir", default="/tmp/rd_models")
     ap.add_argument("--json", default="docs/results/rate_distortion.json")
@@ -152,7 +152,7 @@ def main() -> int:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         tuner, recipe = train_for_budget(train, recipe, dataclasses.replace(
-            base, grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)]), device)
+            base, grid_lr=DEFAULT_GRID_LR["vq"]), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0

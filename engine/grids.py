@@ -11,9 +11,8 @@ Kinds:
           that table into the logits' gradient (`ste_gradient`) and their update, never forming an [N, 8, 2^b, F]
           tensor.
 - random: fixed random indices into a learned codebook (the hash-like baseline).
-- kmeans: indices from an importance-weighted k-means of a trained dense grid (engine/recipe.py, or post hoc:
-          `kmeans_grid_from_dense`); trains like random (fixed indices, learned codebooks), with its indices set by
-          `set_level`.
+- kmeans: indices from a k-means of a trained dense grid (`kmeans_grid_from_dense`, `vbnf convert` of a dense
+          model); trains like random (fixed indices, learned codebooks).
 """
 from __future__ import annotations
 
@@ -251,14 +250,6 @@ class FeatureGrid(nn.Module):
             getattr(self, f"argmax_{k}").copy_(logits.argmax(dim=1))
         else:
             getattr(self, f"indices_{k}").copy_(rows.indices.to(torch.int32))
-
-    @torch.no_grad()
-    def set_level(self, k: int, rows: LevelRows) -> None:
-        """Level k takes `rows` (a codebook of 2^b_k rows and indices of every corner; random and kmeans grids)."""
-        if self.kind not in ("random", "kmeans"):
-            raise ValueError(f"set_level: a {self.kind} grid has no fixed indices")
-        self.codebooks[k].copy_(rows.codebook)
-        getattr(self, f"indices_{k}").copy_(rows.indices.to(torch.int32))
 
     def grid_parameters(self) -> list[nn.Parameter]:
         return [*self.features, *self.codebooks, *self.logits]

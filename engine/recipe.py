@@ -1,26 +1,15 @@
 """Training for a byte budget: the rate-distortion recipe behind `vbnf train --size`.
 
-Straight-through logits from the first step (the paper's way) stay 2.5-2.9 dB under a dense grid on lego at every
-budget we measured (docs/research/). This recipe trains the features first and quantises them afterwards:
-
-1. dense: a dense grid trains for `dense_fraction` of the steps (with the usual density pruning); over the last part
-   of it the trainer accumulates each corner's importance (its squared loss gradient: `Trainer.importance`);
-2. prune: the finest cells that together hold less than `1 - keep_importance` of the importance are removed
-   (hidden interior cells: a file byte spent there never shows);
-3. bits: every level's bitwidth is chosen so that the file fits the budget: b at the finest level, one more per
-   coarser level (coarse levels have few corners, so their bits are cheap), no more rows than corners;
-4. quantise: per level, an importance-weighted k-means of the dense features gives the codebook and the indices;
-5. fine-tune: codebooks and decoder train with the indices fixed (a kmeans grid) for the remaining steps.
-
-Method "vq" (the default) trains the indices from the start instead, in two phases:
+Two phases, the indices trained from the first vq step (the paper's straight-through logits):
 
 1. occupancy: a dense grid trains `occupancy_fraction` of the steps and is pruned by density halfway and at the
    end. Carving from the alpha masks keeps every cell some view cannot rule out (1.13M finest cells on lego at
    256^3, whose octree alone costs ~190 kB and whose 1-bit indices do not fit 0.25 MB); then the cells that no
    training ray sees (largest rendering weight below `visible_weight`: a solid's interior) go too. What remains
    holds the cells that a file has to pay for;
-2. vq: on that octree, every level's bits are chosen for the budget (as in step 3 above; when even 1 bit does not
-   fit, the finest levels are dropped), and a vq grid trains from scratch for the remaining steps.
+2. vq: on that octree, every level's bitwidth is chosen so that the file fits the budget (`choose_bits`: b at the
+   finest level, one more per coarser level, whose corners are few; when even 1 bit does not fit, the finest levels
+   are dropped), and a vq grid trains from scratch for the remaining steps.
 
 The file stays a VQAD file (per level a codebook and b-bit indices, coarse to fine); only its training differs.
 `Recipe` is a plain value saved in the model's metadata ("recipe"), which `vbnf info` shows.
@@ -32,7 +21,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 
@@ -40,8 +29,7 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import LevelRows
-from engine.occupancy import corner_rows, finest_cell_visibility, prune_field
-from engine.quantize import kmeans
+from engine.occupancy import finest_cell_visibility
 from engine.octree import Octree, octree_from_finest_cells
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
@@ -64,7 +52,7 @@ CUDA_RECIPE_STEPS = 20_000
 H200, once the trainer ran twice as fast (docs/research/2026-12-02-training-throughput.md)."""
 
 Progress = Callable[[str, Trainer], None]
-"""Called after every chunk of steps with the phase's name ("dense" or "fine-tune") and its trainer."""
+"""Called after every chunk of steps with the phase's name ("occupancy" or "vq") and its trainer."""
 
 
 @dataclass
@@ -73,43 +61,27 @@ class Recipe:
 
     budget_bytes: int
     """The whole file's size may not exceed this."""
-    method: Literal["vq", "dense-kmeans"] = "vq"
-    """"vq": an occupancy phase, then straight-through logits from the first vq step, with the bits of each level
-    chosen for the budget on the pruned octree (later pruning only shrinks the file); "dense-kmeans": the five
-    phases of the module docstring.
-    On lego 400 (H200, 2026-12-02, docs/RESULTS.md) vq is the better of the two per byte, so it is the default."""
     steps: int = 10000
     """Optimiser steps of all phases together (`vbnf train`'s default step count)."""
     occupancy_fraction: float = 0.2
-    """Method "vq": share of the steps spent on the occupancy phase (a dense grid, pruned by density)."""
+    """Share of the steps spent on the occupancy phase (a dense grid, pruned by density)."""
     visible_weight: float = 1e-3
-    """Method "vq": after the occupancy phase, the finest cells whose largest rendering weight over
+    """After the occupancy phase, the finest cells whose largest rendering weight over
     `visibility_rays` training rays stays below this are removed (a solid's interior: no training view sees it, yet
     each of its cells costs octree and index bytes); 0 keeps them."""
     visibility_rays: int = 4_000_000
     """Random training pixels whose rays measure that visibility (all pixels when there are fewer)."""
     lod_bias: float = 4.0
-    """Method "vq": the vq phase's `TrainSettings.lod_bias` (P(LOD k) proportional to lod_bias**k), which decides
+    """The vq phase's `TrainSettings.lod_bias` (P(LOD k) proportional to lod_bias**k), which decides
     how the steps divide between the finest LOD (what the whole file renders) and the prefixes. Chosen on lego 400's
     val views (0.5 MB, 20,000 steps, H200, 2026-12-03): 2 (the trainer's default, half the steps at the finest
     LOD) 31.46 dB, 3: 31.89, 4: 32.32, 6: 32.36; 4 rather than 6 because the prefixes pay for it (the 29 kB LOD-2
     prefix: 22.4 dB at 2, 20.2 at 4, 19.1 at 6), docs/research/2026-12-02-rate-distortion.md."""
-    dense_fraction: float = 0.6
-    """Share of the steps spent on the dense phase; the rest fine-tunes the quantised grid."""
-    importance_fraction: float = 0.25
-    """Importance is accumulated over this last share of the dense phase (after its last density prune)."""
-    keep_importance: float = 1.0
-    """Importance pruning keeps the finest cells that hold this share of the total importance (1.0: no pruning;
-    0.999 removed visible cells whose features had converged, whose squared gradients are small: holes at the
-    finest LOD, docs/research/2026-12-02-rate-distortion.md)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
-    finetune_lr_scale: float = 0.5
-    """The fine-tune phase starts at this fraction of the dense phase's learning rates."""
-    kmeans_iterations: int = 20
     level_bits: tuple[int, ...] = ()
-    """Chosen by the recipe (step 3); empty until then."""
+    """Chosen by the recipe (`choose_bits`, at the start of the vq phase); empty until then."""
 
 
 def parse_size(text: str) -> int:
@@ -185,108 +157,6 @@ def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None 
     return tuple(bits)
 
 
-def keep_by_importance(importance: torch.Tensor, corners: torch.Tensor, keep_share: float) -> torch.Tensor:
-    """bool [n_cells]: the finest cells with the most importance (each cell's is the sum over its 8 corners of the
-    corner importance [n_corners]) that together hold `keep_share` of the total; corners: int32 [n_cells, 8]."""
-    cell = importance[corners.long()].sum(dim=1)
-    order = torch.argsort(cell, descending=True)
-    cumulative = torch.cumsum(cell[order].double(), 0)
-    total = float(cumulative[-1]) if cumulative.numel() else 0.0
-    if total <= 0:
-        return torch.ones_like(cell, dtype=torch.bool)
-    count = int(torch.searchsorted(cumulative, torch.tensor(keep_share * total, dtype=torch.float64,
-                                                              device=cumulative.device))) + 1
-    keep = torch.zeros_like(cell, dtype=torch.bool)
-    keep[order[:count]] = True
-    return keep
-
-
-@torch.no_grad()
-def quantise_levels(features: list[torch.Tensor], importance: list[torch.Tensor], level_bits: tuple[int, ...],
-                    iterations: int, seed: int) -> list[LevelRows]:
-    """Step 4: per level, weighted k-means of float [n_k, F] features into 2^b_k rows (weights: importance [n_k];
-    corners no ray reached weigh a little, so they still get their nearest row)."""
-    out = []
-    for k, (f, w, b) in enumerate(zip(features, importance, level_bits)):
-        floor = float(w.mean()) * 1e-3 if w.numel() else 0.0
-        codebook, assignment = kmeans(f.float(), 1 << b, weights=w + floor + 1e-12, iterations=iterations,
-                                      seed=seed + k)
-        out.append(LevelRows(codebook=codebook, indices=assignment.to(torch.int32), bits=b))
-    return out
-
-
-def recipe_kind(recipe: Recipe) -> str:
-    """The grid kind whose learning-rate default (engine.train.DEFAULT_GRID_LR) the recipe's first phase uses."""
-    return "vq" if recipe.method == "vq" else "dense"
-
-
-def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
-                     progress: Progress | None = None, chunk: int = 50, octree=None) -> tuple[Trainer, Recipe]:
-    """Runs the recipe; returns the last phase's trainer (freeze it for the model) and the recipe with its chosen
-    bits. `settings` gives the first phase's learning rates (see `recipe_kind`), batch and seed; the steps come
-    from the recipe. octree: the carved octree of (dataset, recipe.max_level) when the caller has it."""
-    if recipe.method == "vq":
-        return _train_vq_for_budget(dataset, recipe, settings, device, progress, chunk, octree)
-    if recipe.method != "dense-kmeans":
-        raise VbnfError(f"unknown recipe method '{recipe.method}' (vq or dense-kmeans)")
-    dense_steps = max(1, int(recipe.steps * recipe.dense_fraction))
-    tune_steps = max(1, recipe.steps - dense_steps)
-    dense_settings = replace(settings, steps=dense_steps)
-    field = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
-                      settings.seed, device, octree=octree)
-    trainer = Trainer(field, dataset, dense_settings, device)
-    track_from = int(dense_steps * (1.0 - recipe.importance_fraction))
-    track_from = max(track_from, *(int(f * dense_steps) + 1 for f in dense_settings.prune_at), 0)
-    while trainer.step_count < dense_steps:
-        if trainer.importance is None and trainer.step_count >= track_from:
-            trainer.track_importance()  # again after a prune, which drops it
-        limit = dense_steps if trainer.importance is not None else track_from
-        trainer.step(max(1, min(chunk, limit - trainer.step_count)))
-        if progress:
-            progress("dense", trainer)
-    if trainer.importance is None:  # a very short run: at least one chunk of importance
-        trainer.track_importance()
-        trainer.step(min(chunk, dense_steps))
-    dense: NeuralField = trainer.field
-    importance = trainer.importance
-    dense_seconds = trainer.train_seconds
-
-    q0 = time.perf_counter()
-    keep = keep_by_importance(importance[-1], dense.corners[-1], recipe.keep_importance)
-    if not bool(keep.all()):
-        pruned = prune_field(dense, keep)
-        importance = _carry_importance(dense, pruned, importance)
-        dense = pruned
-    frozen = dense.freeze()
-    bits = choose_bits(frozen, recipe.budget_bytes, {"recipe": asdict(recipe)})
-    recipe = replace(recipe, level_bits=bits)
-    levels = quantise_levels([rows.features for rows in frozen.levels], importance, bits,
-                             recipe.kmeans_iterations, settings.seed)
-    quantised = NeuralField(dense.octree.to("cpu"), dense.base_level, "kmeans", dense.grid.feature_dim, bits,
-                            dense.scene_center.cpu(), dense.scene_half_size, seed=settings.seed).to(device)
-    for k, rows in enumerate(levels):
-        quantised.grid.set_level(k, rows)
-    with torch.no_grad():
-        for name, value in dense.decoder.items():
-            quantised.decoder[name].copy_(value)
-    del trainer, dense, frozen, importance
-    quantise_seconds = time.perf_counter() - q0
-    log.info("recipe: %d finest cells after importance pruning, bits %s, quantised in %.1f s",
-             quantised.octree.cells[-1].numel(), bits, quantise_seconds)
-
-    scale = recipe.finetune_lr_scale
-    tune_settings = replace(settings, steps=tune_steps, prune_at=(), lr=settings.lr * scale,
-                            grid_lr=settings.grid_lr * scale,
-                            codebook_lr=(settings.codebook_lr or settings.grid_lr) * scale, seed=settings.seed + 1)
-    tuner = Trainer(quantised, dataset, tune_settings, device)
-    while tuner.step_count < tune_steps:
-        tuner.step(min(chunk, tune_steps - tuner.step_count))
-        if progress:
-            progress("fine-tune", tuner)
-    tuner.train_seconds += dense_seconds + quantise_seconds  # the model's training time: every phase
-    return tuner, recipe
-
-
 def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: torch.device | str,
                         codebook_std: float = 0.1, octree: Octree | None = None) -> tuple[NeuralField, Recipe]:
     """A new vq field for the budget: bits per level from `octree`'s corner counts (choose_bits; later pruning only
@@ -321,7 +191,7 @@ def check_budget(dataset: Dataset, recipe: Recipe, seed: int = 0, octree: Octree
 
 
 class RecipeInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a method-"vq" run of `train_for_budget`. `trainer` is the vq phase's trainer, rolled back to
+    """Ctrl-C during `train_for_budget`. `trainer` is the vq phase's trainer, rolled back to
     its last complete chunk, when that phase had taken a step (its bits were chosen for the budget, so its model
     fits: a model with fewer steps); None during the occupancy phase, whose dense grid fits no budget."""
 
@@ -331,7 +201,7 @@ class RecipeInterrupted(KeyboardInterrupt):
 
 
 class VqBudgetRun:
-    """Method "vq" phase by phase, for callers that drive the steps themselves (train_for_budget, the viewer's
+    """The recipe phase by phase, for callers that drive the steps themselves (train_for_budget, the viewer's
     Train new): step `trainer` and call `advance()` after each chunk; the occupancy phase (a dense grid with
     `vbnf train --grid dense`'s learning rate, `recipe.occupancy_fraction` of the steps, pruned by density halfway
     and at its end) hands over to the vq phase (bits chosen on the pruned octree: `vq_field_for_budget`).
@@ -404,9 +274,12 @@ class VqBudgetRun:
                                self.device)
 
 
-def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
-                         progress: Progress | None, chunk: int, octree=None) -> tuple[Trainer, Recipe]:
-    """method "vq": a VqBudgetRun to its end."""
+def train_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device,
+                     progress: Progress | None = None, chunk: int = 50, octree=None) -> tuple[Trainer, Recipe]:
+    """Runs the recipe (a VqBudgetRun to its end); returns the vq phase's trainer (freeze it for the model) and the
+    recipe with its chosen bits. `settings` gives the vq phase's learning rates (DEFAULT_GRID_LR["vq"]), batch and
+    seed; the steps come from the recipe. octree: the carved octree of (dataset, recipe.max_level) when the caller
+    has it. Ctrl-C raises RecipeInterrupted."""
     run = VqBudgetRun(dataset, recipe, settings, device, octree)
     try:
         while not run.done:
@@ -429,9 +302,3 @@ def _train_vq_for_budget(dataset: Dataset, recipe: Recipe, settings: TrainSettin
         raise RecipeInterrupted(trainer, run.recipe, done) from None
     run.trainer.train_seconds += run.seconds_before  # the model's training time: every phase
     return run.trainer, run.recipe
-
-
-def _carry_importance(old: NeuralField, new: NeuralField, importance: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-corner importance of `old`'s levels mapped onto the corners of `new` (a pruned copy of it)."""
-    rows = corner_rows(old.octree, new.octree, new.base_level, new.n_lods, importance[0].device)
-    return [imp[r] for imp, r in zip(importance, rows)]

@@ -179,10 +179,6 @@ class Trainer:
         self._pending: list[tuple[int, int, torch.Tensor]] = []
         """(step, lod, loss on the device) of the steps whose loss has not been read yet (read once per
         `step(n)` call: one synchronisation per call, not two per step)."""
-        self.importance: list[torch.Tensor] | None = None
-        """When set (per LOD, float [n_corners_k] zeros, by `track_importance`): each step adds every corner's
-        squared loss gradient, summed over its F features (a diagonal Fisher estimate: how much the loss moves when
-        that corner's feature moves), for the importance-weighted quantiser of engine/recipe.py."""
         self._stats_read: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
         """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
@@ -265,7 +261,7 @@ class Trainer:
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
             from_tables = self.field.grid.needs_table_gradients(soft)
-            if from_tables or self.importance is not None:
+            if from_tables:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             lookup = grid_features if self.fused else None  # the fused CUDA lookup, else the torch one
@@ -276,10 +272,6 @@ class Trainer:
                               max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step))
             loss = torch.mean((out["rgb"] - target) ** 2)
             loss.backward()
-            if self.importance is not None:
-                for acc, t in zip(self.importance, tables):
-                    if t.grad is not None:
-                        acc.add_(t.grad.detach().square().sum(dim=1))
             for opt in self.optimizers:
                 if opt is self.index_optimizer:  # without table gradients it steps from its parameters' .grad
                     opt.step([t.grad for t in tables] if from_tables else None)
@@ -336,11 +328,6 @@ class Trainer:
         for opt in self.optimizers:
             opt.state.clear()
 
-    def track_importance(self) -> None:
-        """Starts (or restarts) accumulating `importance`; a prune after this point would drop it."""
-        self.importance = [torch.zeros(c.shape[0] if c.ndim else 0, device=self.device)
-                           for c in self.field.corner_tables(self.field.n_lods - 1)]
-
     def _prune_steps(self) -> list[int]:
         return sorted(max(1, int(f * self.settings.steps)) for f in self.settings.prune_at)
 
@@ -369,7 +356,6 @@ class Trainer:
         self.field = prune_field(self.field, keep)
         self.optimizers = self._make_optimizers()
         self._good_state = self._snapshot()
-        self.importance = None
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
         meta = {"train_steps": self.step_count, "train_seconds": round(self.train_seconds, 2),

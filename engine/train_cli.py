@@ -21,7 +21,7 @@ from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
 from engine.modes import MAX_BITS, MIN_BITS
-from engine.recipe import RecipeInterrupted, check_budget, parse_size, recipe_for_budget, recipe_kind, train_for_budget
+from engine.recipe import RecipeInterrupted, check_budget, parse_size, recipe_for_budget, train_for_budget
 from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
 
@@ -373,19 +373,18 @@ def run_recipe(args) -> int:
                                      base_level=recipe.base_level, feature_dim=recipe.feature_dim)
     octree = carved_octree_that_fits(dataset, dense_phase, device, batch)
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
-                             grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)] if args.grid_lr is None else args.grid_lr,
+                             grid_lr=DEFAULT_GRID_LR["vq"] if args.grid_lr is None else args.grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
-    if recipe.method == "vq":
-        check_budget(dataset, recipe, args.seed, octree)  # refused before anything is printed or made
+    check_budget(dataset, recipe, args.seed, octree)  # refused before anything is printed or made
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "
-          f"{recipe.steps} steps ({recipe.method}: bits per level chosen for the budget), "
+          f"{recipe.steps} steps (occupancy, then vq with the bits per level chosen for the budget), "
           f"{recipe.max_level - recipe.base_level + 1} LODs")
     bar = None
     if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=recipe.steps, unit="step", dynamic_ncols=True, file=sys.stdout)
-    done = {"dense": 0, "fine-tune": 0, "occupancy": 0, "vq": 0}
+    done = {"occupancy": 0, "vq": 0}
 
     def progress(phase: str, trainer: Trainer) -> None:
         if bar is not None:

@@ -7,7 +7,7 @@ import torch
 from engine.cli import main
 from engine.data import load_dataset
 from engine.fileformat import load_model, model_layout, save_model_bytes
-from engine.recipe import Recipe, choose_bits, keep_by_importance, parse_size, train_for_budget
+from engine.recipe import Recipe, choose_bits, parse_size, train_for_budget
 from engine.train import TrainSettings
 
 
@@ -23,26 +23,17 @@ def test_bad_sizes_are_refused(text):
         parse_size(text)
 
 
-def test_importance_pruning_keeps_the_cells_that_hold_the_share():
-    importance = torch.tensor([0.0, 10.0, 1.0, 0.0, 0.001])
-    corners = torch.tensor([[0] * 8, [1] * 8, [2] * 8, [3] * 8, [4] * 8], dtype=torch.int32)
-    keep = keep_by_importance(importance, corners, 0.99)
-    assert keep.tolist() == [False, True, True, False, False]
-    assert keep_by_importance(torch.zeros(5), corners, 0.99).all()  # nothing measured: keep everything
-
-
 @pytest.fixture(scope="module")
 def small_train(toy_scene):
     return load_dataset(toy_scene, "train", max_images=8)
 
 
-@pytest.mark.parametrize("method,kind", [("vq", "vq"), ("dense-kmeans", "kmeans")])
-def test_the_recipe_writes_a_file_within_its_budget(small_train, method, kind):
-    recipe = Recipe(budget_bytes=20_000, method=method, steps=40, max_level=4)
+def test_the_recipe_writes_a_file_within_its_budget(small_train):
+    recipe = Recipe(budget_bytes=20_000, steps=40, max_level=4)
     tuner, recipe = train_for_budget(small_train, recipe, TrainSettings(batch_rays=256), torch.device("cpu"),
                                      chunk=10)
     field = tuner.freeze({"recipe": {}})
-    assert field.grid_kind == kind and len(recipe.level_bits) == field.n_lods
+    assert field.grid_kind == "vq" and len(recipe.level_bits) == field.n_lods
     assert len(save_model_bytes(field)) <= 20_000
     # coarse levels never get fewer bits than finer ones; a larger budget never gets fewer bits
     assert list(recipe.level_bits) == sorted(recipe.level_bits, reverse=True) or \

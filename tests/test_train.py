@@ -106,16 +106,6 @@ def test_a_nan_in_a_later_call_rolls_back_to_the_last_good_state(toy_scene):
     assert len(trainer.history) == 3  # the bad steps are not in the history
 
 
-def test_importance_accumulates_where_rays_reach(toy_scene):
-    train = load_dataset(toy_scene, "train", max_images=4)
-    trainer = Trainer(new_field(train, "dense", None, 4, 2), train, TrainSettings(steps=10, batch_rays=256,
-                                                                                 prune_at=()))
-    trainer.track_importance()
-    trainer.step(4)
-    assert len(trainer.importance) == trainer.field.n_lods
-    assert all(float(i.sum()) > 0 and (i >= 0).all() for i in trainer.importance)
-
-
 def test_cli_train_checkpoint_resume_eval_render(toy_scene, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", str(toy_scene), "--grid", "vq", "--bits", "3", "--max-level", "4", "--steps", "60",

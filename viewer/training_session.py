@@ -46,11 +46,9 @@ def new_run_recipe(device: str, masked: bool = True):
 
 
 def new_run_settings(device: str) -> TrainSettings:
-    """`vbnf train DATA`'s settings on `device` (its --size recipe, method vq): batch, steps, learning rates."""
-    from engine.recipe import recipe_kind
-    recipe = new_run_recipe(device)
-    return TrainSettings(steps=recipe.steps, batch_rays=device_batch(device),
-                         grid_lr=DEFAULT_GRID_LR[recipe_kind(recipe)])
+    """`vbnf train DATA`'s settings on `device` (its --size recipe): batch, steps, learning rates."""
+    return TrainSettings(steps=new_run_recipe(device).steps, batch_rays=device_batch(device),
+                         grid_lr=DEFAULT_GRID_LR["vq"])
 
 
 def new_run(dataset: Dataset, device: torch.device):
