@@ -29,7 +29,7 @@ def main() -> int:
 
     from engine.data import load_dataset
     from engine.render import render_rays, max_samples_per_ray
-    from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
+    from train_speed import new_trainer  # bench/ is on sys.path when this file runs as a script
 
     if not torch.cuda.is_available():
         print("bench/train_profile.py profiles CUDA kernels: it needs a CUDA GPU", file=sys.stderr)
@@ -37,10 +37,7 @@ def main() -> int:
     device = torch.device("cuda")
     train = load_dataset(args.data, "train")
     for name in args.grids.split(","):
-        kind = "dense" if name == "dense" else name.rstrip("0123456789")
-        bits = None if kind == "dense" else int(name[len(kind):])
-        settings = TrainSettings(steps=20000, batch_rays=args.batch, grid_lr=DEFAULT_GRID_LR[kind])
-        trainer = Trainer(new_field(train, kind, bits, args.max_level, 2, device=device), train, settings, device)
+        trainer = new_trainer(name, train, args.batch, args.max_level, device)
         trainer.step(args.warmup_steps)
         torch.cuda.synchronize()
         t0 = time.perf_counter()

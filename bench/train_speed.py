@@ -43,17 +43,13 @@ def main() -> int:
     sys.path.insert(0, str(Path(args.engine_root).resolve()))
     import torch
     from engine.data import load_dataset
-    from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (smoke test only)"
     train = load_dataset(args.data, "train")
     records = []
     for name in args.grids.split(","):
-        kind = "dense" if name == "dense" else name.rstrip("0123456789")
-        bits = None if kind == "dense" else int(name[len(kind):])
-        settings = TrainSettings(steps=20000, batch_rays=args.batch, grid_lr=DEFAULT_GRID_LR[kind])
-        trainer = Trainer(new_field(train, kind, bits, args.max_level, 2, device=device), train, settings, device)
+        trainer = new_trainer(name, train, args.batch, args.max_level, device)
         for _ in range(0, args.warmup_steps, 50):
             trainer.step(50)
         if device.type == "cuda":
@@ -73,7 +69,7 @@ def main() -> int:
                "device": card, "date": datetime.date.today().isoformat(), "commit": commit()}
         del trainer
         if args.quality_steps:
-            rec.update(time_to_quality(args, kind, bits, train, device))
+            rec.update(time_to_quality(args, name, train, device))
         records.append(rec)
         print(json.dumps(rec), flush=True)
         if device.type == "cuda":
@@ -89,16 +85,25 @@ def main() -> int:
     return 0
 
 
-def time_to_quality(args, kind: str, bits, train, device) -> dict:
+def new_trainer(grid: str, train, batch: int, max_level: int, device, steps: int = 20000):
+    """A Trainer on a new field of `grid` ("dense", or a kind and bits: "vq6", "random8") with `vbnf train`'s
+    learning rate for the kind; `steps` sets the learning-rate schedule (bench/train_profile.py uses it too)."""
+    from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
+    kind = "dense" if grid == "dense" else grid.rstrip("0123456789")
+    bits = None if kind == "dense" else int(grid[len(kind):])
+    settings = TrainSettings(steps=steps, batch_rays=batch, grid_lr=DEFAULT_GRID_LR[kind])
+    return Trainer(new_field(train, kind, bits, max_level, 2, device=device), train, settings, device)
+
+
+def time_to_quality(args, grid: str, train, device) -> dict:
     """A fresh run of --quality-steps steps, timed without its evaluations: val PSNR (finest LOD) every --eval-every
     steps, and the training seconds at which it first came within 0.5 dB of the final value."""
     import torch
     from engine.data import load_dataset
     from engine.evaluate import evaluate
-    from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
     val = load_dataset(args.data, "val", max_images=args.eval_images)
-    settings = TrainSettings(steps=args.quality_steps, batch_rays=args.batch, grid_lr=DEFAULT_GRID_LR[kind])
-    trainer = Trainer(new_field(train, kind, bits, args.max_level, 2, device=device), train, settings, device)
+    trainer = new_trainer(grid, train, args.batch, args.max_level, device, steps=args.quality_steps)
+    settings = trainer.settings
     curve, seconds = [], 0.0
     while trainer.step_count < settings.steps:
         t0 = time.perf_counter()
@@ -110,7 +115,7 @@ def time_to_quality(args, kind: str, bits, train, device) -> dict:
         field = trainer.freeze()
         psnr = evaluate(field, val, lods=[field.max_lod], device=str(device))[0]["psnr"]
         curve.append((trainer.step_count, round(seconds, 1), round(psnr, 3)))
-        print(f"  {kind}{bits or ''}: step {trainer.step_count}, {seconds:.0f} s, val {psnr:.2f} dB", flush=True)
+        print(f"  {grid}: step {trainer.step_count}, {seconds:.0f} s, val {psnr:.2f} dB", flush=True)
     final = curve[-1][2]
     reached = next(s for _, s, p in curve if p >= final - 0.5)
     return {"quality_steps": settings.steps, "val_psnr_final": final, "seconds_to_within_0_5_db": reached,
