@@ -63,12 +63,13 @@ def train_split(data: str):
     return train
 
 
-def parse_overrides(text: str) -> dict:
+def parse_overrides(text: str, defaults=Recipe(budget_bytes=1)) -> dict:
+    """'a=1,b=0.5' -> {field: value} typed like the field of `defaults` (a Recipe or TrainSettings)."""
     out = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
-        kind = type(getattr(Recipe(budget_bytes=1), key))
-        out[key] = value if kind is str else kind(value)
+        kind = type(getattr(defaults, key))
+        out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
     return out
 
 
@@ -82,6 +83,8 @@ def main() -> int:
     ap.add_argument("--eval-images", type=int, default=None)
     ap.add_argument("--scene", default=None, help="scene name in the records (default: the data folder's name)")
     ap.add_argument("--set", dest="overrides", default="", help="recipe fields, e.g. lod_bias=3")
+    ap.add_argument("--train-set", dest="train_overrides", default="",
+                    help="TrainSettings fields of the vq phase, e.g. batch_rays=32768,lr_final_ratio=0.03")
     ap.add_argument("--tag", default="", help="names a probe's records")
     ap.add_argument("--out-dir", default="/tmp/rd_models")
     ap.add_argument("--json", default="docs/results/rate_distortion.json")
@@ -121,7 +124,7 @@ def main() -> int:
                             "file_bytes": layout.total_bytes, "lod": r["lod"],
                             "prefix_bytes": layout.lod_prefix_bytes[r["lod"]], "psnr": round(r["psnr"], 3),
                             "ssim": round(r["ssim"], 4), "train_s": round(seconds, 1), "steps": steps,
-                            "recipe": recipe, "peak_gb": None if peak is None else round(peak, 2),
+                            "recipe": recipe, "train_overrides": args.train_overrides or None, "peak_gb": None if peak is None else round(peak, 2),
                             "split": args.split, "images": r["images"], "device": card,
                             "date": datetime.date.today().isoformat(), "commit": commit()})
         write_records(Path(args.json), records)  # after every model: a later one may not finish
@@ -152,7 +155,7 @@ def main() -> int:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         tuner, recipe = train_for_budget(train, recipe, dataclasses.replace(
-            base, grid_lr=DEFAULT_GRID_LR["vq"]), device)
+            base, grid_lr=DEFAULT_GRID_LR["vq"], **parse_overrides(args.train_overrides, base)), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0

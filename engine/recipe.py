@@ -37,10 +37,6 @@ log = logging.getLogger("vbnf.train")
 
 MAX_RECIPE_BITS = 12
 """Largest bitwidth the recipe gives a level (a 4096-row codebook)."""
-MAX_RECIPE_LOGITS = 1 << 27
-"""The recipe's bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
-two Adam moments, 16 bytes in all) within this: ~2 GB, and a step time that the bits do not dominate. What a larger
-budget would buy beyond it stays unspent (on lego from about 0.8 MB: docs/ENGINE.md)."""
 
 METADATA_RESERVE_BYTES = 1024
 """choose_bits leaves this much of the budget for the metadata added at save beyond the recipe (training settings,
@@ -77,6 +73,10 @@ class Recipe:
     val views (0.5 MB, 20,000 steps, H200, 2026-12-03): 2 (the trainer's default, half the steps at the finest
     LOD) 31.46 dB, 3: 31.89, 4: 32.32, 6: 32.36; 4 rather than 6 because the prefixes pay for it (the 29 kB LOD-2
     prefix: 22.4 dB at 2, 20.2 at 4, 19.1 at 6), docs/research/2026-12-02-rate-distortion.md."""
+    max_logits: int = 1 << 27
+    """The bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
+    two Adam moments, 16 bytes in all) within this: 2^27 is ~2 GB, and a step time that the bits do not dominate.
+    What a larger budget would buy beyond it stays unspent (on lego from about 0.8 MB: docs/ENGINE.md)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
@@ -121,15 +121,16 @@ def model_bytes(field: InferenceField, level_bits: tuple[int, ...], metadata: di
     return len(save_model_bytes(probe.to("cpu"), metadata))
 
 
-def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None = None) -> tuple[int, ...]:
+def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None = None,
+                max_logits: int = Recipe.max_logits) -> tuple[int, ...]:
     """The bitwidths of step 3: the largest finest-level b for which the file fits (one more bit per coarser level,
     at most MAX_RECIPE_BITS and no more rows than a level has corners); then the budget that ladder leaves is spent
     from the finest level up, one more bit at each level where it still fits (each level at most one rung above the
-    ladder). No choice exceeds MAX_RECIPE_LOGITS. VbnfError when even 1 bit does not fit."""
+    ladder). No choice has more than `max_logits` logits (Recipe.max_logits). VbnfError when even 1 bit does not fit."""
     n = [rows.n_corners for rows in field.levels]
 
     def fits(bits) -> bool:
-        return (sum(c << b for c, b in zip(n, bits)) <= MAX_RECIPE_LOGITS
+        return (sum(c << b for c, b in zip(n, bits)) <= max_logits
                 and model_bytes(field, tuple(bits), metadata) + METADATA_RESERVE_BYTES <= budget_bytes)
 
     def cap(k: int) -> int:
@@ -167,7 +168,7 @@ def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: tor
     octree = carved.octree
     while True:
         try:
-            bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)})
+            bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)}, recipe.max_logits)
             break
         except VbnfError:
             if octree.max_level <= recipe.base_level:

@@ -146,18 +146,17 @@ def test_visibility_finds_the_surface_of_a_solid_and_not_its_inside():
     assert float((weight[~inside] > 0.1).float().mean()) > 0.5
 
 
-def test_the_bits_keep_the_training_logits_bounded(small_train, monkeypatch):
+def test_the_bits_keep_the_training_logits_bounded(small_train):
     """A large budget does not buy rows without bound: sum of n_corners x 2^bits (the vq grid's logits, each with a
-    gradient and two Adam moments) stays within MAX_RECIPE_LOGITS, so training time and memory follow the data set,
+    gradient and two Adam moments) stays within Recipe.max_logits, so training time and memory follow the data set,
     not the number typed after --size."""
-    import engine.recipe as recipe
     from engine.train import new_field
     field = new_field(small_train, "dense", None, 5, 2).freeze()
     n = [rows.n_corners for rows in field.levels]
     free = choose_bits(field, 10 ** 9)
-    monkeypatch.setattr(recipe, "MAX_RECIPE_LOGITS", sum(c << b for c, b in zip(n, free)) // 4)
-    bounded = choose_bits(field, 10 ** 9)
-    assert sum(c << b for c, b in zip(n, bounded)) <= recipe.MAX_RECIPE_LOGITS
+    bound = sum(c << b for c, b in zip(n, free)) // 4
+    bounded = choose_bits(field, 10 ** 9, max_logits=bound)
+    assert sum(c << b for c, b in zip(n, bounded)) <= bound
     assert all(b >= 1 for b in bounded) and bounded != free
 
 
