@@ -6,7 +6,8 @@
     python bench/rate_distortion.py DATA --split val --eval-images 25 --budgets 0.5 --set lod_bias=3 --tag a
         (a probe of one recipe setting on validation views; settings are chosen there, never on test views)
     python bench/rate_distortion.py DATA --evaluate /tmp/rd_models/lego_0.5MB_a.vbnf --from-json PROBES.json
-        (the test-split records of a probe's model, once val has chosen it: no second training)
+        (the test-split records of a probe's model, once val has chosen it: no second training; records are merged
+        by scene, --tag and budget, so give each evaluated file its own --tag when several go into one JSON)
 
 Each budget trains one model with the project's recipe (engine/recipe.py) and evaluates every LOD prefix of it:
 every prefix is an extra point (its bytes are the prefix's). Records (one per model and LOD) are merged into the JSON
@@ -111,7 +112,7 @@ def main() -> int:
     records: list[dict] = []
 
     def measure(name: str, field, budget: int | None, seconds: float, steps: int, recipe: dict | None,
-                peak: float | None = None, saved: Path | None = None) -> None:
+                peak: float | None = None, saved: Path | None = None, overrides: str | None = None) -> None:
         path = saved or out_dir / f"{scene}_{name}{args.tag}.vbnf"
         if saved is None:
             save_model(path, field, {"recipe": recipe} if recipe else None)
@@ -124,7 +125,7 @@ def main() -> int:
                             "file_bytes": layout.total_bytes, "lod": r["lod"],
                             "prefix_bytes": layout.lod_prefix_bytes[r["lod"]], "psnr": round(r["psnr"], 3),
                             "ssim": round(r["ssim"], 4), "train_s": round(seconds, 1), "steps": steps,
-                            "recipe": recipe, "train_overrides": args.train_overrides or None, "peak_gb": None if peak is None else round(peak, 2),
+                            "recipe": recipe, "train_overrides": overrides or args.train_overrides or None, "peak_gb": None if peak is None else round(peak, 2),
                             "split": args.split, "images": r["images"], "device": card,
                             "date": datetime.date.today().isoformat(), "commit": commit()})
         write_records(Path(args.json), records)  # after every model: a later one may not finish
@@ -140,7 +141,7 @@ def main() -> int:
             raise SystemExit(f"{args.from_json} has no record of {path.name}: its training time is unknown")
         r = trained[-1]
         measure(r["name"], load_model(path), r["budget_bytes"], r["train_s"], r["steps"], r["recipe"],
-                r["peak_gb"], saved=path)
+                r["peak_gb"], saved=path, overrides=r.get("train_overrides"))
         print_table(records)
         if args.plot:
             plot(json.loads(Path(args.json).read_text()), Path(args.plot))
