@@ -381,7 +381,7 @@ def main() -> None:
         "evaluated on all 200 test views. `dense-kmeans` rows are a second method the recipe had, quantising a "
         "trained dense grid (`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: "
         "without); it lost and was deleted on 2026-12-03. "
-        "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by MAX_RECIPE_LOGITS, "
+        "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by Recipe.max_logits, "
         "which bounds training time and memory), so no separate row; a 512^3 variant left 2 bits per finest corner "
         "and did not finish within 250 s. Fox: not measured (no device time). "
         "The visibility threshold, the step count and the LOD bias were chosen on 25 val views "
