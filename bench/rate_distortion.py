@@ -156,7 +156,8 @@ def main() -> int:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         tuner, recipe = train_for_budget(train, recipe, dataclasses.replace(
-            base, grid_lr=DEFAULT_GRID_LR["vq"], **parse_overrides(args.train_overrides, base)), device)
+            base, grid_lr=DEFAULT_GRID_LR["vq"], **parse_overrides(args.train_overrides, base)), device,
+            progress=progress_printer(t0))
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
@@ -184,6 +185,16 @@ def main() -> int:
     if args.plot and records:
         plot(json.loads(Path(args.json).read_text()), Path(args.plot))
     return 0
+
+
+def progress_printer(t0: float, every: int = 2000):
+    """A train_for_budget progress callback printing the phase, its step and the seconds since t0 every `every`
+    steps: a run killed by a time limit still shows how far it got."""
+    def progress(phase: str, trainer) -> None:
+        if trainer.step_count % every < 50 or trainer.step_count == trainer.settings.steps:
+            print(f"  {phase} step {trainer.step_count:,}/{trainer.settings.steps:,} at "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return progress
 
 
 def write_records(path: Path, records: list[dict]) -> None:
