@@ -70,7 +70,10 @@ def parse_overrides(text: str, defaults=Recipe(budget_bytes=1)) -> dict:
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
         kind = type(getattr(defaults, key))
-        out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes")
+        else:
+            out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
     return out
 
 

@@ -77,6 +77,9 @@ class Recipe:
     """The bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
     two Adam moments, 16 bytes in all) within this: 2^27 is ~2 GB, and a step time that the bits do not dominate.
     What a larger budget would buy beyond it stays unspent (on lego from about 0.8 MB: docs/ENGINE.md)."""
+    warm_decoder: bool = False
+    """The vq phase's decoder starts from the occupancy phase's (else from a new initialisation). Not yet measured
+    on a GPU: off (2026-12-03)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
@@ -244,8 +247,10 @@ class VqBudgetRun:
         t0 = time.perf_counter()
         octree = self._visible_octree()
         self.seconds_before = self.trainer.train_seconds + time.perf_counter() - t0
+        decoder = {k: v.detach().clone() for k, v in self.trainer.field.decoder.items()} \
+            if self.recipe.warm_decoder else None
         self.trainer = None  # the dense grid's memory goes before the vq grid's comes
-        self._start_vq(octree)
+        self._start_vq(octree, decoder)
         return True
 
     def _visible_octree(self) -> Octree:
@@ -264,9 +269,14 @@ class VqBudgetRun:
                  "training rays", n_before, octree.cells[-1].numel())
         return octree.to("cpu")
 
-    def _start_vq(self, octree: Octree | None) -> None:
+    def _start_vq(self, octree: Octree | None, decoder: dict[str, torch.Tensor] | None = None) -> None:
+        """decoder: the occupancy phase's decoder tensors, to start from (Recipe.warm_decoder)."""
         field, self.recipe = vq_field_for_budget(self.dataset, self.recipe, self.settings.seed, self.device,
                                                  self.settings.codebook_std, octree)
+        if decoder is not None:
+            with torch.no_grad():
+                for k, v in field.decoder.items():
+                    v.copy_(decoder[k])
         log.info("recipe: bits %s", "/".join(map(str, self.recipe.level_bits)))
         self.phase = "vq"
         self.trainer = Trainer(field, self.dataset,
