@@ -128,7 +128,8 @@ def main() -> int:
                             "file_bytes": layout.total_bytes, "lod": r["lod"],
                             "prefix_bytes": layout.lod_prefix_bytes[r["lod"]], "psnr": round(r["psnr"], 3),
                             "ssim": round(r["ssim"], 4), "train_s": round(seconds, 1), "steps": steps,
-                            "recipe": recipe, "train_overrides": overrides or args.train_overrides or None, "peak_gb": None if peak is None else round(peak, 2),
+                            "recipe": recipe, "train_overrides": overrides or args.train_overrides or None,
+                            "peak_gb": None if peak is None else round(peak, 2),
                             "split": args.split, "images": r["images"], "device": card,
                             "date": datetime.date.today().isoformat(), "commit": commit()})
         write_records(Path(args.json), records)  # after every model: a later one may not finish
@@ -193,8 +194,12 @@ def main() -> int:
 def progress_printer(t0: float, every: int = 2000):
     """A train_for_budget progress callback printing the phase, its step and the seconds since t0 every `every`
     steps: a run killed by a time limit still shows how far it got."""
+    printed = {}  # phase -> the step last printed
+
     def progress(phase: str, trainer) -> None:
-        if trainer.step_count % every < 50 or trainer.step_count == trainer.settings.steps:
+        done = trainer.step_count == trainer.settings.steps
+        if trainer.step_count - printed.get(phase, 0) >= every or done and printed.get(phase) != trainer.step_count:
+            printed[phase] = trainer.step_count
             print(f"  {phase} step {trainer.step_count:,}/{trainer.settings.steps:,} at "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
     return progress

@@ -247,8 +247,7 @@ class VqBudgetRun:
         t0 = time.perf_counter()
         octree = self._visible_octree()
         self.seconds_before = self.trainer.train_seconds + time.perf_counter() - t0
-        decoder = {k: v.detach().clone() for k, v in self.trainer.field.decoder.items()} \
-            if self.recipe.warm_decoder else None
+        decoder = dict(self.trainer.field.decoder) if self.recipe.warm_decoder else None  # kept alive by this
         self.trainer = None  # the dense grid's memory goes before the vq grid's comes
         self._start_vq(octree, decoder)
         return True
