@@ -52,7 +52,6 @@ def main() -> int:
                                     idx.data_ptr(), n, k, 0, 0.0, 0.99, 0.01, 1.0, 1e-15)
             old = timed(lambda: launch_1d(old_fn, device, params, min(n, V.MAX_WARPS) * 32, V.THREADS, "vq_adam"))
         print(f"| {b} | {new:.2f} | {'' if old is None else f'{old:.2f}'} |", flush=True)
-        del logits, sq
     return 0
 
 
