@@ -98,7 +98,7 @@ def _reference(case, estimator, beta1):
     return logits, sq, m
 
 
-CASES = [(k, estimator, beta1) for k in (16, 64, 100) for estimator in ("ste", "reinmax") for beta1 in (0.0, 0.9)]
+CASES = [(k, estimator, beta1) for k in (16, 64, 100, 1024) for estimator in ("ste", "reinmax") for beta1 in (0.0, 0.9)]
 
 
 @needs_cxx
@@ -116,7 +116,8 @@ def test_host_build_of_the_kernel_equals_the_reference(tmp_path, k, estimator, b
     logits, codebook, grad_table, sq, m = case
     before = logits.argmax(dim=1).to(torch.int32)
     indices = before.clone()
-    params = vq_adam_params(logits, codebook, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8, indices)
+    codebook_t = codebook.t().contiguous()
+    params = vq_adam_params(logits, codebook_t, grad_table, sq, m, estimator, beta1, 0.99, 0.05, 0.3, 1e-8, indices)
     lib.vq_adam_host(ctypes.byref(params))
     torch.testing.assert_close(logits, want[0])
     stepped = (grad_table != 0).any(dim=1)  # their argmax is kept up to date; other rows keep theirs

@@ -3,7 +3,8 @@
 // Adam step on the rows that have one.
 //
 //   for each corner row r whose feature gradient v = grad_table[r, :] is not all zero:
-//     s_j = v . codebook[j, :]                 (first-order change of the loss if the corner used row j)
+//     s_j = v . codebook[j, :]                 (first-order change of the loss if the corner used row j; the kernel
+//                                               reads codebook_t = codebook^T, [FEAT, K])
 //     p = softmax(logits[r, :])
 //     g_j = p_j (s_j - <p, s>)                  straight-through ("ste")
 //     ReinMax: pi1 = (onehot(argmax) + p) / 2, g_j = 2 pi1_j (s_j - <pi1, s>) - g_j / 2
@@ -14,7 +15,8 @@
 //   reads is kept up to date row by row instead of by an argmax over every corner each step.
 //
 // One warp per row on the GPU (its lanes stride over the K = 2^b logits; the warps stride over the rows; the block
-// reads the codebook from a transposed copy in shared memory when it fits), one thread per row on the host. Nothing is
+// copies the transposed codebook to shared memory when it fits, else reads it from global memory, where the lanes'
+// consecutive rows j are consecutive addresses too), one thread per row on the host. Nothing is
 // materialised: no gathered rows, no softmax, no sparse gradient, no host synchronisation to find the touched rows.
 // Compiled at run time by NVRTC (engine/cuda/vq_adam.py) with -DFEAT=F; the same file compiles as plain C++ on the
 // host (tests/test_optim.py compares it with its torch twin, vq_adam_torch).
@@ -37,7 +39,7 @@
 
 struct VQAdamParams {
     const float* grad_table;  // [n_rows, FEAT]: gradient of the loss w.r.t. each corner's feature row
-    const float* codebook;    // [K, FEAT]
+    const float* codebook_t;  // [FEAT, K]: the codebook transposed (entry (j, f) at f * K + j)
     float* logits;            // [n_rows, K]
     float* exp_avg_sq;        // [n_rows, K]
     float* exp_avg;           // [n_rows, K] or null (no first moment)
@@ -66,9 +68,9 @@ HD void lanes_argmax(float& x, int& i) {
 #endif
 }
 
-// Where the codebook is read from: the kernel's shared-memory copy, transposed (entry (j, f) at f * k + j, so the
-// lanes of a warp, which read consecutive rows j, hit consecutive banks), or the codebook itself (row-major: entry
-// (j, f) at j * FEAT + f) when it does not fit, and on the host.
+// Where the codebook is read from: codebook_t or the kernel's shared-memory copy of it (entry (j, f) at f * k + j in
+// both, so the lanes of a warp, which read consecutive rows j, hit consecutive banks or coalesce in global memory).
+// Before 2026-12-03 the global path read the row-major codebook, 16 floats apart per lane, for b > 8.
 struct CodebookView {
     const float* data;
     int row_stride, feature_stride;
@@ -148,10 +150,9 @@ HD void vq_adam_row(const VQAdamParams& p, const CodebookView& book, long long r
 // codebook serves many rows).
 extern "C" __global__ void vq_adam(const VQAdamParams p) {
     __shared__ float shared_book[SHARED_CODEBOOK_FLOATS];
-    CodebookView book{p.codebook, FEAT, 1};
+    CodebookView book{p.codebook_t, 1, p.k};
     if (p.k * FEAT <= SHARED_CODEBOOK_FLOATS) {
-        for (int i = threadIdx.x; i < p.k * FEAT; i += blockDim.x)
-            shared_book[(i % FEAT) * p.k + i / FEAT] = p.codebook[i];
+        for (int i = threadIdx.x; i < p.k * FEAT; i += blockDim.x) shared_book[i] = p.codebook_t[i];
         __syncthreads();
         book = CodebookView{shared_book, 1, p.k};
     }
@@ -161,7 +162,7 @@ extern "C" __global__ void vq_adam(const VQAdamParams p) {
 }
 #else
 extern "C" void vq_adam_host(const VQAdamParams* p) {
-    const CodebookView book{p->codebook, FEAT, 1};
+    const CodebookView book{p->codebook_t, 1, p->k};
     for (long long r = 0; r < p->n_rows; ++r) vq_adam_row(*p, book, r, 0);
 }
 
@@ -169,7 +170,7 @@ extern "C" void vq_adam_host(const VQAdamParams* p) {
 extern "C" int vq_adam_params_layout(long long* out) {
     int i = 0;
     out[i++] = offsetof(VQAdamParams, grad_table);
-    out[i++] = offsetof(VQAdamParams, codebook);
+    out[i++] = offsetof(VQAdamParams, codebook_t);
     out[i++] = offsetof(VQAdamParams, logits);
     out[i++] = offsetof(VQAdamParams, exp_avg_sq);
     out[i++] = offsetof(VQAdamParams, exp_avg);

@@ -33,7 +33,7 @@ class VQAdamParams(ctypes.Structure):
 
     _fields_ = [
         ("grad_table", ctypes.c_void_p),
-        ("codebook", ctypes.c_void_p),
+        ("codebook_t", ctypes.c_void_p),
         ("logits", ctypes.c_void_p),
         ("exp_avg_sq", ctypes.c_void_p),
         ("exp_avg", ctypes.c_void_p),
@@ -47,23 +47,24 @@ class VQAdamParams(ctypes.Structure):
         ("root_correction", ctypes.c_float),
         ("eps", ctypes.c_float),
     ]
-    LAYOUT_FIELDS = ("grad_table", "codebook", "logits", "exp_avg_sq", "exp_avg", "indices", "n_rows", "k", "reinmax",
+    LAYOUT_FIELDS = ("grad_table", "codebook_t", "logits", "exp_avg_sq", "exp_avg", "indices", "n_rows", "k", "reinmax",
                      "beta1",
                      "beta2", "step_size", "root_correction", "eps")
 
 
-def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tensor,
+def vq_adam_params(logits: torch.Tensor, codebook_t: torch.Tensor, grad_table: torch.Tensor,
                    exp_avg_sq: torch.Tensor, exp_avg: torch.Tensor | None, estimator: str, beta1: float,
                    beta2: float, step_size: float, root_correction: float, eps: float,
                    indices: torch.Tensor | None = None) -> VQAdamParams:
-    """The kernel's parameters. logits, exp_avg_sq, exp_avg: float32 [N, K]; codebook: float32 [K, F];
+    """The kernel's parameters. logits, exp_avg_sq, exp_avg: float32 [N, K]; codebook_t: float32 [F, K] (the codebook
+    transposed; the caller keeps it alive until the kernel has run);
     grad_table: float32 [N, F]; indices: int32 [N] or None (each stepped row's argmax is written there); all
     contiguous on one device (ValueError otherwise). estimator: "ste" or "reinmax" (engine.grids.ste_gradient)."""
     if estimator not in grids.ESTIMATORS:
         raise ValueError(f"vq_adam: unknown estimator '{estimator}'")
-    tensors = [t for t in (logits, codebook, grad_table, exp_avg_sq, exp_avg) if t is not None]
+    tensors = [t for t in (logits, codebook_t, grad_table, exp_avg_sq, exp_avg) if t is not None]
     n, k = logits.shape
-    shapes_ok = (codebook.shape[0] == k and grad_table.shape == (n, codebook.shape[1]) and
+    shapes_ok = (codebook_t.shape[1] == k and grad_table.shape == (n, codebook_t.shape[0]) and
                  exp_avg_sq.shape == logits.shape and (exp_avg is None or exp_avg.shape == logits.shape))
     if not shapes_ok or any(t.dtype != torch.float32 or not t.is_contiguous() or t.device != logits.device
                             for t in tensors):
@@ -71,7 +72,7 @@ def vq_adam_params(logits: torch.Tensor, codebook: torch.Tensor, grad_table: tor
     if indices is not None and (indices.shape != (n,) or indices.dtype != torch.int32 or not indices.is_contiguous()
                                 or indices.device != logits.device):
         raise ValueError("vq_adam: indices must be a contiguous int32 [N] tensor on the logits' device")
-    return VQAdamParams(grad_table.data_ptr(), codebook.data_ptr(), logits.data_ptr(), exp_avg_sq.data_ptr(),
+    return VQAdamParams(grad_table.data_ptr(), codebook_t.data_ptr(), logits.data_ptr(), exp_avg_sq.data_ptr(),
                         0 if exp_avg is None else exp_avg.data_ptr(), 0 if indices is None else indices.data_ptr(),
                         n, k, int(estimator == "reinmax"), beta1,
                         beta2, step_size, root_correction, eps)
@@ -94,7 +95,8 @@ def vq_adam(logits: torch.Tensor, codebook: torch.Tensor, grad_table: torch.Tens
             root_correction: float, eps: float, indices: torch.Tensor | None = None) -> None:
     """In place, on the logits' CUDA device and current stream (arguments: `vq_adam_params`). Twin: vq_adam_torch."""
     device = cuda_device(logits.device)
-    params = vq_adam_params(logits, codebook, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
+    codebook_t = codebook.t().contiguous()  # [F, K]; alive until the launch below is queued (then stream-ordered)
+    params = vq_adam_params(logits, codebook_t, grad_table, exp_avg_sq, exp_avg, estimator, beta1, beta2, step_size,
                             root_correction, eps, indices)
     function, = load_functions(device, FeatureWidthOptions(int(codebook.shape[1])), SOURCE_PATH, ("vq_adam",))
     warps = min(params.n_rows, MAX_WARPS)  # one warp per row, striding over the rows beyond MAX_WARPS
