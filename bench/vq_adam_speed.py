@@ -3,8 +3,10 @@
     python bench/vq_adam_speed.py [--rows 100000] [--old SOURCE.cu]
 
 Every row is touched (v != 0), K = 2^b logits per row, F = 16. --old times a kernel source of the same parameter
-layout whose codebook pointer is the row-major codebook (vq_adam.cu before 2026-12-03:
-`git show cca8aa8:engine/cuda/vq_adam.cu > /tmp/old.cu`) next to the current one. Prints a table.
+layout whose codebook pointer is the row-major codebook (vq_adam.cu before 2026-12-03, saved beside the current
+one, whose headers it reads from its own folder: `git show cca8aa8:engine/cuda/vq_adam.cu >
+engine/cuda/vq_adam_old.cu`) next to the current one. Prints a table; the H200's (2026-12-03) is in
+docs/research/2026-12-02-rate-distortion.md.
 """
 from __future__ import annotations
 

@@ -73,13 +73,12 @@ class Recipe:
     val views (0.5 MB, 20,000 steps, H200, 2026-12-03): 2 (the trainer's default, half the steps at the finest
     LOD) 31.46 dB, 3: 31.89, 4: 32.32, 6: 32.36; 4 rather than 6 because the prefixes pay for it (the 29 kB LOD-2
     prefix: 22.4 dB at 2, 20.2 at 4, 19.1 at 6), docs/research/2026-12-02-rate-distortion.md."""
-    max_logits: int = 1 << 27
+    max_logits: int = 1 << 28
     """The bits keep sum over levels of n_corners x 2^bits (the vq grid's logits: each also has a gradient and
-    two Adam moments, 16 bytes in all) within this: 2^27 is ~2 GB, and a step time that the bits do not dominate.
-    What a larger budget would buy beyond it stays unspent (on lego from about 0.8 MB: docs/ENGINE.md)."""
-    warm_decoder: bool = False
-    """The vq phase's decoder starts from the occupancy phase's (else from a new initialisation). Not yet measured
-    on a GPU: off (2026-12-03)."""
+    two Adam moments, 16 bytes in all) within this: 2^28 is ~4 GB. On lego at 1.5 MB it gave bits
+    6/8/10/12/11/9/8 (a 995 kB file) trained in 220 s, peak 7.6 GB, on an H200 (2026-12-03, once vq_adam read
+    b > 8 codebooks coalesced; 2^27 held the 1 MB model at 816 kB). What a larger budget would buy beyond it stays
+    unspent (on lego from about 1 MB: docs/ENGINE.md)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
@@ -247,9 +246,8 @@ class VqBudgetRun:
         t0 = time.perf_counter()
         octree = self._visible_octree()
         self.seconds_before = self.trainer.train_seconds + time.perf_counter() - t0
-        decoder = dict(self.trainer.field.decoder) if self.recipe.warm_decoder else None  # kept alive by this
         self.trainer = None  # the dense grid's memory goes before the vq grid's comes
-        self._start_vq(octree, decoder)
+        self._start_vq(octree)
         return True
 
     def _visible_octree(self) -> Octree:
@@ -268,14 +266,9 @@ class VqBudgetRun:
                  "training rays", n_before, octree.cells[-1].numel())
         return octree.to("cpu")
 
-    def _start_vq(self, octree: Octree | None, decoder: dict[str, torch.Tensor] | None = None) -> None:
-        """decoder: the occupancy phase's decoder tensors, to start from (Recipe.warm_decoder)."""
+    def _start_vq(self, octree: Octree | None) -> None:
         field, self.recipe = vq_field_for_budget(self.dataset, self.recipe, self.settings.seed, self.device,
                                                  self.settings.codebook_std, octree)
-        if decoder is not None:
-            with torch.no_grad():
-                for k, v in field.decoder.items():
-                    v.copy_(decoder[k])
         log.info("recipe: bits %s", "/".join(map(str, self.recipe.level_bits)))
         self.phase = "vq"
         self.trainer = Trainer(field, self.dataset,

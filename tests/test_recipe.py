@@ -28,17 +28,6 @@ def small_train(toy_scene):
     return load_dataset(toy_scene, "train", max_images=8)
 
 
-def test_a_warm_decoder_starts_the_vq_phase_from_the_occupancy_phases_decoder(small_train):
-    from engine.recipe import VqBudgetRun
-    run = VqBudgetRun(small_train, Recipe(budget_bytes=20_000, steps=20, max_level=4, warm_decoder=True),
-                      TrainSettings(batch_rays=128), "cpu")
-    run.trainer.step(run.phase_steps)
-    dense_decoder = {k: v.detach().clone() for k, v in run.trainer.field.decoder.items()}
-    assert run.advance() and run.phase == "vq"
-    for k, v in run.trainer.field.decoder.items():
-        assert torch.equal(v.detach(), dense_decoder[k])
-
-
 def test_the_recipe_writes_a_file_within_its_budget(small_train):
     recipe = Recipe(budget_bytes=20_000, steps=40, max_level=4)
     tuner, recipe = train_for_budget(small_train, recipe, TrainSettings(batch_rays=256), torch.device("cpu"),
