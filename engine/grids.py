@@ -208,8 +208,9 @@ class FeatureGrid(nn.Module):
 
     def index_optimizer(self, lr: float, beta1: float, estimator: str) -> torch.optim.Optimizer | None:
         """The optimiser of what chooses each corner's row (vq: VQLogitsAdam on the logits, lazy in the rows a step
-        touched); None for kinds whose rows are fixed or absent."""
-        if self.kind != "vq":
+        touched); None for kinds whose rows are fixed or absent, and at rate 0 (the indices stay as they are, as
+        when a model's training continues: engine.train.continuation_settings)."""
+        if self.kind != "vq" or lr == 0:
             return None
         from engine.optim import VQLogitsAdam  # engine.optim imports this module
         return VQLogitsAdam(list(self.logits), list(self.codebooks), lr=lr, betas=(beta1, 0.99), eps=1e-15,

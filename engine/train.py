@@ -123,9 +123,14 @@ DEFAULT_GRID_LR = {"dense": 3e-2, "vq": 0.1, "random": 3e-2}
 def continuation_settings(field: InferenceField, steps: int, batch_rays: int) -> TrainSettings:
     """Settings that continue `field`'s training for `steps` steps of `batch_rays` rays: the optimiser and LOD
     weights the model was trained with (metadata["train_settings"], else the defaults), and the learning rates its
-    run ended at (initial x lr_final_ratio), held constant. No pruning (the octree is the model's), no soft warm-up
-    (the indices are final), so the first steps refine the model rather than shake it (the viewer's live training;
-    `vbnf convert --finetune`)."""
+    run ended at (initial x lr_final_ratio), held constant. No pruning (the octree is the model's), no soft warm-up,
+    and a codebook model's indices stay as they are (the vq logits' rate is 0; codebooks and decoder train), so the
+    first steps refine the model rather than shake it (the viewer's live training; `vbnf convert --finetune`).
+
+    Why the indices stay (H200, lego 400, a vq b=6 model after 2,150 steps, 8 val views, 2026-12-03): continuing
+    with the logits rebuilt from the indices (margin 4) at the ended rate took val PSNR 30.46 -> 30.77 -> 30.61 ->
+    30.23 dB at 500/1,000/1,500 steps (a fresh Adam moves every logit by about its rate each step, so indices
+    drift); with the indices fixed 30.84 -> 30.86 -> 30.88 (docs/VIEWER.md)."""
     stored = field.metadata.get("train_settings") if isinstance(field.metadata.get("train_settings"), dict) else {}
     kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
     defaults = TrainSettings()
@@ -138,6 +143,8 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
     ratio = min(max(ratio, 1e-4), 1.0)
     grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr)))
     codebook_lr = stored.get("codebook_lr")
+    if kind != "dense":  # the indices stay: the codebooks keep their rate, the logits get none
+        codebook_lr, grid_lr = (codebook_lr if isinstance(codebook_lr, (int, float)) else grid_lr), 0.0
     optimizer = stored.get("optimizer") if stored.get("optimizer") in ("adam", "rmsprop") else defaults.optimizer
     return TrainSettings(steps=steps, batch_rays=batch_rays,
                          lr=float(value("lr", defaults.lr)) * ratio, grid_lr=grid_lr * ratio,
@@ -260,7 +267,7 @@ class Trainer:
             offsets = torch.rand(origins.shape[0], generator=self.generator, device=self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
-            from_tables = self.field.grid.needs_table_gradients(soft)
+            from_tables = self.index_optimizer is not None and self.field.grid.needs_table_gradients(soft)
             if from_tables:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
