@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,11 +47,9 @@ def frame_summary(ms: list[float]) -> dict:
 
 
 def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-    except OSError:
-        return ""
+    """This checkout's commit (bench/provenance.py; VBNF_COMMIT overrides it where the tree is a copy)."""
+    from provenance import git_commit  # bench/ is on sys.path when this script runs
+    return git_commit()
 
 
 def baseline(data: str, device, seconds: float, max_level: int | None, downscale: int):
