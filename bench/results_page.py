@@ -381,9 +381,13 @@ def main() -> None:
         "evaluated on all 200 test views. `dense-kmeans` rows are a second method the recipe had, quantising a "
         "trained dense grid (`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: "
         "without); it lost and was deleted on 2026-12-03. "
-        "2 MB: the recipe gives it the bits of 1 MB (from about 0.8 MB the bits are held by Recipe.max_logits, "
+        "1.5 MB (e2cbe42, 2026-12-03): Recipe.max_logits 2^28 (was 2^27), trained with --split val and its test "
+        "rows from --evaluate of the same file; the 1 MB row is 3997e29's at 2^27 (not re-run with the new bound). "
+        "2 MB: the recipe gives it the bits of 1.5 MB (from about 1 MB the bits are held by Recipe.max_logits, "
         "which bounds training time and memory), so no separate row; a 512^3 variant left 2 bits per finest corner "
-        "and did not finish within 250 s. Fox: not measured (no device time). "
+        "and did not finish within 250 s. Fox at 0.5 MB trained in 245 s (476,296 B); its full-resolution test "
+        "evaluation did not finish (lens distortion: torch renderer at 1080x1920); at 270x480 on its 9 test views "
+        "the whole file gives 23.30 dB (research log), not in this table. "
         "The visibility threshold, the step count and the LOD bias were chosen on 25 val views "
         "(docs/results/rate_distortion_probes.json). docs/research/2026-12-02-rate-distortion.md tells the story.",
         "",
@@ -405,7 +409,9 @@ def main() -> None:
         "model, then 20 s of live training per measurement), the procedural scene on the CPU. 'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
         "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
-        "view and trains.",
+        "view and trains. The H200 row (e2cbe42) predates 8be9f64: live training then moved a codebook model's "
+        "indices, which lowered val PSNR (-1.03 dB per minute); since 8be9f64 the indices stay (docs/VIEWER.md), "
+        "not yet re-measured on the GPU.",
         "",
         viewer_training_table(),
         "## File format (bench/format.py)",
