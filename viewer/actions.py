@@ -20,7 +20,7 @@ from viewer.field_view import CaptureRequest, FieldView, dataset_path
 from viewer.file_browser import FileBrowser, system_dialog_available
 from viewer.screenshot import free_path
 from viewer.state import AppState
-from viewer.training_session import DEFAULT_SHARE, DatasetCache, TrainingSession, device_batch, new_run
+from viewer.training_session import DatasetCache, TrainingSession, default_share, device_batch, new_run
 
 DOWNLOAD_SECONDS = 4.0  # "simulate download" fills the whole file in this time
 
@@ -314,7 +314,7 @@ class Actions:
         self.training.start()
 
     def _share(self) -> float:
-        return 1.0 if self.state.training.full_speed else DEFAULT_SHARE
+        return 1.0 if self.state.training.full_speed else default_share(self.training_device)
 
     def train_new(self, path: str | None = None) -> None:
         """"Train new": a new model trained on the data set `path` (default: the typed one) with `vbnf train`'s

@@ -6,9 +6,13 @@ pause) it freezes an InferenceField that the app swaps into the view. The frame 
 history under a lock.
 
 Training and rendering share one process and, on a GPU, one device (two CUDA processes time-slice the GPU, each at
-a fraction of its speed). The thread gives the frame its part with a duty cycle: after a chunk that kept it busy
+a fraction of its speed). The thread can give the frame its part with a duty cycle: after a chunk that kept it busy
 for t seconds (measured to the end of its GPU work), it pauses t * (1 / share - 1) seconds, so training gets about
-`share` of the time; `share = 1` is "train at full speed".
+`share` of the time; `share = 1` is "train at full speed". On the CPU the default share is CPU_SHARE (the render
+and the trainer divide two cores). On CUDA it is 1: the frame's kernels run on a high-priority stream (viewer/app.py
+FrameStream) and go ahead of training's, so training needs no pauses (H200, 2026-12-04: the view at 31.8 fps
+either way; training 0.61 of a plain loop with share 0.8 and the default stream, 0.86 with share 1, the frame's
+stream and a 1 ms GIL switch interval; docs/VIEWER.md).
 
 `live_settings` picks the settings: those of `vbnf train` on this device (batch), continuing the model's own run at
 the learning rates it ended with (no restart of the decay at the high initial rates: that made the model worse).
@@ -26,9 +30,15 @@ from engine.field import InferenceField
 from engine.train import DEFAULT_GRID_LR, Trainer, TrainSettings, continuation_settings, trainable_from_inference
 
 CHUNK_SECONDS = 0.05  # a chunk of steps lasts about this long: pause, snapshots and the share react within it
-DEFAULT_SHARE = 0.8  # training's part of the time while the view stays interactive
+CPU_SHARE = 0.8  # training's part of the time on the CPU while the view stays interactive
 RATE_WINDOW_S = 3.0  # steps/s and the training share are measured over this much recent time
 LIVE_STEPS = 1_000_000  # the live run has no planned end; the learning rates are constant (lr_final_ratio 1)
+
+
+def default_share(device: str) -> float:
+    """Training's part of the time while the view stays interactive: 1 on CUDA (the frame's stream has priority),
+    CPU_SHARE on the CPU."""
+    return 1.0 if torch.device(device).type == "cuda" else CPU_SHARE
 
 
 def device_batch(device: str) -> int:
@@ -141,22 +151,22 @@ class TrainingSession:
     """One live training run of one field. Start/pause from the UI thread; poll snapshots each frame.
 
     settings: None for live_settings(field, device); device: "cpu" or "cuda[:i]"; share: training's part of the time
-    (0..1, settable while running); wake: called from the thread after each snapshot or failure (the app wakes its
-    idle loop with it); new_run(dataset, device): "Train new", a run from the data set instead of continuing
-    `field` (`new_run` below: `vbnf train`'s recipe, whose trainer changes between its phases); prepare(snapshot):
-    called on the thread after each freeze (the app uploads the snapshot to the CUDA marcher there, so the frame
-    finds it uploaded)."""
+    (0..1, settable while running; None: default_share(device)); wake: called from the thread after each snapshot or
+    failure (the app wakes its idle loop with it); new_run(dataset, device): "Train new", a run from the data set
+    instead of continuing `field` (`new_run` below: `vbnf train`'s recipe, whose trainer changes between its phases);
+    prepare(snapshot): called on the thread after each freeze (the app uploads the snapshot to the CUDA marcher there,
+    so the frame finds it uploaded)."""
 
     def __init__(self, field: InferenceField | None, dataset_path: str, datasets: DatasetCache,
                  settings: TrainSettings | None = None, device: str = "cpu", downscale: int = 1,
-                 snapshot_seconds: float = 1.0, share: float = DEFAULT_SHARE, wake=None, new_run=None,
+                 snapshot_seconds: float = 1.0, share: float | None = None, wake=None, new_run=None,
                  prepare=None):
         self.dataset_path = dataset_path
         self.settings = settings if settings is not None else (
             new_run_settings(device) if new_run is not None else live_settings(field, device))
         self.device = device
         self.snapshot_seconds = snapshot_seconds
-        self.share = share
+        self.share = share if share is not None else default_share(device)
         """Training's part of the time, 0..1 (1: train at full speed)."""
         self.steps_per_chunk = 1
         """Steps of the next chunk (sized to CHUNK_SECONDS from the last one)."""

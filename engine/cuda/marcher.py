@@ -254,8 +254,9 @@ class GpuField:
             else:
                 table = level_rows.codebook
                 cb_rows = max(cb_rows, int(table.shape[0]))
-                codes = level_rows.indices.long().cpu()[corners.long().cpu()]
-                cell_rows.append(codes)
+                # gathered where the field lives (a training snapshot: on the GPU; a copy to the host and a gather
+                # there took ~50 ms for lego's 1M cells, every live-training snapshot)
+                cell_rows.append(level_rows.indices.to(device).long()[corners.to(device).long()])
             if table.ndim != 2 or table.shape[1] != feat:
                 raise ValueError(f"level {k}: feature rows {tuple(table.shape)} do not match the decoder's F={feat}")
             rows.append(table.detach().float().contiguous().to(device))
@@ -267,9 +268,9 @@ class GpuField:
             # levels may have codebooks of their own sizes (bits per level): the kernel copies CB_ROWS rows of
             # every level to shared memory, so the smaller ones are padded with zero rows
             rows = [torch.nn.functional.pad(r, (0, 0, 0, cb_rows - r.shape[0])) for r in rows]
-            np_type = np.uint8 if codes_bits == 8 else np.uint16
-            cell_rows = [torch.from_numpy(np.ascontiguousarray(c.numpy().astype(np_type)).view(
-                np.uint8 if codes_bits == 8 else np.int16)).to(device) for c in cell_rows]
+            # 8-bit codes as uint8; 16-bit ones as int16 holding the uint16 bit pattern (torch has no uint16 maths)
+            cell_rows = [(c.to(torch.uint8) if codes_bits == 8 else torch.where(c >= 1 << 15, c - (1 << 16), c)
+                          .to(torch.int16)).contiguous() for c in cell_rows]
         center = tuple(float(v) for v in field.scene_center.detach().float().cpu())
         return GpuField(device, feat, field.base_level, n_lods, codes_bits, cb_rows if codebook else 0, nodes,
                         cell_rows, rows, pack_decoder(field.decoder).to(device), center,
