@@ -382,7 +382,8 @@ def main() -> None:
         "trained dense grid (`_pruned`: with importance pruning, which removed visible cells; `_unpruned`: "
         "without); it lost and was deleted on 2026-12-03. "
         "1.5 MB (e2cbe42, 2026-12-03): Recipe.max_logits 2^28 (was 2^27), trained with --split val and its test "
-        "rows from --evaluate of the same file; the 1 MB row is 3997e29's at 2^27 (not re-run with the new bound). "
+        "rows from --evaluate of the same file; 1 MB re-run with that bound (11d273c, 2026-12-03: 914,312 B, was "
+        "815,908 B and 32.75 dB at 2^27). "
         "2 MB: the recipe gives it the bits of 1.5 MB (from about 1 MB the bits are held by Recipe.max_logits, "
         "which bounds training time and memory), so no separate row; a 512^3 variant left 2 bits per finest corner "
         "and did not finish within 250 s. Fox at 0.5 MB trained in 245 s (476,296 B); its full-resolution test "
@@ -409,9 +410,9 @@ def main() -> None:
         "model, then 20 s of live training per measurement), the procedural scene on the CPU. 'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
         "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
-        "view and trains. The H200 row (e2cbe42) predates 8be9f64: live training then moved a codebook model's "
-        "indices, which lowered val PSNR (-1.03 dB per minute); since 8be9f64 the indices stay (docs/VIEWER.md), "
-        "not yet re-measured on the GPU.",
+        "view and trains. The H200 row (11d273c) has the codebook model's indices fixed while it continues, the "
+        "frame on a high-priority CUDA stream and training without pauses; the row before it (e2cbe42: 0.52, 0.82, "
+        "-1.03 dB per minute) and the variants that chose the policy are in docs/VIEWER.md.",
         "",
         viewer_training_table(),
         "## File format (bench/format.py)",

@@ -49,7 +49,7 @@ TRAINING_UI_FPS = 32.0  # while training the view refreshes at most this often: 
 FULL_SPEED_FRAME_S = 0.25  # "train at full speed": the view refreshes a few times a second
 CUDA_GIL_SWITCH_S = 0.001  # with CUDA training, the interpreter hands the GIL between threads this often (Python's
                            # default 5 ms): the frame thread waits less for the trainer's kernel launches (H200,
-                           # 2026-12-04: training 0.81 -> 0.86 of a plain loop at the same 31.8 fps; docs/VIEWER.md)
+                           # 2026-12-03: training 0.81 -> 0.86 of a plain loop at the same 31.8 fps; docs/VIEWER.md)
 QUIET_FRAMES = 3  # frames drawn after the last change before the loop waits for events (ImGui settles hover states)
 IDLE_WAIT_S = 1.0  # an idle loop draws a frame at least this often (clock-like overlays stay honest)
 

@@ -10,7 +10,7 @@ a fraction of its speed). The thread can give the frame its part with a duty cyc
 for t seconds (measured to the end of its GPU work), it pauses t * (1 / share - 1) seconds, so training gets about
 `share` of the time; `share = 1` is "train at full speed". On the CPU the default share is CPU_SHARE (the render
 and the trainer divide two cores). On CUDA it is 1: the frame's kernels run on a high-priority stream (viewer/app.py
-FrameStream) and go ahead of training's, so training needs no pauses (H200, 2026-12-04: the view at 31.8 fps
+FrameStream) and go ahead of training's, so training needs no pauses (H200, 2026-12-03: the view at 31.8 fps
 either way; training 0.61 of a plain loop with share 0.8 and the default stream, 0.86 with share 1, the frame's
 stream and a 1 ms GIL switch interval; docs/VIEWER.md).
 
