@@ -45,11 +45,11 @@ def pick_device(name: str = "auto") -> torch.device:
 def view_renderer(field: InferenceField, cams: Cameras, background, device: torch.device,
                   prefer: str = "auto") -> tuple[ViewRenderer, str]:
     """A function rendering camera i of `cams` at a LOD, and the name of the renderer behind it ("cuda" or "torch"),
-    as engine.render_policy.choose_renderer decides (cameras with lens distortion use the torch renderer)."""
+    as engine.render_policy.choose_renderer decides."""
     samples_per_ray_bound(field)  # a model no renderer should march (RenderError), refused the same on every path
     field = field.to(device)
     bg = tuple(float(v) for v in background)
-    choice = choose_renderer(prefer, device, pinhole=not bool(cams.distortion.abs().sum() > 0))
+    choice = choose_renderer(prefer, device)
     if choice.uses_cuda:
         from engine.gpu_render import render_camera_cuda  # lazily: the marcher compiles on first use
 
@@ -57,7 +57,7 @@ def view_renderer(field: InferenceField, cams: Cameras, background, device: torc
             c = cams.c2w[i]
             try:
                 return render_camera_cuda(field, c, cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height,
-                                          lod, "rgb", bg)
+                                          lod, "rgb", bg, cams.distortion)
             except Exception as e:  # a compile or launch failure: one line, not a traceback
                 raise cuda_failure(e) from e
         return render_cuda, choice.renderer

@@ -65,7 +65,7 @@ def march_rays_torch(field: InferenceField, camera, lod: int, mode: RenderMode =
                      background: Background = (1.0, 1.0, 1.0), chunk: int = 1 << 14) -> torch.Tensor:
     """The torch reference of march_rays: engine.render.render_image on the camera's rays, on the field's device.
 
-    camera: PinholeCamera or engine.cameras.Cameras (first camera, no distortion). Returns float32 [H,W,3] / [H,W].
+    camera: PinholeCamera or engine.cameras.Cameras (first camera). Returns float32 [H,W,3] / [H,W].
     """
     cam = PinholeCamera.of(camera)
     origins, dirs = cam.rays(field.device)
@@ -104,11 +104,13 @@ def march_rays(field: InferenceField, camera, lod: int, mode: RenderMode = "rgb"
 
 def render_camera_cuda(field: InferenceField, c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
                        width: int, height: int, lod: int, mode: RenderMode = "rgb",
-                       background: Background = (1.0, 1.0, 1.0)) -> torch.Tensor:
+                       background: Background = (1.0, 1.0, 1.0), distortion=None) -> torch.Tensor:
     """march_rays for one camera given by its parts: c2w [3,4] or [4,4] (OpenGL convention), pinhole intrinsics in
-    pixels, size in pixels. Returns float32 [H,W,3] / [H,W] on the GPU; the field stays uploaded between calls."""
+    pixels, size in pixels, distortion: OpenCV k1, k2, p1, p2 (None: none). Returns float32 [H,W,3] / [H,W] on the
+    GPU; the field stays uploaded between calls."""
+    k = (0.0,) * 4 if distortion is None else tuple(float(v) for v in torch.as_tensor(distortion).reshape(-1))
     cam = PinholeCamera(torch.as_tensor(c2w, dtype=torch.float32), float(fx), float(fy), float(cx), float(cy),
-                        int(width), int(height))
+                        int(width), int(height), k)
     return march_rays(field, cam, lod, mode, background)
 
 

@@ -45,16 +45,15 @@ class RenderChoice(NamedTuple):
         return "cuda" if self.uses_cuda else "torch"
 
 
-def choose_renderer(prefer: Prefer = "auto", device: torch.device | str | None = None, gl_available: bool = False,
-                    pinhole: bool = True) -> RenderChoice:
+def choose_renderer(prefer: Prefer = "auto", device: torch.device | str | None = None,
+                    gl_available: bool = False) -> RenderChoice:
     """Which renderer draws here, logged in one line.
 
     prefer: "auto" (the CUDA marcher when it can run, else torch), "cuda" (VbnfError, one line, when it cannot) or
     "torch"; device: where the caller's tensors live (None: no constraint); the CUDA marcher needs a CUDA device;
-    gl_available: a GL context is current on this thread (the viewer), so CUDA-GL interop may apply;
-    pinhole: False when the cameras have lens distortion (the CUDA marcher is pinhole-only).
+    gl_available: a GL context is current on this thread (the viewer), so CUDA-GL interop may apply.
     """
-    choice = _decide(prefer, None if device is None else torch.device(device), gl_available, pinhole)
+    choice = _decide(prefer, None if device is None else torch.device(device), gl_available)
     if prefer == "cuda" and not choice.uses_cuda:
         why = choice.reason.replace(FALLBACK_NOTE, "")
         raise VbnfError(f"the CUDA marcher cannot run: {why}; use --renderer torch (or auto)")
@@ -68,7 +67,7 @@ def cuda_failure(e: BaseException) -> VbnfError:
     return VbnfError(f"the CUDA marcher failed ({type(e).__name__}: {text}); rerun with --renderer torch")
 
 
-def _decide(prefer: Prefer, device: torch.device | None, gl_available: bool, pinhole: bool) -> RenderChoice:
+def _decide(prefer: Prefer, device: torch.device | None, gl_available: bool) -> RenderChoice:
     if prefer == "torch":
         return RenderChoice("cpu", "the torch renderer was requested")
     try:
@@ -80,8 +79,6 @@ def _decide(prefer: Prefer, device: torch.device | None, gl_available: bool, pin
         return RenderChoice("cpu", f"CUDA unavailable: {reason}{FALLBACK_NOTE}")
     if device is not None and device.type != "cuda":
         return RenderChoice("cpu", f"the torch renderer on device {device} (the CUDA marcher needs a CUDA device)")
-    if not pinhole:
-        return RenderChoice("cpu", "the cameras have lens distortion and the CUDA marcher is pinhole-only")
     name = torch.cuda.get_device_name()
     if not gl_available:
         return RenderChoice("cuda+upload", f"CUDA on {name}; no GL context, frames go to device memory")

@@ -151,8 +151,10 @@ def host_march(field, camera: PinholeCamera, lod: int, mode: str, background, tm
     lib = march_host_library(host_reference_options(gpu, mode, tuning), tmp_dir)
     c = mode_channels(mode)
     out = torch.full((camera.height, camera.width, c), float("nan"))
+    pixel_xy = camera.pixel_xy() if camera.distorted else None  # alive until the call returns
     params = fill_params(gpu, camera, lod, mode, background,
-                         CudaOutput(ENC_FLOAT, ptr=out.data_ptr(), pitch=camera.width * c * 4), tuning)
+                         CudaOutput(ENC_FLOAT, ptr=out.data_ptr(), pitch=camera.width * c * 4), tuning,
+                         pixel_xy=pixel_xy)
     lib.march_rays_host(ctypes.byref(params))
     return out if c == 3 else out[..., 0]
 
@@ -184,6 +186,45 @@ def test_host_build_matches_reference(kind, host_dir):
             if not stats["ok"]:
                 failures.append((lod, stats))
     assert not failures, failures
+
+
+FOX_DISTORTION = (0.0578421, -0.0805099, -0.000980296, 0.00015575)  # instant-ngp's fox: OpenCV k1, k2, p1, p2
+
+
+def distorted(camera: PinholeCamera, scale: float = 3.0) -> PinholeCamera:
+    """The camera with a lens `scale` times as distorting as fox's (strong enough to move every ray visibly)."""
+    return replace(camera, distortion=tuple(scale * v for v in FOX_DISTORTION))
+
+
+@needs_cxx
+def test_host_build_renders_cameras_with_lens_distortion(host_dir):
+    """A distorted camera's rays come from the undistorted pixel table: the same image as the torch reference (which
+    undistorts like training does, engine/cameras.rays_from_pixels), and not the pinhole image."""
+    field = make_field("vq", n_lods=3, seed=60)
+    cam = distorted(random_camera(torch.Generator().manual_seed(61), 48, 36))
+    for mode in ("rgb", "depth"):
+        ref = march_rays_torch(field, cam, 2, mode, (0.2, 0.4, 0.9))
+        got = host_march(field, cam, 2, mode, (0.2, 0.4, 0.9), host_dir)
+        stats = compare_mode(mode, got, ref)
+        assert stats["ok"], stats
+    pinhole = march_rays_torch(field, replace(cam, distortion=(0.0,) * 4), 2, "rgb", (0.2, 0.4, 0.9))
+    assert psnr(host_march(field, cam, 2, "rgb", (0.2, 0.4, 0.9), host_dir), pinhole) < PSNR_MIN
+
+
+def test_camera_rays_follow_training_rays_through_a_distorted_lens():
+    """PinholeCamera.rays (the renderers' rays) equal engine.cameras.rays_from_pixels (training's) for a lens."""
+    from engine.cameras import make_cameras, rays_from_pixels
+    pin = random_camera(torch.Generator().manual_seed(62), 20, 12)
+    c2w = torch.cat([pin.c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]])])
+    cams = make_cameras(c2w[None], pin.fx, pin.fy, pin.cx, pin.cy, pin.width, pin.height,
+                        torch.tensor(FOX_DISTORTION))
+    cam = PinholeCamera.of(cams)
+    assert cam.distorted
+    py, px = torch.meshgrid(torch.arange(12) + 0.5, torch.arange(20) + 0.5, indexing="ij")
+    origins, dirs = rays_from_pixels(cams, torch.zeros(240, dtype=torch.long), px.reshape(-1), py.reshape(-1))
+    got_o, got_d = cam.rays()
+    torch.testing.assert_close(got_o, origins)
+    torch.testing.assert_close(got_d, dirs, atol=1e-6, rtol=0)
 
 
 @needs_cxx
@@ -379,6 +420,21 @@ def test_public_functions_agree(marcher):
                            (0.5, 0.5, 0.5))
     c = Renderer(RenderChoice("cuda+upload", "test")).render(field, cam, 4, "rgb", (0.5, 0.5, 0.5)).image()
     assert a.shape == (64, 96, 3) and torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_ready(), reason=f"CUDA unavailable: {cuda_unavailable_reason()}")
+def test_kernel_renders_cameras_with_lens_distortion(marcher):
+    """Evaluation on a data set with a distorted lens (fox) runs on the marcher: the same image as the reference."""
+    from engine.gpu_render import render_camera_cuda
+    field = make_field("vq", n_lods=4, seed=63)
+    cam = distorted(random_camera(torch.Generator().manual_seed(64), 160, 120))
+    ref = march_rays_torch(field.to("cuda"), cam, 3, "rgb", (1.0, 1.0, 1.0))
+    got = gpu_march(marcher, field, cam, 3, "rgb", (1.0, 1.0, 1.0))
+    assert compare_mode("rgb", got, ref)["ok"]
+    again = render_camera_cuda(field, cam.c2w, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, 3, "rgb",
+                               (1.0, 1.0, 1.0), cam.distortion)
+    assert torch.equal(again, got)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ struct Params {
     const float* decoder;              // DEC_SIZE floats (source of the shared / constant copy)
     void* out;                         // linear output (ENC_*), row y at out + y * pitch; unused with a surface
     int* counter;                      // persistent kernel: next job (pixel) index, zeroed before each launch
+    const float* pixel_xy;             // lens distortion: per pixel (row-major) the undistorted normalised x, y of
+                                       // its centre (engine/cameras.undistort_normalized); null for a pinhole
     unsigned long long surface;        // CUsurfObject of the GL texture's array, 0 for a linear buffer
     long long pitch;                   // bytes per output row
     float c2w[12];                     // camera to world, row-major 3x4 (OpenGL camera: x right, y up, looks down -z)
@@ -174,6 +176,7 @@ extern "C" int march_params_layout(long long* offsets) {
     offsets[i++] = offsetof(Params, decoder);
     offsets[i++] = offsetof(Params, out);
     offsets[i++] = offsetof(Params, counter);
+    offsets[i++] = offsetof(Params, pixel_xy);
     offsets[i++] = offsetof(Params, surface);
     offsets[i++] = offsetof(Params, pitch);
     offsets[i++] = offsetof(Params, c2w);
@@ -498,9 +501,16 @@ struct RayState {
 
 HD void ray_init(const Params& p, RayState& s, int x, int y) {
     s.x = x; s.y = y;
-    // Ray through the pixel centre (engine/cameras.rays_from_pixels without distortion).
-    const float xn = ((float)x + 0.5f - p.cx) / p.fx;
-    const float yn = ((float)y + 0.5f - p.cy) / p.fy;
+    // Ray through the pixel centre (engine/cameras.rays_from_pixels).
+    float xn, yn;
+    if (p.pixel_xy != nullptr) {  // lens distortion: undistorted on the host, once per camera
+        const long long i = 2LL * ((long long)y * p.width + x);
+        xn = p.pixel_xy[i];
+        yn = p.pixel_xy[i + 1];
+    } else {
+        xn = ((float)x + 0.5f - p.cx) / p.fx;
+        yn = ((float)y + 0.5f - p.cy) / p.fy;
+    }
     const float cn = sqrtf(xn * xn + yn * yn + 1.f);
     const float d_cam[3] = {xn / cn, -yn / cn, -1.f / cn};
 #pragma unroll

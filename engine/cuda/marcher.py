@@ -164,6 +164,7 @@ class MarchParams(ctypes.Structure):
         ("decoder", ctypes.c_void_p),
         ("out", ctypes.c_void_p),
         ("counter", ctypes.c_void_p),
+        ("pixel_xy", ctypes.c_void_p),
         ("surface", ctypes.c_uint64),
         ("pitch", ctypes.c_int64),
         ("c2w", ctypes.c_float * 12),
@@ -185,8 +186,8 @@ class MarchParams(ctypes.Structure):
     ]
 
     # Field names in the order march_params_layout() (host build) reports their offsets, then sizeof.
-    LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "counter", "surface", "pitch", "c2w", "fx", "center",
-                     "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight", "width",
+    LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "counter", "pixel_xy", "surface", "pitch", "c2w",
+                     "fx", "center", "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight", "width",
                      "level", "lod", "root_present", "encoding", "flip_y")
 
 
@@ -304,10 +305,12 @@ def field_signature(field: InferenceField) -> tuple:
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """One undistorted pinhole camera (the repo's convention: OpenGL/NeRF camera frame, pixels from the top left).
+    """One pinhole camera, optionally with lens distortion (the repo's convention: OpenGL/NeRF camera frame, pixels
+    from the top left).
 
     c2w: float [3,4] or [4,4] camera-to-world (x right, y up, looks down -z; column 3 is the centre).
-    fx, fy: focal lengths, pixels; cx, cy: principal point, pixels (pixel centres at i + 0.5); width, height: pixels.
+    fx, fy: focal lengths, pixels; cx, cy: principal point, pixels (pixel centres at i + 0.5); width, height: pixels;
+    distortion: OpenCV k1, k2, p1, p2 (engine/cameras.py), all zero for none.
     """
 
     c2w: torch.Tensor
@@ -317,20 +320,40 @@ class PinholeCamera:
     cy: float
     width: int
     height: int
+    distortion: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     @staticmethod
     def of(camera, index: int = 0) -> "PinholeCamera":
-        """A PinholeCamera from itself or from engine.cameras.Cameras (camera `index`; no lens distortion)."""
+        """A PinholeCamera from itself or from engine.cameras.Cameras (camera `index`)."""
         if isinstance(camera, PinholeCamera):
             return camera
         c2w = torch.as_tensor(camera.c2w, dtype=torch.float32)
         if c2w.ndim == 3:
             c2w = c2w[index]
         distortion = getattr(camera, "distortion", None)
-        if distortion is not None and bool((torch.as_tensor(distortion) != 0).any()):
-            raise ValueError("the marcher renders undistorted pinhole cameras; this camera has lens distortion")
+        k = (0.0,) * 4 if distortion is None else tuple(float(v) for v in torch.as_tensor(distortion).reshape(-1))
+        if len(k) != 4:
+            raise ValueError(f"distortion must be 4 values (k1, k2, p1, p2), got {len(k)}")
         return PinholeCamera(c2w, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
-                             int(camera.width), int(camera.height))
+                             int(camera.width), int(camera.height), k)
+
+    @property
+    def distorted(self) -> bool:
+        return any(v != 0.0 for v in self.distortion)
+
+    def pixel_xy(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Normalised image coordinates ((px - cx) / fx, (py - cy) / fy) of every pixel centre, undistorted when
+        the lens distorts (engine/cameras.undistort_normalized, as rays_from_pixels does): float32 [H*W, 2],
+        row-major."""
+        cols = torch.arange(self.width, device=device, dtype=torch.float32) + 0.5
+        rows = torch.arange(self.height, device=device, dtype=torch.float32) + 0.5
+        py, px = torch.meshgrid(rows, cols, indexing="ij")
+        x = (px.reshape(-1) - self.cx) / self.fx
+        y = (py.reshape(-1) - self.cy) / self.fy
+        if self.distorted:
+            from engine.cameras import undistort_normalized
+            x, y = undistort_normalized(x, y, torch.tensor(self.distortion, dtype=torch.float64))
+        return torch.stack([x, y], dim=-1).contiguous()
 
     def c2w_rows(self) -> list[float]:
         """The 3x4 camera-to-world matrix, row-major, as 12 Python floats."""
@@ -341,11 +364,7 @@ class PinholeCamera:
 
     def rays(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """origins, unit dirs [H*W,3] float32 through the pixel centres, row-major (engine/cameras.rays_from_pixels)."""
-        cols = torch.arange(self.width, device=device, dtype=torch.float32) + 0.5
-        rows = torch.arange(self.height, device=device, dtype=torch.float32) + 0.5
-        py, px = torch.meshgrid(rows, cols, indexing="ij")
-        x = (px.reshape(-1) - self.cx) / self.fx
-        y = (py.reshape(-1) - self.cy) / self.fy
+        x, y = self.pixel_xy(device).unbind(-1)
         d_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)
         d_cam = d_cam / d_cam.norm(dim=-1, keepdim=True)
         c2w = torch.as_tensor(self.c2w, dtype=torch.float32).to(device)
@@ -400,8 +419,10 @@ def default_display_scale(mode: str, camera: PinholeCamera, gpu: GpuField) -> fl
 
 
 def fill_params(gpu: GpuField, camera: PinholeCamera, lod: int, mode: str, background, output: CudaOutput,
-                tuning: MarchTuning, display_scale: float | None = None, counter: int = 0) -> MarchParams:
-    """The kernel's parameter struct for one frame."""
+                tuning: MarchTuning, display_scale: float | None = None, counter: int = 0,
+                pixel_xy: torch.Tensor | None = None) -> MarchParams:
+    """The kernel's parameter struct for one frame. pixel_xy: camera.pixel_xy() where the kernel runs, for a camera
+    with lens distortion (kept alive by the caller until the kernel has run); None for a pinhole."""
     p = MarchParams()
     for l, t in enumerate(gpu.nodes):
         p.nodes[l] = t.data_ptr()
@@ -411,6 +432,10 @@ def fill_params(gpu: GpuField, camera: PinholeCamera, lod: int, mode: str, backg
     p.decoder = gpu.decoder.data_ptr()
     p.out = output.ptr
     p.counter = counter
+    if camera.distorted:
+        if pixel_xy is None or tuple(pixel_xy.shape) != (camera.width * camera.height, 2):
+            raise ValueError("a camera with lens distortion needs its pixel_xy table")
+        p.pixel_xy = pixel_xy.data_ptr()
     p.surface = output.surface
     p.pitch = output.pitch
     p.c2w[:] = camera.c2w_rows()
@@ -449,6 +474,7 @@ class CudaMarcher:
         self.max_fields = max_fields
         self._fields: OrderedDict[int, tuple[weakref.ref, tuple, GpuField]] = OrderedDict()
         self._counter = torch.zeros(1, dtype=torch.int32, device=self.device)  # persistent kernel's pixel counter
+        self._pixel_xy: tuple[tuple, torch.Tensor] | None = None  # the last distorted camera's table, on the device
 
     def upload(self, field: InferenceField) -> GpuField:
         """The field's GpuField, uploaded on first use; re-uploaded when its tensors changed."""
@@ -487,7 +513,7 @@ class CudaMarcher:
         if camera.width <= 0 or camera.height <= 0:
             return
         params = fill_params(gpu, camera, lod, mode, background, output, tuning, display_scale,
-                             self._counter.data_ptr())
+                             self._counter.data_ptr(), self._pixel_table(camera))
         args = (ctypes.c_void_p * 1)(ctypes.addressof(params))
         bx, by = options.block
         if options.persistent:
@@ -500,6 +526,17 @@ class CudaMarcher:
         check(driver.cuLaunchKernel(kernel.function, grid[0], grid[1], 1, bx, by, 1,
                                     options.shared_bytes(), stream, ctypes.addressof(args), 0),
               "cuLaunchKernel(march_rays)")
+
+
+    def _pixel_table(self, camera: PinholeCamera) -> torch.Tensor | None:
+        """camera.pixel_xy on the device for a distorted camera (kept for the next frame of the same intrinsics:
+        an evaluation's views share them), else None."""
+        if not camera.distorted:
+            return None
+        key = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, camera.distortion)
+        if self._pixel_xy is None or self._pixel_xy[0] != key:
+            self._pixel_xy = (key, camera.pixel_xy(self.device))
+        return self._pixel_xy[1]
 
 
 def mode_channels(mode: str) -> int:
