@@ -148,6 +148,18 @@ def undistort_normalized(
     return x.to(out_dtype), y.to(out_dtype)
 
 
+def normalized_coordinates(px: torch.Tensor, py: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
+                           distortion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel positions px, py [R] -> normalised image coordinates x, y [R] ((px - cx) / fx, (py - cy) / fy, y
+    downwards), undistorted when `distortion` ([4] k1, k2, p1, p2, on the host) is non-zero: the camera-frame ray
+    through a pixel is normalize([x, -y, -1]) for training (rays_from_pixels) and every renderer."""
+    x = (px - cx) / fx
+    y = (py - cy) / fy
+    if bool((distortion != 0).any()):
+        x, y = undistort_normalized(x, y, distortion)
+    return x, y
+
+
 def rays_from_pixels(
     cams: Cameras, cam_ids: torch.Tensor, px: torch.Tensor, py: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,10 +176,8 @@ def rays_from_pixels(
         )
     device = cams.c2w.device
     cam_ids = cam_ids.to(device=device, dtype=torch.long)
-    x = (px.to(device=device, dtype=torch.float32) - cams.cx) / cams.fx
-    y = (py.to(device=device, dtype=torch.float32) - cams.cy) / cams.fy
-    if bool((cams.distortion != 0).any()):
-        x, y = undistort_normalized(x, y, cams.distortion)
+    x, y = normalized_coordinates(px.to(device=device, dtype=torch.float32), py.to(device=device, dtype=torch.float32),
+                                  cams.fx, cams.fy, cams.cx, cams.cy, cams.distortion)
     d_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # [R,3], OpenGL camera frame
     d_cam = d_cam / d_cam.norm(dim=-1, keepdim=True)
     c2w = cams.c2w[cam_ids]  # [R,4,4]

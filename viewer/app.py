@@ -291,9 +291,11 @@ class FrameStream:
         import torch
         default = torch.cuda.default_stream(self.stream.device)
         self.stream.wait_stream(default)
-        with torch.cuda.stream(self.stream):
-            yield
-        default.wait_stream(self.stream)
+        try:
+            with torch.cuda.stream(self.stream):
+                yield
+        finally:
+            default.wait_stream(self.stream)
 
 
 def choose_training_device(cpu_only: bool) -> tuple[str, str]:

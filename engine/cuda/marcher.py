@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.cameras import normalized_coordinates, pixel_centers
 from engine.cuda.toolchain import MAX_LEVELS, check, cuda_device, load_module, make_current, require_cuda
 from engine.decoder import DIR_DIM, GEO_DIM, HIDDEN
 from engine.field import InferenceField, check_decoder
@@ -187,8 +188,8 @@ class MarchParams(ctypes.Structure):
 
     # Field names in the order march_params_layout() (host build) reports their offsets, then sizeof.
     LAYOUT_FIELDS = ("nodes", "cell_rows", "rows", "decoder", "out", "counter", "pixel_xy", "surface", "pitch", "c2w",
-                     "fx", "center", "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight", "width",
-                     "level", "lod", "root_present", "encoding", "flip_y")
+                     "fx", "center", "half_size", "inv_size", "step", "background", "display_scale", "rgb_min_weight",
+                     "width", "level", "lod", "root_present", "encoding", "flip_y")
 
 
 _TOKENS = iter(range(1, 1 << 62))
@@ -342,17 +343,11 @@ class PinholeCamera:
         return any(v != 0.0 for v in self.distortion)
 
     def pixel_xy(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Normalised image coordinates ((px - cx) / fx, (py - cy) / fy) of every pixel centre, undistorted when
-        the lens distorts (engine/cameras.undistort_normalized, as rays_from_pixels does): float32 [H*W, 2],
-        row-major."""
-        cols = torch.arange(self.width, device=device, dtype=torch.float32) + 0.5
-        rows = torch.arange(self.height, device=device, dtype=torch.float32) + 0.5
-        py, px = torch.meshgrid(rows, cols, indexing="ij")
-        x = (px.reshape(-1) - self.cx) / self.fx
-        y = (py.reshape(-1) - self.cy) / self.fy
-        if self.distorted:
-            from engine.cameras import undistort_normalized
-            x, y = undistort_normalized(x, y, torch.tensor(self.distortion, dtype=torch.float64))
+        """Normalised image coordinates of every pixel centre, undistorted when the lens distorts
+        (engine/cameras.normalized_coordinates, as training's rays): float32 [H*W, 2], row-major."""
+        px, py = pixel_centers(self.width, self.height, device)
+        x, y = normalized_coordinates(px, py, self.fx, self.fy, self.cx, self.cy,
+                                      torch.tensor(self.distortion, dtype=torch.float64))
         return torch.stack([x, y], dim=-1).contiguous()
 
     def c2w_rows(self) -> list[float]:
