@@ -37,8 +37,9 @@ def _values(mode: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 RANGES = {"rgb": (0.0, 1.0), "normal": (0.0, 1.0), "depth": (2.5, 5.5), "samples": (0.0, 100.0), "level": (0.0, 5.0)}
 
 
+@pytest.mark.parametrize("rgb8", [False, True], ids=["float", "rgb8"])
 @pytest.mark.parametrize("mode", list(RANGES))
-def test_shader_equals_its_numpy_twin(ctx, mode):
+def test_shader_equals_its_numpy_twin(ctx, mode, rgb8):
     rng = np.random.default_rng(0)
     h, w = 24, 32
     values = _values(mode, h, w, rng)
@@ -47,8 +48,9 @@ def test_shader_equals_its_numpy_twin(ctx, mode):
     field_pass = FieldPass(ctx)
     target = OffscreenTarget(ctx, w, h)
     try:
-        texture.write(values, mode)
+        texture.write(values, mode, rgb8=rgb8)  # rgb8: what the CPU path uploads (a quarter of the bytes)
         assert texture.size == (w, h)
+        assert texture.texture.dtype == ("f1" if rgb8 and mode == "rgb" else "f4")
         target.use()
         field_pass.render(SideImage(texture, mode, RANGES[mode]), background, viewport=(0, 0, w, h))
         gl = target.read()
@@ -85,4 +87,7 @@ def test_texture_resize_is_a_no_op_when_the_size_is_unchanged(ctx):
     assert texture.texture.glo == glo  # same GL object: a CUDA registration would stay valid
     texture.resize(16, 4)
     assert texture.size == (16, 4)
+    texture.write(np.zeros((4, 16, 3), np.float32), "rgb", rgb8=True)
+    texture.resize(16, 4)  # the float format again (what a CUDA path registers): a new texture
+    assert texture.texture.dtype == "f4"
     texture.release()

@@ -102,7 +102,7 @@ def test_a_newer_job_cancels_a_running_full_resolution_render(tiny_model):
             time.sleep(0.01)
         assert [(d.job.width, d.job.height) for d in done] == [(32, 24)]
         assert not backend.busy()
-        assert textures["a"].shapes == [(24, 32, 3)]
+        assert textures["a"].shapes == [(24, 32, 4)]
     finally:
         backend.close()
 
@@ -113,8 +113,8 @@ class _Sink:
     def __init__(self):
         self.shapes = []
 
-    def write(self, values, mode):
-        self.shapes.append(values.shape)
+    def upload(self, rgba, mode):
+        self.shapes.append(rgba.shape)
 
 
 def test_direct_backend_reports_how_frames_reach_the_texture():

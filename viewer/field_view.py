@@ -203,7 +203,7 @@ class FieldView:
             return None
         dataset = datasets.request(path)
         if self._gt != (path, train_index):
-            self.textures["gt"].write(dataset.images[train_index].numpy(), "rgb")
+            self.textures["gt"].write(dataset.images[train_index].numpy(), "rgb", rgb8=True)
             self._gt = (path, train_index)
         key = self._key_a(state, ("train", path, train_index))
         return Side(f"ground truth #{train_index}", image=dataset.images[train_index].numpy(),

@@ -1,8 +1,8 @@
 """GL resources of the viewer, one small class per role. Each takes the moderngl context, creates its objects in
 __init__, and frees them in release() (called before the context goes).
 
-- FieldTexture: a float texture holding one field image (render values, not colours); the CPU path uploads into it,
-  a CUDA path writes into `.texture` through interop.
+- FieldTexture: a texture holding one field image (render values, not colours); the CPU path uploads into it
+  (`texels` packs the values, on the render thread), a CUDA path writes into `.texture` through interop.
 - FieldPass: the fullscreen pass (shaders/field.vert + field.frag) that colour-maps one or two field textures and
   draws the comparison divider.
 - OffscreenTarget: an RGBA8 framebuffer to draw the pass into without a window (screenshots, saved comparisons).
@@ -21,15 +21,35 @@ from engine.modes import MODE_IDS
 SHADER_DIR = files("viewer") / "shaders"  # the repo's top-level shaders/, shipped as package data of viewer
 
 
+def texels(values: np.ndarray, mode: str, rgb8: bool = False) -> np.ndarray:
+    """Render values -> the RGBA texels FieldTexture.upload takes: float32 [H,W,4] (scalar modes keep their value
+    in red), or uint8 [H,W,4] for rgb when `rgb8` (what the screen shows anyway: a quarter of the bytes to upload,
+    and Mesa's software rasteriser samples it several times faster than float)."""
+    v = np.asarray(values, dtype=np.float32)
+    h, w = v.shape[:2]
+    if rgb8 and mode == "rgb" and v.ndim == 3:
+        rgba = np.full((h, w, 4), 255, np.uint8)
+        rgba[..., :3] = np.clip(v[..., :3] * 255.0 + 0.5, 0.0, 255.0)
+        return rgba
+    rgba = np.zeros((h, w, 4), np.float32)
+    if v.ndim == 2:
+        rgba[..., 0] = v
+    else:
+        rgba[..., : v.shape[2]] = v[..., :4]
+    rgba[..., 3] = 1.0
+    return rgba
+
+
 class FieldTexture:
-    """RGBA float32 texture, row 0 = the image's top row. Scalar modes keep their value in the red channel."""
+    """RGBA texture, row 0 = the image's top row: float32 (scalar modes keep their value in the red channel; the
+    CUDA path's format), or RGBA8 for rgb images uploaded from the CPU (`texels(..., rgb8=True)`)."""
 
     def __init__(self, ctx: moderngl.Context, width: int = 1, height: int = 1):
         self.ctx = ctx
-        self.texture = self._create(width, height)
+        self.texture = self._create(width, height, "f4")
 
-    def _create(self, width: int, height: int) -> moderngl.Texture:
-        tex = self.ctx.texture((width, height), 4, dtype="f4")
+    def _create(self, width: int, height: int, dtype: str) -> moderngl.Texture:
+        tex = self.ctx.texture((width, height), 4, dtype=dtype)
         tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
         tex.repeat_x = tex.repeat_y = False
         return tex
@@ -39,26 +59,24 @@ class FieldTexture:
         """(width, height) in pixels."""
         return self.texture.size
 
-    def resize(self, width: int, height: int) -> None:
-        """Reallocates for a new size; a no-op when the size is unchanged (a CUDA path re-registers after a change)."""
-        if (width, height) == self.size:
+    def resize(self, width: int, height: int, dtype: str = "f4") -> None:
+        """Reallocates for a new size or texel type ("f4" or "f1"); a no-op when both are unchanged (a CUDA path
+        re-registers after a change)."""
+        if (width, height) == self.size and self.texture.dtype == dtype:
             return
         self.texture.release()
-        self.texture = self._create(width, height)
+        self.texture = self._create(width, height, dtype)
 
-    def write(self, values: np.ndarray, mode: str) -> None:
+    def write(self, values: np.ndarray, mode: str, rgb8: bool = False) -> None:
         """Uploads render values: float [H,W,3] (rgb, normal) or [H,W] (depth, samples, level)."""
-        v = np.asarray(values, dtype=np.float32)
-        h, w = v.shape[:2]
-        rgba = np.zeros((h, w, 4), np.float32)
-        if v.ndim == 2:
-            rgba[..., 0] = v
-        else:
-            rgba[..., : v.shape[2]] = v[..., :4]
-        rgba[..., 3] = 1.0
-        self.resize(w, h)
+        self.upload(texels(values, mode, rgb8), mode)
+
+    def upload(self, rgba: np.ndarray, mode: str) -> None:
+        """Uploads texels made by `texels` (uint8 or float32 [H,W,4]) for an image of render mode `mode`."""
+        h, w = rgba.shape[:2]
+        self.resize(w, h, "f1" if rgba.dtype == np.uint8 else "f4")
         self.set_filter(mode)
-        self.texture.write(np.ascontiguousarray(rgba).tobytes())
+        self.texture.write(np.ascontiguousarray(rgba))
 
     def set_filter(self, mode: str) -> None:
         """Linear for rgb and normal; nearest for colour-mapped values (a level of -1, "empty", must not be

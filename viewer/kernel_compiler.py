@@ -166,8 +166,8 @@ class CompilingBackend:
                 # the texture is registered with CUDA (interop): an upload could resize it under the registration.
                 # The slot keeps its last image; the job renders on the GPU once its variant is ready.
                 continue
-            if d.values is not None and not d.error:
-                textures[slot].write(d.values, d.job.mode)
+            if d.texels is not None and not d.error:
+                textures[slot].upload(d.texels, d.job.mode)
             done.append(d)
             del self._waiting[slot]
         for slot, job in list(self._waiting.items()):  # variant ready since: the GPU renders it now

@@ -21,7 +21,7 @@ from engine.cameras import Cameras, image_rays
 from engine.field import InferenceField
 from engine.render import render_image
 from engine.colormap import field_value_range
-from viewer.gl_resources import FieldTexture
+from viewer.gl_resources import FieldTexture, texels
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class RenderDone:
     """Render time, seconds (excluding the upload)."""
     values: np.ndarray | None = None
     """float32 [H,W,3] or [H,W] render values (None when the GPU wrote the texture directly)."""
+    texels: np.ndarray | None = None
+    """`values` packed for FieldTexture.upload on the render thread (gl_resources.texels), or None."""
     error: str = ""
     """One line when the render failed (the texture keeps its previous image)."""
 
@@ -124,13 +126,15 @@ class RenderBackend(Protocol):
 class ThreadedBackend:
     """Runs the torch renderer in one background thread. Per slot only the newest submitted job waits: a job
     submitted while an older one for the same slot is still queued replaces it (a moving camera never builds a
-    queue). Finished values are uploaded by `collect` on the GL thread."""
+    queue). Finished values are packed into texels on the render thread and uploaded by `collect` on the GL thread.
+    rgb8: rgb images as RGBA8 texels (the CPU path; not for textures a CUDA path may register, which are float)."""
 
     name = "cpu"
 
-    def __init__(self, reason: str = "", on_done: Callable[[], None] | None = None):
+    def __init__(self, reason: str = "", on_done: Callable[[], None] | None = None, rgb8: bool = False):
         self.reason = reason
         self.on_done = on_done
+        self.rgb8 = rgb8
         """Called from the render thread after each finished job (the app wakes its idle loop with it)."""
         self._pending: dict[str, RenderJob] = {}
         self._done: list[RenderDone] = []
@@ -158,8 +162,8 @@ class ThreadedBackend:
     def collect(self, textures: dict[str, FieldTexture]) -> list[RenderDone]:
         done = self.take_done()
         for d in done:
-            if d.values is not None and not d.error:
-                textures[d.job.slot].write(d.values, d.job.mode)
+            if d.texels is not None and not d.error:
+                textures[d.job.slot].upload(d.texels, d.job.mode)
         return done
 
     def _loop(self) -> None:
@@ -174,7 +178,8 @@ class ThreadedBackend:
                 job = self._running = self._pending.pop(slot)
             start = time.perf_counter()
             try:
-                done = RenderDone(job, 0.0, render_values(job, lambda: self._superseded(job.slot)))
+                values = render_values(job, lambda: self._superseded(job.slot))
+                done = RenderDone(job, 0.0, values, texels(values, job.mode, self.rgb8))
             except Cancelled:
                 done = None
             except Exception as e:  # a renderer failure must not kill the thread; the UI shows it
@@ -287,10 +292,11 @@ def choose_backend(ctx, prefer_cpu: bool = False) -> RenderBackend:
     from engine.render_policy import choose_renderer
     choice = choose_renderer("torch" if prefer_cpu else "auto", gl_available=True)
     if not choice.uses_cuda:
-        return ThreadedBackend(choice.reason + (" (--cpu)" if prefer_cpu else ""))
+        return ThreadedBackend(choice.reason + (" (--cpu)" if prefer_cpu else ""), rgb8=True)
     try:
         from engine.gpu_render import Renderer
         renderer = EngineTextureRenderer(Renderer(choice), ctx)
     except Exception as e:  # the marcher failed to start: the viewer still opens, on the torch path
-        return ThreadedBackend(f"{choice.path} failed to start ({_one_line(e)}); torch renderer on the CPU")
+        return ThreadedBackend(f"{choice.path} failed to start ({_one_line(e)}); torch renderer on the CPU",
+                               rgb8=True)
     return DirectBackend(renderer, choice.path, choice.reason)
