@@ -29,9 +29,8 @@ from engine.data import Dataset
 from engine.errors import VbnfError
 from engine.field import InferenceField, NeuralField
 from engine.grids import LevelRows
-from engine.occupancy import finest_cell_visibility, reshaped_field
+from engine.occupancy import finest_cell_visibility
 from engine.octree import Octree, octree_from_finest_cells
-from engine.quantize import kmeans
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
 
 log = logging.getLogger("vbnf.train")
@@ -47,13 +46,6 @@ CUDA_RECIPE_STEPS = 20_000
 """Steps of a --size run on CUDA. Chosen on lego 400's val views (2026-12-03, docs/research/
 2026-12-02-rate-distortion.md): at 0.5 MB, 20,000 steps gave 31.46 dB against 30.91 for 10,000, in 199 s on an
 H200, once the trainer ran twice as fast (docs/research/2026-12-02-training-throughput.md)."""
-
-VQ_INIT_KINDS = ("random", "kmeans")
-"""Recipe.vq_init's choices."""
-
-VQ_INIT_MARGIN = 4.0
-"""With vq_init "kmeans", each corner's logit of its k-means row starts this far above the others (the margin of
-FeatureGrid.load_level, which a model's live training uses too)."""
 
 Progress = Callable[[str, Trainer], None]
 """Called after every chunk of steps with the phase's name ("occupancy" or "vq") and its trainer."""
@@ -87,11 +79,6 @@ class Recipe:
     6/8/10/12/11/9/8 (a 995 kB file) trained in 220 s, peak 7.6 GB, on an H200 (2026-12-03, once vq_adam read
     b > 8 codebooks coalesced; 2^27 held the 1 MB model at 816 kB). What a larger budget would buy beyond it stays
     unspent (on lego from about 1 MB: docs/ENGINE.md)."""
-    vq_init: str = "random"
-    """How the vq phase starts: "random" (codebooks, logits and decoder drawn at random, the paper's way) or
-    "kmeans" (each level's codebook and each corner's logits from a k-means of the occupancy phase's dense
-    features on the vq phase's octree, picking the corner's cluster by `VQ_INIT_MARGIN`, and that phase's
-    decoder; the straight-through logits keep training from there)."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
@@ -198,19 +185,6 @@ def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: tor
     return field, replace(recipe, level_bits=bits)
 
 
-@torch.no_grad()
-def start_from_dense(field: NeuralField, dense: NeuralField, seed: int) -> None:
-    """Recipe.vq_init "kmeans": every level of the vq `field` renders like a k-means of `dense`'s features at that
-    level (2^b rows; `dense` is on the same octree, or on one with more levels), and `field` takes `dense`'s
-    decoder. Each corner's logits pick its cluster by VQ_INIT_MARGIN."""
-    for k, b in enumerate(field.grid.level_bits):
-        codebook, assignment = kmeans(dense.grid.features[k].detach(), 1 << b, seed=seed + k)
-        field.grid.load_level(k, LevelRows(codebook=codebook, indices=assignment.to(torch.int32), bits=b),
-                              VQ_INIT_MARGIN)
-    for name, value in dense.decoder.items():
-        field.decoder[name].copy_(value)
-
-
 def check_budget(dataset: Dataset, recipe: Recipe, seed: int = 0, octree: Octree | None = None) -> None:
     """VbnfError (one line) when not even the coarsest level at 1 bit fits the budget (a --size run refuses it
     before any step). octree: the carved octree of (dataset, recipe.max_level) when the caller has it."""
@@ -241,13 +215,11 @@ class VqBudgetRun:
     def __init__(self, dataset: Dataset, recipe: Recipe, settings: TrainSettings, device: torch.device | str,
                  octree: Octree | None = None):
         self.dataset, self.recipe, self.settings, self.device = dataset, recipe, settings, torch.device(device)
-        if recipe.vq_init not in VQ_INIT_KINDS:
-            raise VbnfError(f"recipe: unknown vq_init '{recipe.vq_init}' (choose {' or '.join(VQ_INIT_KINDS)})")
         check_budget(dataset, recipe, settings.seed, octree)
         self.occupancy_steps = max(1, int(recipe.steps * recipe.occupancy_fraction)) \
             if recipe.occupancy_fraction > 0 else 0
         self.seconds_before = 0.0
-        """Training seconds of the phases before the current one (and of the hand-over between them)."""
+        """Training seconds of the phases before the current one."""
         if self.occupancy_steps:
             self.phase = "occupancy"
             field = new_field(dataset, "dense", None, recipe.max_level, recipe.base_level, recipe.feature_dim,
@@ -271,14 +243,11 @@ class VqBudgetRun:
         if self.phase != "occupancy" or self.trainer.step_count < self.occupancy_steps:
             return False
         self.trainer.prune()
-        self.seconds_before = self.trainer.train_seconds
         t0 = time.perf_counter()
         octree = self._visible_octree()
-        dense = reshaped_field(self.trainer.field, octree.to(self.device)) if self.recipe.vq_init == "kmeans" \
-            else None
-        self.trainer = None  # the dense grid's optimiser state goes before the vq grid's memory comes
-        self._start_vq(octree, dense)
-        self.seconds_before += time.perf_counter() - t0
+        self.seconds_before = self.trainer.train_seconds + time.perf_counter() - t0
+        self.trainer = None  # the dense grid's memory goes before the vq grid's comes
+        self._start_vq(octree)
         return True
 
     def _visible_octree(self) -> Octree:
@@ -297,12 +266,10 @@ class VqBudgetRun:
                  "training rays", n_before, octree.cells[-1].numel())
         return octree.to("cpu")
 
-    def _start_vq(self, octree: Octree | None, dense: NeuralField | None = None) -> None:
+    def _start_vq(self, octree: Octree | None) -> None:
         field, self.recipe = vq_field_for_budget(self.dataset, self.recipe, self.settings.seed, self.device,
                                                  self.settings.codebook_std, octree)
         log.info("recipe: bits %s", "/".join(map(str, self.recipe.level_bits)))
-        if dense is not None:
-            start_from_dense(field, dense, self.settings.seed)
         self.phase = "vq"
         self.trainer = Trainer(field, self.dataset,
                                replace(self.settings, steps=max(1, self.recipe.steps - self.occupancy_steps),

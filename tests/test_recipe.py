@@ -187,29 +187,3 @@ def test_ctrl_c_in_a_size_run_keeps_the_vq_phase_model_within_the_budget(toy_sce
     field = load_model(model)
     assert field.metadata["interrupted"] is True and field.metadata["train_steps"] == 50  # the vq phase's chunk
     assert "wrote" in printed and "130 of 400 steps" in printed
-
-
-def test_a_kmeans_start_hands_the_occupancy_phases_model_to_the_vq_phase(toy_scene, small_train):
-    """Recipe.vq_init "kmeans": the vq phase's first model renders like the occupancy phase's quantised one (its
-    k-means codebooks, indices and decoder), far better than the random start, and keeps within the budget."""
-    from engine.evaluate import evaluate
-    from engine.recipe import VqBudgetRun
-    val = load_dataset(toy_scene, "val")
-    psnr = {}
-    for init in ("random", "kmeans"):
-        recipe = Recipe(budget_bytes=20_000, steps=240, max_level=4, occupancy_fraction=0.5, vq_init=init)
-        run = VqBudgetRun(small_train, recipe, TrainSettings(batch_rays=512, seed=0), "cpu")
-        run.trainer.step(run.occupancy_steps)
-        assert run.advance() and run.phase == "vq" and run.trainer.step_count == 0
-        field = run.trainer.freeze({"recipe": {}})
-        psnr[init] = evaluate(field, val, lods=[field.max_lod], device="cpu")[0]["psnr"]
-        assert len(save_model_bytes(field)) <= 20_000
-    assert psnr["kmeans"] > psnr["random"] + 3.0, psnr
-
-
-def test_an_unknown_vq_init_is_one_line(small_train):
-    from engine.errors import VbnfError
-    from engine.recipe import VqBudgetRun
-    with pytest.raises(VbnfError, match="vq_init"):
-        VqBudgetRun(small_train, Recipe(budget_bytes=20_000, steps=20, max_level=4, vq_init="zeros"),
-                    TrainSettings(batch_rays=128), "cpu")
