@@ -90,7 +90,8 @@ def to_unit(points: torch.Tensor, center: torch.Tensor, half_size: float) -> tor
 def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Tensor, half_size: float,
                 step: float, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                 offsets: torch.Tensor | None = None, extras: tuple[str, ...] = (), skip_hidden: bool = False,
-                max_samples: int | None = None) -> dict[str, torch.Tensor]:
+                max_samples: int | None = None, sample_sizes: tuple[int, int, int] | None = None,
+                count_samples: bool = False) -> dict[str, torch.Tensor]:
     """Volume-renders rays through the occupied cells of `level`.
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
@@ -101,11 +102,19 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     nothing; the image changes by less than EARLY_STOP).
     max_samples: samples per ray to lay out (`max_samples_per_ray`: enough for any ray); None: as many as the
     longest of these rays needs, which reads a value back from the device.
+    sample_sizes: (inside, occupied, visible) sizes of the packed sample arrays (engine/sample_budget.py): with
+    max_samples given, nothing is read back from the device; samples beyond a size are dropped and the rays that
+    lost some are not "complete". None: exact compaction (`nonzero`, which waits for the device). No extras.
+    count_samples: also return "sample_counts".
     Returns "rgb" [R,3], "opacity" [R], and per extra: "depth" [R] (sum of weight * t, world units),
     "normal" [R,3] (weighted unit normals, -grad sigma), "samples" [R] (samples evaluated before T < EARLY_STOP),
     "level" [R] (deepest occupied octree level met before termination, -1 if none),
     "cell_weight" [n cells of `level`] (the largest rendering weight of any of these rays' samples in each cell).
+    With sample_sizes: "complete" bool [R] (the ray kept all its samples). With count_samples: "sample_counts"
+    int64 [3] (samples inside the cube, in occupied cells, visible: what sample_sizes has to hold).
     """
+    if sample_sizes is not None and (extras or max_samples is None):
+        raise ValueError("render_rays: sample_sizes needs max_samples and no extras")
     r = origins.shape[0]
     device = origins.device
     t_near, t_far = ray_cube_interval(origins, dirs, center, half_size)
@@ -121,13 +130,23 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     inside = t < t_far[:, None]
 
     # samples are kept packed from here on, ordered by ray then by distance (nonzero's row-major order; every later
-    # selection keeps that order): no [R,K,3] points and no [R,K] compositing
-    ray_id, sample_id = inside.nonzero(as_tuple=True)
-    t_inside = t[ray_id, sample_id]
-    cand = to_unit(origins[ray_id] + t_inside[:, None] * dirs[ray_id], center, half_size)
-    keep = lookup_occupied(octree, cand, level).nonzero().squeeze(1)  # cheap cull, then descend survivors only
-    ray_k, sample_k = ray_id[keep], sample_id[keep]
-    pts = cand[keep]
+    # selection keeps that order): no [R,K,3] points and no [R,K] compositing. With sample_sizes the packed arrays
+    # end in padding that belongs to ray r (a dummy ray, dropped at the end)
+    padded = sample_sizes is not None
+    sizes = sample_sizes or (None, None, None)
+    counts: list = []  # per compaction: its count
+    packed_rays: list[torch.Tensor] = []  # per compaction: the ray of each entry
+    flat = _compact(inside.flatten(), sizes[0], counts)
+    ray_id, sample_id = flat // t.shape[1], flat % t.shape[1]  # padding: ray r, sample 0
+    packed_rays.append(ray_id)
+    t_inside = t.flatten()[flat.clamp(max=t.numel() - 1) if padded else flat]
+    ray_rows = ray_id.clamp(max=r - 1) if padded else ray_id
+    cand = to_unit(origins[ray_rows] + t_inside[:, None] * dirs[ray_rows], center, half_size)
+    occupied = lookup_occupied(octree, cand, level)  # cheap cull, then descend survivors only
+    keep = _compact(occupied & (ray_id < r) if padded else occupied, sizes[1], counts)
+    ray_k, sample_k = _take(ray_id, keep, r, padded), _take(sample_id, keep, 0, padded)
+    packed_rays.append(ray_k)
+    pts = cand[keep.clamp(max=cand.shape[0] - 1) if padded else keep]
     cell_index = descend(octree, pts, level)[0] if getattr(field_fn, "needs_cells", True) else None
     if skip_hidden and pts.shape[0]:
         with torch.no_grad():  # in chunks: this pass sees every sample, so its temporaries would set the peak
@@ -136,17 +155,22 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             for i in range(0, pts.shape[0], SKIP_CHUNK):
                 cells = None if cell_index is None else cell_index[:, i:i + SKIP_CHUNK]
                 parts.append(density(pts[i:i + SKIP_CHUNK], cells) if density is not None else
-                             field_fn(pts[i:i + SKIP_CHUNK], cells, dirs[ray_k[i:i + SKIP_CHUNK]])[0])
+                             field_fn(pts[i:i + SKIP_CHUNK], cells, dirs[ray_k[i:i + SKIP_CHUNK].clamp(max=r - 1)])[0])
             sigma = torch.cat(parts)
-            visible = (packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP).nonzero().squeeze(1)
-        ray_k, sample_k, pts, keep = ray_k[visible], sample_k[visible], pts[visible], keep[visible]
-        cell_index = None if cell_index is None else cell_index[:, visible]
+            seen = packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP
+            visible = _compact(seen & (ray_k < r) if padded else seen, sizes[2], counts)
+        rows = visible.clamp(max=pts.shape[0] - 1) if padded else visible
+        ray_k, sample_k, keep = (_take(ray_k, visible, r, padded), _take(sample_k, visible, 0, padded),
+                                 _take(keep, visible, 0, padded))
+        packed_rays.append(ray_k)
+        pts = pts[rows]
+        cell_index = None if cell_index is None else cell_index[:, rows]
     want_normal = "normal" in extras
     if want_normal:
         pts = pts.detach().requires_grad_(True)
     training = torch.is_grad_enabled()
     with torch.set_grad_enabled(training or want_normal):
-        sigma, rgb = field_fn(pts, cell_index, dirs[ray_k])
+        sigma, rgb = field_fn(pts, cell_index, dirs[ray_k.clamp(max=r - 1) if padded else ray_k])
         normal = None
         if want_normal:
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
@@ -154,9 +178,15 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
 
     transmittance, alpha = packed_transmittance(sigma, ray_k, step)
     w = transmittance * alpha  # [M] rendering weight of each sample
-    color = torch.zeros(r, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)
-    opacity = torch.zeros(r, device=device, dtype=w.dtype).index_add(0, ray_k, w)
+    rows = r + padded  # the dummy ray's row takes the padding, then goes
+    color = torch.zeros(rows, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)[:r]
+    opacity = torch.zeros(rows, device=device, dtype=w.dtype).index_add(0, ray_k, w)[:r]
     out = {"rgb": color + (1.0 - opacity)[:, None] * background, "opacity": opacity}
+    if padded:
+        out["complete"] = _complete_rays(r, counts, sizes, packed_rays)
+    if count_samples:
+        counts += counts[-1:] * (3 - len(counts))  # without the hidden-sample pass, every occupied one is visible
+        out["sample_counts"] = torch.stack([torch.as_tensor(c, device=device) for c in counts])
     if "depth" in extras:
         out["depth"] = torch.zeros(r, device=device, dtype=w.dtype).index_add(0, ray_k, w * t_inside[keep])
     if want_normal:
@@ -174,6 +204,37 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         out["cell_weight"] = torch.zeros(octree.cells[level].numel(), device=device).scatter_reduce(
             0, cells, w.detach().float(), reduce="amax")
     return out
+
+
+def _compact(mask: torch.Tensor, size: int | None, counts: list) -> torch.Tensor:
+    """Indices (int64) of mask's True entries, in order: all of them (`nonzero`: waits for the device) when size is
+    None, else exactly `size` of them, padded with mask.numel() (nothing read back). Appends the count to counts
+    (a host int, or a device scalar with size)."""
+    if size is None:
+        idx = mask.nonzero().squeeze(1)
+        counts.append(idx.shape[0])
+        return idx
+    counts.append(mask.sum())
+    return torch.nonzero_static(mask, size=size, fill_value=mask.numel()).squeeze(1)
+
+
+def _take(values: torch.Tensor, idx: torch.Tensor, fill: int, padded: bool) -> torch.Tensor:
+    """values[idx]; padded: where idx < len(values), else `fill` (padding stays padding)."""
+    if not padded:
+        return values[idx]
+    n = values.shape[0]
+    return torch.where(idx < n, values[idx.clamp(max=n - 1)], fill)
+
+
+def _complete_rays(r: int, counts: list, sizes: tuple[int, int, int], packed_rays: list[torch.Tensor]
+                   ) -> torch.Tensor:
+    """bool [r]: rays that kept all their samples. Where a compaction's count exceeded its size, the entries past
+    the end were dropped: every ray from the one holding that compaction's last entry on may have lost some.
+    packed_rays: per compaction that ran, the ray of each of its `size` entries."""
+    first_cut = torch.full((), r, dtype=torch.int64, device=packed_rays[0].device)
+    for count, size, rays in zip(counts, sizes, packed_rays):
+        first_cut = torch.where(count > size, torch.minimum(first_cut, rays[size - 1]), first_cut)
+    return torch.arange(r, device=first_cut.device) < first_cut
 
 
 def packed_transmittance(sigma: torch.Tensor, ray_k: torch.Tensor, step: float

@@ -24,6 +24,7 @@ from engine.limits import MAX_BITS, MIN_BITS
 from engine.occupancy import cells_to_keep, initial_octree, prune_field
 from engine.octree import Octree, octree_from_cells
 from engine.render import default_step, max_samples_per_ray, render_rays
+from engine.sample_budget import SampleBudgets
 
 
 log = logging.getLogger("vbnf.train")
@@ -183,9 +184,12 @@ class Trainer:
         self.lod_generator = torch.Generator(device="cpu").manual_seed(settings.seed + step)
         """Draws each step's LOD on the host: the LOD chooses which levels the step runs, so it has to be a host
         value, and drawing it there costs no synchronisation with the device."""
-        self._pending: list[tuple[int, int, torch.Tensor]] = []
-        """(step, lod, loss on the device) of the steps whose loss has not been read yet (read once per
-        `step(n)` call: one synchronisation per call, not two per step)."""
+        self._pending: list[tuple[int, int, torch.Tensor, torch.Tensor, tuple | None]] = []
+        """(step, lod, loss on the device, its sample counts on the device, the sample sizes it ran with) of the
+        steps not read yet (read once per `step(n)` call: one synchronisation per call, not several per step)."""
+        self.sample_budgets = SampleBudgets() if self.device.type == "cuda" else None
+        """Sizes of the packed sample arrays (engine/sample_budget.py), so that a step on CUDA never waits for the
+        device; None: exact compaction (on the CPU there is no device to wait for, and padding would cost)."""
         self._stats_read: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
         """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
@@ -272,12 +276,18 @@ class Trainer:
                 for t in tables:  # VQLogitsAdam computes the logits' gradient from these tables' gradients
                     t.retain_grad()
             lookup = grid_features if self.fused else None  # the fused CUDA lookup, else the torch one
+            sizes = self.sample_budgets.sizes(lod) if self.sample_budgets is not None else None
             out = render_rays(self.field.field_fn(lod, lookup, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
                               self.ray_step, origins, dirs, self.background, offsets=offsets,
                               skip_hidden=self.settings.skip_hidden,
-                              max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step))
-            loss = torch.mean((out["rgb"] - target) ** 2)
+                              max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step),
+                              sample_sizes=sizes, count_samples=self.sample_budgets is not None)
+            if sizes is None:
+                loss = torch.mean((out["rgb"] - target) ** 2)
+            else:  # the rays that lost samples to a full array (rare) sit this step out; else the same mean
+                complete = out["complete"][:, None].float()
+                loss = (((out["rgb"] - target) ** 2) * complete).sum() / (complete.sum() * 3.0).clamp_min(1.0)
             loss.backward()
             for opt in self.optimizers:
                 if opt is self.index_optimizer:  # without table gradients it steps from its parameters' .grad
@@ -287,7 +297,7 @@ class Trainer:
             del tables  # and their gradients: not kept through the next step's forward
             self._zero_grad()  # now, not before the next backward: the gradients would sit through its forward
             self.step_count += 1
-            self._pending.append((self.step_count, lod, loss.detach()))
+            self._pending.append((self.step_count, lod, loss.detach(), out.get("sample_counts"), sizes))
         self._read_losses()
         self.train_seconds += time.perf_counter() - t0
         return self._stats_read
@@ -297,19 +307,32 @@ class Trainer:
         guard's check, rollback and snapshot."""
         if not self._pending:
             return
-        losses = torch.stack([loss for _, _, loss in self._pending]).double().cpu().tolist()
         pending, self._pending = self._pending, []
-        bad = next((step for (step, _, _), mse in zip(pending, losses) if not math.isfinite(mse)), None)
+        losses = torch.stack([loss for _, _, loss, _, _ in pending]).double().cpu().tolist()
+        if self.sample_budgets is not None:
+            self._update_budgets(pending)
+        bad = next((step for (step, *_), mse in zip(pending, losses) if not math.isfinite(mse)), None)
         if bad is not None:
             self._restore(self._good_state)
             raise TrainingDiverged(f"training diverged at step {bad - 1} (the loss is not finite); the field is back at "
                                    "its last good state and the last checkpoint is intact: resume from it with a "
                                    "lower --lr/--grid-lr")
         stats = [{"step": step, "loss": mse, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "lod": lod}
-                 for (step, lod, _), mse in zip(pending, losses)]
+                 for (step, lod, *_), mse in zip(pending, losses)]
         self.history.extend(stats)
         self._stats_read.extend(stats)
         self._good_state = self._snapshot()
+
+    def _update_budgets(self, pending: list) -> None:
+        """The sample sizes of each LOD from the counts of the steps just read (read with their losses)."""
+        counts = torch.stack([c for *_, c, _ in pending]).cpu().tolist()
+        per_lod: dict[int, tuple[list[int], bool]] = {}
+        for (_, lod, _, _, sizes), c in zip(pending, counts):
+            top, over = per_lod.get(lod, ([0, 0, 0], False))
+            over = over or (sizes is not None and any(n > s for n, s in zip(c, sizes)))
+            per_lod[lod] = ([max(a, b) for a, b in zip(top, c)], over)
+        for lod, (top, over) in per_lod.items():
+            self.sample_budgets.update(lod, top, over)
 
     def roll_back(self) -> None:
         """Back to the state after the last complete `step(n)` call, step count included: after an interruption
@@ -362,6 +385,8 @@ class Trainer:
             opt.state.clear()
         self.field = prune_field(self.field, keep)
         self.optimizers = self._make_optimizers()
+        if self.sample_budgets is not None:
+            self.sample_budgets.reset()  # fewer cells, fewer samples: measured again
         self._good_state = self._snapshot()
 
     def freeze(self, metadata: dict | None = None) -> InferenceField:
