@@ -131,20 +131,23 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
 
     # samples are kept packed from here on, ordered by ray then by distance (nonzero's row-major order; every later
     # selection keeps that order): no [R,K,3] points and no [R,K] compositing. With sample_sizes the packed arrays
-    # end in padding that belongs to ray r (a dummy ray, dropped at the end)
+    # end in padding, each entry a dummy ray of its own (index >= r: dropped at the end; a shared dummy ray would
+    # make one long run of equal indices, which the backward of packed_transmittance's gather serialises)
     padded = sample_sizes is not None
     sizes = sample_sizes or (None, None, None)
     counts: list = []  # per compaction: its count
     packed_rays: list[torch.Tensor] = []  # per compaction: the ray of each entry
     flat = _compact(inside.flatten(), sizes[0], counts)
-    ray_id, sample_id = flat // t.shape[1], flat % t.shape[1]  # padding: ray r, sample 0
+    ray_id = _dummy_rays(flat // t.shape[1], flat < t.numel(), r) if padded else flat // t.shape[1]
+    sample_id = flat % t.shape[1]
     packed_rays.append(ray_id)
     t_inside = t.flatten()[flat.clamp(max=t.numel() - 1) if padded else flat]
     ray_rows = ray_id.clamp(max=r - 1) if padded else ray_id
     cand = to_unit(origins[ray_rows] + t_inside[:, None] * dirs[ray_rows], center, half_size)
     occupied = lookup_occupied(octree, cand, level)  # cheap cull, then descend survivors only
     keep = _compact(occupied & (ray_id < r) if padded else occupied, sizes[1], counts)
-    ray_k, sample_k = _take(ray_id, keep, r, padded), _take(sample_id, keep, 0, padded)
+    ray_k = _take(ray_id, keep, r) if padded else ray_id[keep]
+    sample_k = _take(sample_id, keep, None) if padded else sample_id[keep]
     packed_rays.append(ray_k)
     pts = cand[keep.clamp(max=cand.shape[0] - 1) if padded else keep]
     cell_index = descend(octree, pts, level)[0] if getattr(field_fn, "needs_cells", True) else None
@@ -160,8 +163,10 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             seen = packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP
             visible = _compact(seen & (ray_k < r) if padded else seen, sizes[2], counts)
         rows = visible.clamp(max=pts.shape[0] - 1) if padded else visible
-        ray_k, sample_k, keep = (_take(ray_k, visible, r, padded), _take(sample_k, visible, 0, padded),
-                                 _take(keep, visible, 0, padded))
+        if padded:
+            ray_k, sample_k, keep = _take(ray_k, visible, r), _take(sample_k, visible, None), _take(keep, visible, None)
+        else:
+            ray_k, sample_k, keep = ray_k[visible], sample_k[visible], keep[visible]
         packed_rays.append(ray_k)
         pts = pts[rows]
         cell_index = None if cell_index is None else cell_index[:, rows]
@@ -178,7 +183,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
 
     transmittance, alpha = packed_transmittance(sigma, ray_k, step)
     w = transmittance * alpha  # [M] rendering weight of each sample
-    rows = r + padded  # the dummy ray's row takes the padding, then goes
+    rows = r + (ray_k.shape[0] if padded else 0)  # the dummy rays' rows take the padding, then go
     color = torch.zeros(rows, 3, device=device, dtype=rgb.dtype).index_add(0, ray_k, w[:, None] * rgb)[:r]
     opacity = torch.zeros(rows, device=device, dtype=w.dtype).index_add(0, ray_k, w)[:r]
     out = {"rgb": color + (1.0 - opacity)[:, None] * background, "opacity": opacity}
@@ -218,12 +223,18 @@ def _compact(mask: torch.Tensor, size: int | None, counts: list) -> torch.Tensor
     return torch.nonzero_static(mask, size=size, fill_value=mask.numel()).squeeze(1)
 
 
-def _take(values: torch.Tensor, idx: torch.Tensor, fill: int, padded: bool) -> torch.Tensor:
-    """values[idx]; padded: where idx < len(values), else `fill` (padding stays padding)."""
-    if not padded:
-        return values[idx]
+def _take(values: torch.Tensor, idx: torch.Tensor, rays_from: int | None) -> torch.Tensor:
+    """values[idx] for an index array that may end in padding (idx >= len(values)). rays_from: values are ray ids,
+    and a padded entry gets a dummy ray of its own, rays_from + its position; None: padded entries take values[-1]
+    (unused)."""
     n = values.shape[0]
-    return torch.where(idx < n, values[idx.clamp(max=n - 1)], fill)
+    taken = values[idx.clamp(max=n - 1)]
+    return taken if rays_from is None else _dummy_rays(taken, idx < n, rays_from)
+
+
+def _dummy_rays(ray_ids: torch.Tensor, real: torch.Tensor, r: int) -> torch.Tensor:
+    """ray_ids where `real`, else r + the entry's position (distinct and increasing: the order stays by ray)."""
+    return torch.where(real, ray_ids, r + torch.arange(ray_ids.shape[0], device=ray_ids.device))
 
 
 def _complete_rays(r: int, counts: list, sizes: tuple[int, int, int], packed_rays: list[torch.Tensor]

@@ -3,9 +3,9 @@ without waiting for the device (`torch.nonzero_static` instead of `nonzero`, whi
 
 A training step packs its samples three times (engine.render.render_rays): the samples inside the scene cube, those
 in occupied cells of the step's LOD, and those still visible (skip_hidden). With sizes, each array has exactly that
-many entries: the real ones first, in the order `nonzero` gives, then padding that belongs to a dummy ray (index R,
-dropped before the loss) and so receives no gradient. The counts of every step come back with its loss (one read
-per `Trainer.step(n)` call), and the sizes follow them: the largest count seen for a LOD times `HEADROOM`. A step
+many entries: the real ones first, in the order `nonzero` gives, then padding, each entry on a dummy ray of its own
+(index R and up, dropped before the loss), so it receives no gradient. The counts of every step come back with its
+loss (one read per `Trainer.step(n)` call), and the sizes follow them: the largest count seen for a LOD times `HEADROOM`. A step
 whose count exceeds its size (an unusual batch) drops the samples past the end; the rays that lost samples are left
 out of that step's loss (`render_rays` reports which rays are complete), and the size grows to the count times
 `OVERFLOW_GROWTH` for the next call.
@@ -18,6 +18,9 @@ HEADROOM = 1.1
 """Size = this times the largest count seen (the counts of 16,384-ray batches vary by a few percent)."""
 OVERFLOW_GROWTH = 1.3
 """After a step overflowed, its size becomes its count times this."""
+KEEP_SPAN = 1.15
+"""A size stays while it lies between HEADROOM and HEADROOM x KEEP_SPAN times the largest count (padding is work:
+every padded entry runs the decoder)."""
 ROUND_TO = 4096
 """Sizes are rounded up to a multiple of this, so the arrays keep their shapes (and the caching allocator its
 blocks) while the counts drift."""
@@ -45,8 +48,8 @@ class SampleBudgets:
         new = tuple(max(ROUND_TO, math.ceil(c * factor / ROUND_TO) * ROUND_TO) for c in counts)
         old = self._sizes.get(lod)
         if old is not None and not overflowed:
-            # shrink only when the counts fell well below the size (after a prune): fewer shape changes
-            new = tuple(o if c * HEADROOM <= o <= c * HEADROOM * 1.5 else n for o, n, c in zip(old, new, counts))
+            # a size within KEEP_SPAN of what the counts ask stays: fewer shape changes
+            new = tuple(o if c * HEADROOM <= o <= c * HEADROOM * KEEP_SPAN else n for o, n, c in zip(old, new, counts))
         self._sizes[lod] = new
 
     def reset(self) -> None:
