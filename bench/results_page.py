@@ -211,7 +211,8 @@ def speed_table() -> str:
     if not recs:
         return "_not measured yet (train_speed.json missing)_\n"
     rows = [[r.get("label"), r.get("engine_commit", "-"), r.get("grid"), r.get("steps_per_s"),
-             f"{r.get('gpu_busy_pct')}%", r.get("peak_gb"), r.get("batch")] for r in recs]
+             "-" if r.get("gpu_busy_pct") is None else f"{r['gpu_busy_pct']}%", r.get("peak_gb") or "-",
+             r.get("batch")] for r in recs]
     return provenance("train_speed.json") + "\n\n" + table(
         ["trainer", "engine at", "grid", "steps/s", "GPU busy (NVML)", "peak GB", "rays/step"], rows)
 
@@ -398,9 +399,11 @@ def main() -> None:
         "Lego 400 train split, 256^3, 16,384 rays per step, one process at a time in one call (2026-12-02: 200 "
         "warm-up then 200 timed steps; 2026-12-03: 300 and 500): the trainer of d0862e4 (rays built on the CPU, two "
         "host synchronisations per step), ae40ae1 and 47cea60 (rays drawn on the device, losses read once per call), "
-        "883a5e6 (packed compositing, warp-aggregated feature gradients, vq_adam's codebook in shared memory). "
-        "The time-to-quality row is a separate 10,000-step run on another machine of the same kind; its val curve "
-        "is in the JSON. docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
+        "883a5e6 (packed compositing, warp-aggregated feature gradients, vq_adam's codebook in shared memory), "
+        "efc6ec1 (sample budgets: no host synchronisation within a step). Rows are comparable within one call "
+        "(its label says which): machines of the same kind differ by up to 1.5x between calls. "
+        "The time-to-quality rows are separate 10,000-step runs (evaluations excluded); their val curves "
+        "are in the JSON. docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
         "lookup/skip/batch variants table is docs/results/history/train_speed_lookup_variants.md.",
         "",
         speed_table(),
