@@ -133,3 +133,28 @@ def test_train_new_runs_the_recipe_from_its_occupancy_phase_to_vq(scene):
         assert "vq phase" in session.status
     finally:
         session.close()
+
+
+def test_the_training_section_shows_the_device_batch_and_speed(make_app, model_with_dataset, monkeypatch):
+    """What the Training section tells a user while training runs: the device and rays per step (and why the CPU,
+    when it is the CPU), then steps/s and training's share of the time."""
+    from imgui_bundle import imgui
+    app = make_app(model_with_dataset)
+    drawn = []
+    text, header = imgui.text, imgui.collapsing_header
+    monkeypatch.setattr(imgui, "text", lambda s, *a: (drawn.append(s), text(s, *a))[1])
+    monkeypatch.setattr(imgui, "collapsing_header",  # the user opened the Training section
+                        lambda label, *a: True if label == "Training" else header(label, *a))
+    app.actions.start_training()
+    deadline = time.perf_counter() + 90
+    while time.perf_counter() < deadline and not (app.state.training.steps_per_s > 0
+                                                   and len(app.state.training.steps) >= 2):
+        app.frame()
+    drawn.clear()
+    app.frame()
+    t = app.state.training
+    assert f"on {t.device}, {t.batch:,} rays per step" in drawn and t.device == "cpu" and t.batch > 0
+    assert t.device_reason  # why the CPU: no CUDA here
+    assert any(s.endswith("% of the time") and "steps/s, training" in s for s in drawn), drawn
+    app.actions.stop_training()
+    app.frame()
