@@ -7,6 +7,7 @@ real App, window (GLFW Null platform + EGL), scheduler and CompilingBackend run 
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -173,3 +174,31 @@ def test_warmup_covers_the_bundled_model_and_says_why_it_cannot_run(capsys):
     assert main(["warmup"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--arch" in err
+
+
+def test_the_first_launch_warms_the_kernel_cache_once_in_the_background(monkeypatch, tmp_path):
+    """On a CUDA machine whose kernel cache has no warmup marker, the viewer starts `vbnf warmup` in a low-priority
+    process of its own; once the marker exists (the warmup finished) it starts nothing; without CUDA, nothing."""
+    import viewer.warmup as warmup
+    started = []
+
+    class FakeProcess:
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+
+    marker = tmp_path / "warmup-x.done"
+    monkeypatch.setattr(warmup, "target", lambda arch: ("sm_90", True))
+    monkeypatch.setattr(warmup, "marker_path", lambda arch: marker)
+    monkeypatch.setattr(warmup.subprocess, "Popen", FakeProcess)
+    assert isinstance(warmup.start_in_background(), FakeProcess)
+    argv = started[-1]
+    assert "warmup" in argv and "--quiet" in argv
+    assert argv[:3] == ["nice", "-n", "10"] or os.name != "posix"
+    marker.write_text("12 variants\n")
+    assert warmup.start_in_background() is None and len(started) == 1
+
+    def no_cuda(arch):
+        raise RuntimeError("no CUDA device")
+    monkeypatch.setattr(warmup, "target", no_cuda)
+    marker.unlink()
+    assert warmup.start_in_background() is None and len(started) == 1
