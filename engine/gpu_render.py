@@ -108,9 +108,8 @@ def render_camera_cuda(field: InferenceField, c2w: torch.Tensor, fx: float, fy: 
     """march_rays for one camera given by its parts: c2w [3,4] or [4,4] (OpenGL convention), pinhole intrinsics in
     pixels, size in pixels, distortion: OpenCV k1, k2, p1, p2 (None: none). Returns float32 [H,W,3] / [H,W] on the
     GPU; the field stays uploaded between calls."""
-    k = (0.0,) * 4 if distortion is None else tuple(float(v) for v in torch.as_tensor(distortion).reshape(-1))
     cam = PinholeCamera(torch.as_tensor(c2w, dtype=torch.float32), float(fx), float(fy), float(cx), float(cy),
-                        int(width), int(height), k)
+                        int(width), int(height), PinholeCamera.lens(distortion))
     return march_rays(field, cam, lod, mode, background)
 
 

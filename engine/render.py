@@ -141,15 +141,14 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     ray_id = _dummy_rays(flat // t.shape[1], flat < t.numel(), r) if padded else flat // t.shape[1]
     sample_id = flat % t.shape[1]
     packed_rays.append(ray_id)
-    t_inside = t.flatten()[flat.clamp(max=t.numel() - 1) if padded else flat]
-    ray_rows = ray_id.clamp(max=r - 1) if padded else ray_id
+    t_inside = t.flatten()[_rows(flat, t.numel(), padded)]
+    ray_rows = _rows(ray_id, r, padded)
     cand = to_unit(origins[ray_rows] + t_inside[:, None] * dirs[ray_rows], center, half_size)
     occupied = lookup_occupied(octree, cand, level)  # cheap cull, then descend survivors only
     keep = _compact(occupied & (ray_id < r) if padded else occupied, sizes[1], counts)
-    ray_k = _take(ray_id, keep, r) if padded else ray_id[keep]
-    sample_k = _take(sample_id, keep, None) if padded else sample_id[keep]
+    ray_k, sample_k = _take(ray_id, keep, r, padded), _take(sample_id, keep, None, padded)
     packed_rays.append(ray_k)
-    pts = cand[keep.clamp(max=cand.shape[0] - 1) if padded else keep]
+    pts = cand[_rows(keep, cand.shape[0], padded)]
     cell_index = descend(octree, pts, level)[0] if getattr(field_fn, "needs_cells", True) else None
     if skip_hidden and pts.shape[0]:
         with torch.no_grad():  # in chunks: this pass sees every sample, so its temporaries would set the peak
@@ -158,15 +157,13 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
             for i in range(0, pts.shape[0], SKIP_CHUNK):
                 cells = None if cell_index is None else cell_index[:, i:i + SKIP_CHUNK]
                 parts.append(density(pts[i:i + SKIP_CHUNK], cells) if density is not None else
-                             field_fn(pts[i:i + SKIP_CHUNK], cells, dirs[ray_k[i:i + SKIP_CHUNK].clamp(max=r - 1)])[0])
+                             field_fn(pts[i:i + SKIP_CHUNK], cells, dirs[_rows(ray_k[i:i + SKIP_CHUNK], r, padded)])[0])
             sigma = torch.cat(parts)
             seen = packed_transmittance(sigma, ray_k, step)[0] >= EARLY_STOP
             visible = _compact(seen & (ray_k < r) if padded else seen, sizes[2], counts)
-        rows = visible.clamp(max=pts.shape[0] - 1) if padded else visible
-        if padded:
-            ray_k, sample_k, keep = _take(ray_k, visible, r), _take(sample_k, visible, None), _take(keep, visible, None)
-        else:
-            ray_k, sample_k, keep = ray_k[visible], sample_k[visible], keep[visible]
+        rows = _rows(visible, pts.shape[0], padded)
+        ray_k, sample_k = _take(ray_k, visible, r, padded), _take(sample_k, visible, None, padded)
+        keep = _take(keep, visible, None, padded)
         packed_rays.append(ray_k)
         pts = pts[rows]
         cell_index = None if cell_index is None else cell_index[:, rows]
@@ -175,7 +172,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
         pts = pts.detach().requires_grad_(True)
     training = torch.is_grad_enabled()
     with torch.set_grad_enabled(training or want_normal):
-        sigma, rgb = field_fn(pts, cell_index, dirs[ray_k.clamp(max=r - 1) if padded else ray_k])
+        sigma, rgb = field_fn(pts, cell_index, dirs[_rows(ray_k, r, padded)])
         normal = None
         if want_normal:
             (grad,) = torch.autograd.grad(sigma.sum(), pts, retain_graph=training)
@@ -223,10 +220,16 @@ def _compact(mask: torch.Tensor, size: int | None, counts: list) -> torch.Tensor
     return torch.nonzero_static(mask, size=size, fill_value=mask.numel()).squeeze(1)
 
 
-def _take(values: torch.Tensor, idx: torch.Tensor, rays_from: int | None) -> torch.Tensor:
-    """values[idx] for an index array that may end in padding (idx >= len(values)). rays_from: values are ray ids,
-    and a padded entry gets a dummy ray of its own, rays_from + its position; None: padded entries take values[-1]
-    (unused)."""
+def _rows(idx: torch.Tensor, n: int, padded: bool) -> torch.Tensor:
+    """idx as rows of an n-row tensor: padded, its padding (idx >= n, or a dummy ray's id) reads the last row."""
+    return idx.clamp(max=n - 1) if padded else idx
+
+
+def _take(values: torch.Tensor, idx: torch.Tensor, rays_from: int | None, padded: bool) -> torch.Tensor:
+    """values[idx]. padded: idx may end in padding (idx >= len(values)); with rays_from (values are ray ids) a padded
+    entry gets a dummy ray of its own, rays_from + its position; without, padded entries read values[-1] (unused)."""
+    if not padded:
+        return values[idx]
     n = values.shape[0]
     taken = values[idx.clamp(max=n - 1)]
     return taken if rays_from is None else _dummy_rays(taken, idx < n, rays_from)

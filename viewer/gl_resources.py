@@ -16,6 +16,7 @@ from importlib.resources.abc import Traversable
 import moderngl
 import numpy as np
 
+from engine.colormap import to_uint8
 from engine.modes import MODE_IDS
 
 SHADER_DIR = files("viewer") / "shaders"  # the repo's top-level shaders/, shipped as package data of viewer
@@ -29,7 +30,7 @@ def texels(values: np.ndarray, mode: str, rgb8: bool = False) -> np.ndarray:
     h, w = v.shape[:2]
     if rgb8 and mode == "rgb" and v.ndim == 3:
         rgba = np.full((h, w, 4), 255, np.uint8)
-        rgba[..., :3] = np.clip(v[..., :3] * 255.0 + 0.5, 0.0, 255.0)
+        rgba[..., :3] = to_uint8(v[..., :3])
         return rgba
     rgba = np.zeros((h, w, 4), np.float32)
     if v.ndim == 2:

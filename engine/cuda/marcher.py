@@ -331,12 +331,18 @@ class PinholeCamera:
         c2w = torch.as_tensor(camera.c2w, dtype=torch.float32)
         if c2w.ndim == 3:
             c2w = c2w[index]
-        distortion = getattr(camera, "distortion", None)
+        return PinholeCamera(c2w, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
+                             int(camera.width), int(camera.height),
+                             PinholeCamera.lens(getattr(camera, "distortion", None)))
+
+    @staticmethod
+    def lens(distortion) -> tuple[float, float, float, float]:
+        """Distortion coefficients (None, a tensor or a sequence of k1, k2, p1, p2) as the `distortion` field holds
+        them; ValueError unless there are 4."""
         k = (0.0,) * 4 if distortion is None else tuple(float(v) for v in torch.as_tensor(distortion).reshape(-1))
         if len(k) != 4:
             raise ValueError(f"distortion must be 4 values (k1, k2, p1, p2), got {len(k)}")
-        return PinholeCamera(c2w, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
-                             int(camera.width), int(camera.height), k)
+        return k
 
     @property
     def distorted(self) -> bool:
