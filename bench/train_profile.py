@@ -53,7 +53,7 @@ def main() -> int:
                                                         + "\n\n" + table_cpu)
         # one step's sample counts at the finest LOD
         f = trainer.field
-        origins, dirs, _ = trainer.sample_batch()
+        origins, dirs, _, _ = trainer.sample_batch()
         k_max = max_samples_per_ray(f.scene_half_size, trainer.ray_step)
         with torch.no_grad():
             out = render_rays(f.field_fn(f.n_lods - 1), f.octree, f.octree.max_level, f.scene_center,

@@ -95,7 +95,7 @@ def render_rays(field_fn: FieldFn, octree: Octree, level: int, center: torch.Ten
     """Volume-renders rays through the occupied cells of `level`.
 
     field_fn: see engine/field.py; octree: must hold `level`; origins, dirs: float [R,3] world (dirs unit length);
-    background: float [3]; offsets: float [R] in [0,1) (None: 0.5, the inference sampling);
+    background: float [3], or [R,3] (one per ray); offsets: float [R] in [0,1) (None: 0.5, the inference sampling);
     extras: any of "depth", "normal", "samples", "level", "cell_weight".
     skip_hidden: first evaluate every sample without gradients, then evaluate (with gradients) only those whose
     transmittance is still >= EARLY_STOP, as the marcher does (training: samples behind opaque surfaces cost

@@ -69,6 +69,11 @@ class TrainSettings:
     """vq: the logits' gradient estimator (engine.grids.ste_gradient)."""
     codebook_std: float = 0.1
     """vq, random: standard deviation of a new codebook's entries (used where the field is made: `new_field`)."""
+    random_background: bool = False
+    """Where the data set has alpha masks, each ray is trained against its pixel composited anew on a random colour
+    (uniform in [0,1]^3, drawn per ray), and renders on that colour: space that the masks call empty has to be
+    transparent, not painted the data set's background colour (instant-ngp trains NeRF-Synthetic this way). No
+    effect without masks."""
     skip_hidden: bool = True
     """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
     without gradients (engine.render.render_rays)."""
@@ -177,6 +182,10 @@ class Trainer:
         # them without waiting for the device
         self.cameras = replace(dataset.cameras, c2w=dataset.cameras.c2w.to(self.device))
         self.background = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
+        self.alphas = None
+        """uint8 [N,H,W] alpha masks on the device, kept for `TrainSettings.random_background` only."""
+        if settings.random_background and dataset.alphas is not None:
+            self.alphas = (dataset.alphas * 255.0).round().to(torch.uint8).to(self.device)
         self.step_count = step
         self.history: list[dict] = []
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed + step)
@@ -244,16 +253,22 @@ class Trainer:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
 
-    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3], all drawn and
-        built on the training device."""
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random pixels of random training images -> origins [R,3], dirs [R,3], target rgb [R,3], and the
+        background the targets are composited on ([3], or [R,3] with `TrainSettings.random_background`), all drawn
+        and built on the training device."""
         n, h, w, _ = self.images.shape
         r, g, dev = self.settings.batch_rays, self.generator, self.device
         cam = torch.randint(n, (r,), generator=g, device=dev)
         ix = torch.randint(w, (r,), generator=g, device=dev)
         iy = torch.randint(h, (r,), generator=g, device=dev)
         origins, dirs = rays_from_pixels(self.cameras, cam, ix.float() + 0.5, iy.float() + 0.5)
-        return origins, dirs, self.images[cam, iy, ix]
+        target = self.images[cam, iy, ix]
+        if self.alphas is None:
+            return origins, dirs, target, self.background
+        background = torch.rand(r, 3, generator=g, device=dev)
+        transparency = 1.0 - self.alphas[cam, iy, ix].float()[:, None] / 255.0
+        return origins, dirs, target + transparency * (background - self.background), background
 
     def step(self, n: int = 1) -> list[dict]:
         """n optimiser steps and their stats. The losses stay on the device until the end of the call, where they
@@ -267,7 +282,7 @@ class Trainer:
             self._maybe_prune()
             self._set_learning_rate()
             lod = int(torch.multinomial(self.lod_p, 1, generator=self.lod_generator))
-            origins, dirs, target = self.sample_batch()
+            origins, dirs, target, background = self.sample_batch()
             offsets = torch.rand(origins.shape[0], generator=self.generator, device=self.device)
             soft = self.step_count < self.settings.soft_fraction * self.settings.steps
             tables = self.field.corner_tables(lod, soft)
@@ -279,7 +294,7 @@ class Trainer:
             sizes = self.sample_budgets.sizes(lod) if self.sample_budgets is not None else None
             out = render_rays(self.field.field_fn(lod, lookup, tables=tables), self.field.octree,
                               self.field.base_level + lod, self.field.scene_center, self.field.scene_half_size,
-                              self.ray_step, origins, dirs, self.background, offsets=offsets,
+                              self.ray_step, origins, dirs, background, offsets=offsets,
                               skip_hidden=self.settings.skip_hidden,
                               max_samples=max_samples_per_ray(self.field.scene_half_size, self.ray_step),
                               sample_sizes=sizes, count_samples=self.sample_budgets is not None)

@@ -19,7 +19,7 @@ def setup(toy_scene):
     trainer = Trainer(new_field(train, "vq", 4, max_level=5, base_level=2), train,
                       TrainSettings(steps=60, batch_rays=512, grid_lr=0.1))
     trainer.step(60)  # a field with some density, so that the hidden-sample pass removes samples
-    origins, dirs, _ = trainer.sample_batch()
+    origins, dirs, _, _ = trainer.sample_batch()
     trainer.test_batch = (origins, dirs, torch.rand(origins.shape[0]))  # one batch for every render of a test
     return trainer
 

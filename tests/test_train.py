@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -153,7 +154,7 @@ def test_skipping_hidden_samples_leaves_image_and_gradients_nearly_unchanged(tra
     t = trained_vq
     gen = torch.Generator().manual_seed(3)
     t.generator = gen
-    origins, dirs, _ = t.sample_batch()
+    origins, dirs, _, _ = t.sample_batch()
     outs, grads = [], []
     for skip in (False, True):
         t.field.zero_grad(set_to_none=True)
@@ -272,3 +273,38 @@ def test_a_model_records_its_data_set_resolved_so_it_opens_from_any_folder(toy_s
     trainer = Trainer(new_field(train, "dense", None, 3, 2), train, TrainSettings(steps=1, batch_rays=64))
     stored = trainer.freeze().metadata["dataset"]
     assert stored == str(toy_scene.resolve())
+
+
+def test_random_background_targets_are_the_pixels_recomposited_on_each_rays_colour(toy_scene):
+    train = load_dataset(toy_scene, "train")
+    settings = TrainSettings(steps=10, batch_rays=2048, random_background=True)
+    trainer = Trainer(new_field(train, "dense", None, max_level=4, base_level=2), train, settings)
+    gen = trainer.generator.get_state()
+    origins, dirs, target, background = trainer.sample_batch()
+    trainer.generator.set_state(gen)  # the same pixels again, read from the images and masks directly
+    n, h, w, _ = train.images.shape
+    cam, ix, iy = (torch.randint(m, (2048,), generator=trainer.generator) for m in (n, w, h))
+    alpha = train.alphas[cam, iy, ix][:, None]
+    white = torch.ones(3)
+    colour = (train.images[cam, iy, ix] - (1 - alpha) * white) / alpha.clamp_min(1e-6)  # un-composite
+    expected = torch.where(alpha > 0, colour * alpha, torch.zeros(())) + (1 - alpha) * background
+    assert background.shape == (2048, 3) and background.std() > 0.2  # a colour per ray
+    assert torch.allclose(target, expected, atol=2e-2)
+    assert (alpha < 1).any() and (alpha == 1).any()
+
+
+def test_random_background_keeps_empty_space_transparent(toy_scene):
+    """A model trained on random backgrounds renders its object on another background colour (black here) better
+    than one trained on the data set's white, which may paint empty space white."""
+    train, val = load_dataset(toy_scene, "train"), load_dataset(toy_scene, "val")
+    black = replace(val, background=(0.0, 0.0, 0.0),
+                    images=val.images - (1 - val.alphas[..., None]) * torch.ones(3))
+    psnr = {}
+    for random_background in (False, True):
+        torch.manual_seed(0)
+        field = new_field(train, "dense", None, max_level=4, base_level=2)
+        settings = TrainSettings(steps=300, batch_rays=1024, grid_lr=0.1, random_background=random_background)
+        trainer = Trainer(field, train, settings)
+        trainer.step(300)
+        psnr[random_background] = evaluate(trainer.freeze(), black, lods=[2], device="cpu")[0]["psnr"]
+    assert psnr[True] > psnr[False] + 0.5, psnr
