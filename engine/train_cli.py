@@ -73,6 +73,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--random-background", action="store_true",
+                        help="train each ray on a random background colour (data sets with alpha masks): the model "
+                             "keeps empty space transparent, so it renders on any background")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -295,7 +298,8 @@ def run(args) -> int:
     batch = args.batch or default_batch(device)
     grid_lr = args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[args.grid]
     settings = TrainSettings(steps=args.steps, batch_rays=batch, lr=args.lr, grid_lr=grid_lr,
-                             codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
+                             codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed,
+                             random_background=args.random_background)
     if ckpt is not None:
         try:
             trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
@@ -374,7 +378,8 @@ def run_recipe(args) -> int:
     octree = carved_octree_that_fits(dataset, dense_phase, device, batch)
     settings = TrainSettings(steps=recipe.steps, batch_rays=batch, lr=args.lr,
                              grid_lr=DEFAULT_GRID_LR["vq"] if args.grid_lr is None else args.grid_lr,
-                             codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed)
+                             codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed,
+                             random_background=args.random_background)
     check_budget(dataset, recipe, args.seed, octree)  # refused before anything is printed or made
     out.mkdir(parents=True, exist_ok=True)
     print(f"training for {args.size:,} bytes on {dataset.root} ({dataset.images.shape[0]} images) on {device}: "

@@ -308,3 +308,11 @@ def test_random_background_keeps_empty_space_transparent(toy_scene):
         trainer.step(300)
         psnr[random_background] = evaluate(trainer.freeze(), black, lods=[2], device="cpu")[0]["psnr"]
     assert psnr[True] > psnr[False] + 0.5, psnr
+
+
+def test_cli_random_background_is_recorded_with_the_model(toy_scene, tmp_path):
+    from engine.fileformat import load_model
+    out = tmp_path / "run"
+    assert main(["train", str(toy_scene), "--grid", "dense", "--max-level", "3", "--steps", "4", "--batch", "256",
+                 "--out", str(out), "--quiet", "--device", "cpu", "--random-background"]) == 0
+    assert load_model(out / "model.vbnf").metadata["train_settings"]["random_background"] is True
