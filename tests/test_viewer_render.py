@@ -107,6 +107,28 @@ def test_a_newer_job_cancels_a_running_full_resolution_render(tiny_model):
         backend.close()
 
 
+def test_a_failed_cpu_render_is_reported_and_the_texture_keeps_its_image(tiny_model, monkeypatch):
+    import viewer.render_paths as render_paths
+
+    def broken(job, should_stop=None):
+        raise RuntimeError("out of memory\nsecond line")
+    monkeypatch.setattr(render_paths, "render_values", broken)
+    source = FieldSource.open(tiny_model)
+    backend = ThreadedBackend(rgb8=True)
+    textures = {"a": _Sink()}
+    try:
+        backend.submit(_job(source, "a", 32, 24))
+        done = []
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and not done:
+            done = backend.collect(textures)  # must not try to upload the failure
+            time.sleep(0.01)
+        assert [d.error for d in done] == ["render failed: RuntimeError: out of memory"]
+        assert textures["a"].shapes == []
+    finally:
+        backend.close()
+
+
 class _Sink:
     """Stands in for a FieldTexture (no GL here): records what was uploaded."""
 

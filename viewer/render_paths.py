@@ -183,7 +183,7 @@ class ThreadedBackend:
             except Cancelled:
                 done = None
             except Exception as e:  # a renderer failure must not kill the thread; the UI shows it
-                done = RenderDone(job, 0.0, None, f"render failed: {type(e).__name__}: {e}".splitlines()[0])
+                done = RenderDone(job, 0.0, None, error=f"render failed: {type(e).__name__}: {e}".splitlines()[0])
             with self._lock:
                 self._running = None
                 if done is not None:
