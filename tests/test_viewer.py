@@ -225,3 +225,29 @@ def test_browse_without_a_display_opens_the_viewers_own_chooser(make_app, tiny_m
     assert app.actions.browser is not None and app.actions.browser.open  # drawn with ImGui: no zenity needed
     assert not app.state.error
     assert app.state.model.name == "tiny.vbnf"
+
+
+def test_on_a_software_rasteriser_each_frame_is_finished_at_swap(make_app, tiny_model):
+    """llvmpipe without a display queues frames without bound; the viewer finishes each one, so that no later
+    upload waits for a pile of them (docs/VIEWER.md). Hardware GL paces itself and is left alone."""
+    from viewer.window import is_software_renderer
+    assert is_software_renderer("llvmpipe (LLVM 15.0.6, 256 bits)") and is_software_renderer("softpipe")
+    assert not is_software_renderer("NVIDIA H200/PCIe/SSE2") and not is_software_renderer("AMD Radeon RX 7900")
+    app = make_app(tiny_model)
+    assert app.window.finish_each_frame  # the test machines draw with Mesa llvmpipe
+    real, finished = app.window.ctx, []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def finish(self):
+            finished.append(app.frames)
+            real.finish()
+    app.window.ctx = Counting()
+    try:
+        for _ in range(3):
+            app.frame()
+    finally:
+        app.window.ctx = real
+    assert len(finished) == 3

@@ -20,6 +20,15 @@ from engine.errors import VbnfError
 
 GLSL_VERSION = "#version 330"
 
+SOFTWARE_RASTERIZERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
+"""GL_RENDERER names of software rasterisers: `Window.finish_each_frame` is on for them."""
+
+
+def is_software_renderer(gl_renderer: str) -> bool:
+    """True for a GL_RENDERER string of a software rasteriser (Mesa llvmpipe and the like)."""
+    name = gl_renderer.lower()
+    return any(r in name for r in SOFTWARE_RASTERIZERS)
+
 
 class Window:
     """One GLFW window with a GL 3.3+ core context, ImGui and ImPlot contexts, and a file-drop callback."""
@@ -32,6 +41,13 @@ class Window:
         glfw.make_context_current(self.handle)
         glfw.swap_interval(0 if headless else 1)
         self.ctx = moderngl.create_context(require=330)
+        self.finish_each_frame = is_software_renderer(self.ctx.info.get("GL_RENDERER", ""))
+        """`swap` waits for the frame's rasterisation (software GL only). Without a display that takes each frame
+        (a headless context; swap is then no synchronisation point) llvmpipe queues frames without bound, and the
+        next call that needs finished rendering (a texture upload) waits for all of them: 150-350 ms on 2 cores
+        beside the CPU render, at the first camera move after a settled image (docs/VIEWER.md). Finishing each
+        frame bounds that wait to one frame's rasterisation, which the loop's fps cap would sleep out anyway.
+        Hardware drivers pace frames themselves."""
         self._drop_cb = None
         if on_drop is not None:
             # Set before ImGui installs its callbacks, so ImGui chains to it.
@@ -99,6 +115,8 @@ class Window:
 
     def swap(self) -> None:
         glfw.swap_buffers(self.handle)
+        if self.finish_each_frame:
+            self.ctx.finish()
 
     def set_title(self, title: str) -> None:
         glfw.set_window_title(self.handle, title)
