@@ -413,7 +413,8 @@ def main() -> None:
         "## Live training in the viewer (bench/viewer_training.py)",
         "",
         "The real App and frame loop offscreen, camera orbiting; lego 400 on the H200 (a 30 s `vbnf train`-defaults "
-        "model, then 20 s of live training per measurement); lego 400 on the 2-core CPU too (158efb0: a 30 s model, 30 s per measurement; each frame finished at swap on llvmpipe, docs/VIEWER.md). 'training / plain "
+        "model, then 20 s of live training per measurement); lego 400 on the 2-core CPU too (158efb0: a 30 s "
+        "model, 30 s per measurement; each frame finished at swap on llvmpipe, docs/VIEWER.md). 'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
         "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
         "view and trains. The H200 row (11d273c) has the codebook model's indices fixed while it continues, the "
