@@ -186,9 +186,6 @@ class Trainer:
         """uint8 [N,H,W] alpha masks on the device, kept for `TrainSettings.random_background` only."""
         if settings.random_background and dataset.alphas is not None:
             self.alphas = (dataset.alphas * 255.0).round().to(torch.uint8).to(self.device)
-        elif settings.random_background:
-            log.warning("random background: %s has no alpha masks, so the data set's background is kept",
-                        dataset.root)
         self.step_count = step
         self.history: list[dict] = []
         self.generator = torch.Generator(device=self.device).manual_seed(settings.seed + step)

@@ -79,6 +79,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def warn_unmasked_random_background(args, dataset) -> None:
+    """One line on stderr when --random-background meets a data set without alpha masks (it then has no effect)."""
+    if args.random_background and dataset.alphas is None:
+        print(f"vbnf train: warning: --random-background needs alpha masks, which {args.data} has not; training on "
+              "its own background", file=sys.stderr)
+
+
 def parse_size_arg(text: str) -> int:
     try:
         return parse_size(text)
@@ -287,6 +294,7 @@ def run(args) -> int:
     if args.resume and not ckpt_path.exists():
         raise VbnfError(f"{ckpt_path} does not exist: nothing to resume; drop --resume to start a new run")
     dataset = load_dataset(args.data, "train", downscale=args.downscale)
+    warn_unmasked_random_background(args, dataset)
     fingerprint = dataset_fingerprint(args.data, dataset, args.downscale)
     ckpt = None
     if args.resume:
@@ -364,6 +372,7 @@ def run_recipe(args) -> int:
         raise VbnfError(f"{model_path} exists; choose another --out or remove it")
     device = pick_device(args.device)
     dataset = load_dataset(args.data, "train", downscale=args.downscale)
+    warn_unmasked_random_background(args, dataset)
     batch = args.batch or default_batch(device)
     recipe = recipe_for_budget(args.size, device.type, args.steps, masked=dataset.alphas is not None)
     if args.max_level:

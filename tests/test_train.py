@@ -316,3 +316,13 @@ def test_cli_random_background_is_recorded_with_the_model(toy_scene, tmp_path):
     assert main(["train", str(toy_scene), "--grid", "dense", "--max-level", "3", "--steps", "4", "--batch", "256",
                  "--out", str(out), "--quiet", "--device", "cpu", "--random-background"]) == 0
     assert load_model(out / "model.vbnf").metadata["train_settings"]["random_background"] is True
+
+
+def test_cli_random_background_without_masks_says_so_once(toy_scene, tmp_path, capsys, monkeypatch):
+    import engine.train_cli as train_cli
+    real = train_cli.load_dataset
+    monkeypatch.setattr(train_cli, "load_dataset", lambda *a, **k: replace(real(*a, **k), alphas=None))
+    assert main(["train", str(toy_scene), "--size", "60KB", "--max-level", "3", "--steps", "4", "--batch", "256",
+                 "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu", "--random-background"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "--random-background" in line]
+    assert len(warnings) == 1 and "alpha masks" in warnings[0]
