@@ -37,6 +37,7 @@ from engine.fileformat import load_model, model_layout, save_model  # noqa: E402
 from engine.recipe import Recipe, recipe_for_budget, train_for_budget  # noqa: E402
 from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field  # noqa: E402
 from engine.train_cli import default_batch  # noqa: E402
+from overrides import parse_overrides  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 ANCHORS = [  # (label, bytes, PSNR dB, scene set): published results on NeRF-Synthetic at 800x800
@@ -62,19 +63,6 @@ def train_split(data: str):
                                     cameras=select_cameras(train.cameras, keep),
                                     image_paths=[train.image_paths[i] for i in keep])
     return train
-
-
-def parse_overrides(text: str, defaults=Recipe(budget_bytes=1)) -> dict:
-    """'a=1,b=0.5' -> {field: value} typed like the field of `defaults` (a Recipe or TrainSettings)."""
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, value = item.split("=")
-        kind = type(getattr(defaults, key))
-        if kind is bool:
-            out[key] = value.lower() in ("1", "true", "yes")
-        else:
-            out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
-    return out
 
 
 def main() -> int:
@@ -155,7 +143,7 @@ def main() -> int:
     for mb in [float(v) for v in args.budgets.split(",") if v]:
         budget = int(mb * 1e6)
         recipe = dataclasses.replace(recipe_for_budget(budget, device.type, args.steps, train.alphas is not None),
-                                     **parse_overrides(args.overrides))
+                                     **parse_overrides(args.overrides, recipe_for_budget(budget, device.type)))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()

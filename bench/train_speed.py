@@ -16,9 +16,11 @@ import json
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from provenance import git_commit  # bench/ is on sys.path when this file runs as a script
+from overrides import parse_overrides
+from provenance import git_commit  # bench/ is on sys.path when these files run as scripts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,8 @@ def main() -> int:
     ap.add_argument("--quality-steps", type=int, default=0,
                     help="also train this many steps (e.g. 10000), evaluating --eval-images val views every "
                          "--eval-every steps, and report the time to come within 0.5 dB of the final val PSNR")
+    ap.add_argument("--train-set", dest="train_overrides", default="",
+                    help="TrainSettings fields of the --quality-steps run, e.g. lod_bias=4")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-images", type=int, default=25)
     ap.add_argument("--json", default="docs/results/train_speed.json")
@@ -85,13 +89,15 @@ def main() -> int:
     return 0
 
 
-def new_trainer(grid: str, train, batch: int, max_level: int, device, steps: int = 20000):
+def new_trainer(grid: str, train, batch: int, max_level: int, device, steps: int = 20000, overrides: str = ""):
     """A Trainer on a new field of `grid` ("dense", or a kind and bits: "vq6", "random8") with `vbnf train`'s
-    learning rate for the kind; `steps` sets the learning-rate schedule (bench/train_profile.py uses it too)."""
+    learning rate for the kind; `steps` sets the learning-rate schedule (bench/train_profile.py uses it too);
+    overrides: TrainSettings fields, 'lod_bias=4,seed=1'."""
     from engine.train import DEFAULT_GRID_LR, TrainSettings, Trainer, new_field
     kind = "dense" if grid == "dense" else grid.rstrip("0123456789")
     bits = None if kind == "dense" else int(grid[len(kind):])
     settings = TrainSettings(steps=steps, batch_rays=batch, grid_lr=DEFAULT_GRID_LR[kind])
+    settings = replace(settings, **parse_overrides(overrides, settings))
     return Trainer(new_field(train, kind, bits, max_level, 2, device=device), train, settings, device)
 
 
@@ -102,7 +108,8 @@ def time_to_quality(args, grid: str, train, device) -> dict:
     from engine.data import load_dataset
     from engine.evaluate import evaluate
     val = load_dataset(args.data, "val", max_images=args.eval_images)
-    trainer = new_trainer(grid, train, args.batch, args.max_level, device, steps=args.quality_steps)
+    trainer = new_trainer(grid, train, args.batch, args.max_level, device, steps=args.quality_steps,
+                          overrides=args.train_overrides)
     settings = trainer.settings
     curve, seconds = [], 0.0
     while trainer.step_count < settings.steps:
@@ -119,7 +126,7 @@ def time_to_quality(args, grid: str, train, device) -> dict:
     final = curve[-1][2]
     reached = next(s for _, s, p in curve if p >= final - 0.5)
     return {"quality_steps": settings.steps, "val_psnr_final": final, "seconds_to_within_0_5_db": reached,
-            "val_curve": curve, "val_images": len(val.image_paths)}
+            "val_curve": curve, "val_images": len(val.image_paths), "train_overrides": args.train_overrides or None}
 
 
 def utilisation_sampler():

@@ -74,6 +74,9 @@ class TrainSettings:
     (uniform in [0,1]^3, drawn per ray), and renders on that colour: space that the masks call empty has to be
     transparent, not painted the data set's background colour (instant-ngp trains NeRF-Synthetic this way). No
     effect without masks."""
+    pixel_jitter: bool = False
+    """Each training ray passes through a uniformly random point of its pixel instead of the pixel's centre (the
+    images are filtered over each pixel's area; centred rays fit only the centre)."""
     skip_hidden: bool = True
     """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
     without gradients (engine.render.render_rays)."""
@@ -262,7 +265,12 @@ class Trainer:
         cam = torch.randint(n, (r,), generator=g, device=dev)
         ix = torch.randint(w, (r,), generator=g, device=dev)
         iy = torch.randint(h, (r,), generator=g, device=dev)
-        origins, dirs = rays_from_pixels(self.cameras, cam, ix.float() + 0.5, iy.float() + 0.5)
+        if self.settings.pixel_jitter:
+            px = ix.float() + torch.rand(r, generator=g, device=dev)
+            py = iy.float() + torch.rand(r, generator=g, device=dev)
+        else:
+            px, py = ix.float() + 0.5, iy.float() + 0.5
+        origins, dirs = rays_from_pixels(self.cameras, cam, px, py)
         target = self.images[cam, iy, ix]
         if self.alphas is None:
             return origins, dirs, target, self.background
