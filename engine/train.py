@@ -60,6 +60,9 @@ class TrainSettings:
     """Learning rates decay exponentially to this fraction at the last step."""
     lod_bias: float = 2.0
     """P(LOD k) is proportional to lod_bias**k: fine LODs are trained most, coarse ones enough to stay usable."""
+    lod_floor: float = 0.0
+    """Every LOD is drawn with probability at least this: P(k) = lod_floor + (1 - n_lods lod_floor) x the lod_bias
+    share (a steep bias otherwise leaves the coarsest LODs a handful of steps)."""
     prune_at: tuple[float, ...] = (0.2, 0.5)
     """Fractions of the run at which cells whose density stays negligible are removed."""
     prune_alpha: float = 0.005
@@ -163,9 +166,11 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
                          seed=int(value("seed", 0)) + 1)
 
 
-def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
+def lod_probabilities(n_lods: int, bias: float, floor: float = 0.0) -> torch.Tensor:
+    """float [n_lods]: P(LOD k) = floor + (1 - n_lods floor) bias^k / sum_j bias^j (TrainSettings.lod_bias, lod_floor)."""
     w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
-    return (w / w.sum()).float()
+    floor = min(max(floor, 0.0), 1.0 / n_lods)
+    return (floor + (1 - n_lods * floor) * w / w.sum()).float()
 
 
 class Trainer:
@@ -205,7 +210,7 @@ class Trainer:
         self._stats_read: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
         """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
-        self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias)
+        self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias, settings.lod_floor)
         self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
         self.train_seconds = 0.0
         self.optimizers = self._make_optimizers()
