@@ -201,22 +201,29 @@ def compile_source(source_path: Path, options, arch: str, cubin: bool, extra: tu
     try:
         status, = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
         size = check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * size
-        nvrtc.nvrtcGetProgramLog(prog, buf)
-        compile_log = buf.decode(errors="replace").rstrip("\x00").strip()
+        compile_log = _nvrtc_output(nvrtc.nvrtcGetProgramLog, prog, size, "nvrtcGetProgramLog")
+        compile_log = compile_log.decode(errors="replace").rstrip("\x00").strip()
         if int(status) != 0:
             raise CudaError(f"NVRTC could not compile {source_path.name} ({' '.join(opts)}): {compile_log}")
         if cubin:
             size = check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-            image = b" " * size
-            check(nvrtc.nvrtcGetCUBIN(prog, image), "nvrtcGetCUBIN")
+            image = _nvrtc_output(nvrtc.nvrtcGetCUBIN, prog, size, "nvrtcGetCUBIN")
         else:
             size = check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            image = b" " * size
-            check(nvrtc.nvrtcGetPTX(prog, image), "nvrtcGetPTX")
+            image = _nvrtc_output(nvrtc.nvrtcGetPTX, prog, size, "nvrtcGetPTX")
         return image, compile_log
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
+
+
+def _nvrtc_output(get, prog, size: int, what: str) -> bytes:
+    """What NVRTC's `get(prog, buffer)` (its log, PTX or cubin) writes into a new buffer of `size` bytes. The buffer
+    is a bytearray, never a `bytes` object: those are immutable and may be shared (`b" " * 1` is CPython's single
+    b" " object, and NVRTC writing the NUL of an empty log into it turned every later one-byte read of a space in
+    the process into a NUL: torch.load then read the 32 of a checkpoint's shape as 0)."""
+    buffer = bytearray(size)
+    check(get(prog, buffer), what)
+    return bytes(buffer)
 
 
 def kernel_cache_file(source_path: Path, options, arch: str, cubin: bool) -> Path | None:
