@@ -212,9 +212,20 @@ def speed_table() -> str:
         return "_not measured yet (train_speed.json missing)_\n"
     rows = [[r.get("label"), r.get("engine_commit", "-"), r.get("grid"), r.get("steps_per_s"),
              "-" if r.get("gpu_busy_pct") is None else f"{r['gpu_busy_pct']}%", r.get("peak_gb") or "-",
-             r.get("batch")] for r in recs]
-    return provenance("train_speed.json") + "\n\n" + table(
+             r.get("batch")] for r in recs if r.get("steps_per_s") is not None]
+    runs = [r for r in recs if r.get("quality_steps")]
+    quality = [[r.get("label"), r.get("grid"), f"{r['quality_steps']:,}", r.get("train_overrides") or "-",
+                r.get("val_psnr_final"), r.get("seconds_to_within_0_5_db"),
+                ", ".join(f"{step // 1000}k {s:.0f} s {p:.2f}" for step, s, p in r.get("val_curve", []))]
+               for r in runs]
+    out = provenance("train_speed.json") + "\n\n" + table(
         ["trainer", "engine at", "grid", "steps/s", "GPU busy (NVML)", "peak GB", "rays/step"], rows)
+    if quality:
+        out += ("\nTime to quality (`--quality-steps`: a fresh run whose learning rates decay over that many steps; "
+                "val PSNR of the first 25 val views at the finest LOD, training seconds without the evaluations):\n\n"
+                + table(["run", "grid", "schedule steps", "settings", "final val dB", "s to within 0.5 dB",
+                         "curve (step, s, dB)"], quality))
+    return out
 
 
 def rate_distortion_table() -> str:

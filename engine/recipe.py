@@ -79,9 +79,6 @@ class Recipe:
     6/8/10/12/11/9/8 (a 995 kB file) trained in 220 s, peak 7.6 GB, on an H200 (2026-12-03, once vq_adam read
     b > 8 codebooks coalesced; 2^27 held the 1 MB model at 816 kB). What a larger budget would buy beyond it stays
     unspent (on lego from about 1 MB: docs/ENGINE.md)."""
-    bits_slope: int = 1
-    """Bits added per coarser level in `choose_bits`' ladder (the finest level gets b, the next b + slope, ...): the
-    larger, the more of the budget goes to the mid levels, whose corners are few, and the less to the finest."""
     max_level: int = 8
     base_level: int = 2
     feature_dim: int = 16
@@ -127,8 +124,8 @@ def model_bytes(field: InferenceField, level_bits: tuple[int, ...], metadata: di
 
 
 def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None = None,
-                max_logits: int = Recipe.max_logits, slope: int = Recipe.bits_slope) -> tuple[int, ...]:
-    """The bitwidths of step 3: the largest finest-level b for which the file fits (`slope` more bits per coarser level,
+                max_logits: int = Recipe.max_logits) -> tuple[int, ...]:
+    """The bitwidths of step 3: the largest finest-level b for which the file fits (one more bit per coarser level,
     at most MAX_RECIPE_BITS and no more rows than a level has corners); then the budget that ladder leaves is spent
     from the finest level up, one more bit at each level where it still fits (each level at most one rung above the
     ladder). No choice has more than `max_logits` logits (Recipe.max_logits). VbnfError when even 1 bit does not fit."""
@@ -143,7 +140,7 @@ def choose_bits(field: InferenceField, budget_bytes: int, metadata: dict | None 
 
     def ladder(b: int) -> tuple[int, ...]:
         last = len(n) - 1
-        return tuple(max(1, min(b + slope * (last - k), cap(k))) for k in range(len(n)))
+        return tuple(max(1, min(b + last - k, cap(k))) for k in range(len(n)))
 
     best = None
     for b in range(1, MAX_RECIPE_BITS + 1):
@@ -173,8 +170,7 @@ def vq_field_for_budget(dataset: Dataset, recipe: Recipe, seed: int, device: tor
     octree = carved.octree
     while True:
         try:
-            bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)}, recipe.max_logits,
-                               recipe.bits_slope)
+            bits = choose_bits(carved.freeze(), recipe.budget_bytes, {"recipe": asdict(recipe)}, recipe.max_logits)
             break
         except VbnfError:
             if octree.max_level <= recipe.base_level:

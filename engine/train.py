@@ -60,9 +60,6 @@ class TrainSettings:
     """Learning rates decay exponentially to this fraction at the last step."""
     lod_bias: float = 2.0
     """P(LOD k) is proportional to lod_bias**k: fine LODs are trained most, coarse ones enough to stay usable."""
-    lod_floor: float = 0.0
-    """Every LOD is drawn with probability at least this: P(k) = lod_floor + (1 - n_lods lod_floor) x the lod_bias
-    share (a steep bias otherwise leaves the coarsest LODs a handful of steps)."""
     prune_at: tuple[float, ...] = (0.2, 0.5)
     """Fractions of the run at which cells whose density stays negligible are removed."""
     prune_alpha: float = 0.005
@@ -77,9 +74,6 @@ class TrainSettings:
     (uniform in [0,1]^3, drawn per ray), and renders on that colour: space that the masks call empty has to be
     transparent, not painted the data set's background colour (instant-ngp trains NeRF-Synthetic this way). No
     effect without masks."""
-    pixel_jitter: bool = False
-    """Each training ray passes through a uniformly random point of its pixel instead of the pixel's centre (the
-    images are filtered over each pixel's area; centred rays fit only the centre)."""
     skip_hidden: bool = True
     """Evaluate with gradients only the samples a ray still sees (transmittance >= 1e-4), after a cheap pass
     without gradients (engine.render.render_rays)."""
@@ -166,11 +160,9 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
                          seed=int(value("seed", 0)) + 1)
 
 
-def lod_probabilities(n_lods: int, bias: float, floor: float = 0.0) -> torch.Tensor:
-    """float [n_lods]: P(LOD k) = floor + (1 - n_lods floor) bias^k / sum_j bias^j (TrainSettings.lod_bias, lod_floor)."""
+def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
     w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
-    floor = min(max(floor, 0.0), 1.0 / n_lods)
-    return (floor + (1 - n_lods * floor) * w / w.sum()).float()
+    return (w / w.sum()).float()
 
 
 class Trainer:
@@ -210,7 +202,7 @@ class Trainer:
         self._stats_read: list[dict] = []
         self._good_state: dict[str, torch.Tensor] | None = None
         """A copy of the field's tensors at the last step whose losses were all finite (the NaN guard's rollback)."""
-        self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias, settings.lod_floor)
+        self.lod_p = lod_probabilities(field.n_lods, settings.lod_bias)
         self.ray_step = default_step(field.scene_half_size, field.octree.max_level)
         self.train_seconds = 0.0
         self.optimizers = self._make_optimizers()
@@ -270,12 +262,7 @@ class Trainer:
         cam = torch.randint(n, (r,), generator=g, device=dev)
         ix = torch.randint(w, (r,), generator=g, device=dev)
         iy = torch.randint(h, (r,), generator=g, device=dev)
-        if self.settings.pixel_jitter:
-            px = ix.float() + torch.rand(r, generator=g, device=dev)
-            py = iy.float() + torch.rand(r, generator=g, device=dev)
-        else:
-            px, py = ix.float() + 0.5, iy.float() + 0.5
-        origins, dirs = rays_from_pixels(self.cameras, cam, px, py)
+        origins, dirs = rays_from_pixels(self.cameras, cam, ix.float() + 0.5, iy.float() + 0.5)
         target = self.images[cam, iy, ix]
         if self.alphas is None:
             return origins, dirs, target, self.background
