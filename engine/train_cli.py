@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_OCTREE_LEVEL, MAX_STEPS, int_in, positive_float,
-                               positive_int, seed_int)
+from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_LOD_BIAS, MAX_OCTREE_LEVEL, MAX_STEPS, float_in,
+                               int_in, positive_float, positive_int, seed_int)
 from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
@@ -68,6 +68,10 @@ def add_arguments(parser) -> None:
                              ", ".join(f"{k} {v}" for k, v in DEFAULT_GRID_LR.items()) + ")")
     parser.add_argument("--codebook-lr", type=positive_float, default=None, help="codebook learning rate (default: grid lr)")
     parser.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop"])
+    parser.add_argument("--lod-bias", type=float_in(0.0, MAX_LOD_BIAS, "a LOD weight", open_lo=True), default=None,
+                        help=f"how the steps divide between the LODs: P(LOD k) proportional to LOD_BIAS^k (default "
+                             f"{TrainSettings.lod_bias:g}: about half the steps at the finest LOD; --size runs use their "
+                             "recipe's 4). Larger: a better whole model, worse coarse prefixes (docs/ENGINE.md)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=1000, help="steps between checkpoints")
     parser.add_argument("--downscale", type=int_in(1, 64, "an integer factor"), default=1, help="shrink training images by this factor")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
@@ -84,6 +88,15 @@ def warn_unmasked_random_background(args, dataset) -> None:
     if args.random_background and dataset.alphas is None:
         print(f"vbnf train: warning: --random-background needs alpha masks, which {args.data} has not; training on "
               "its own background", file=sys.stderr)
+
+
+def lod_bias_of(args, ckpt: dict | None) -> float:
+    """--lod-bias; else, resuming, the checkpoint's (when it is a valid one); else the trainer's default."""
+    if args.lod_bias:
+        return args.lod_bias
+    stored = ckpt["settings"].get("lod_bias") if ckpt is not None else None
+    valid = isinstance(stored, (int, float)) and not isinstance(stored, bool) and 0 < stored <= MAX_LOD_BIAS
+    return float(stored) if valid else TrainSettings.lod_bias
 
 
 def parse_size_arg(text: str) -> int:
@@ -307,7 +320,7 @@ def run(args) -> int:
     grid_lr = args.grid_lr if args.grid_lr is not None else DEFAULT_GRID_LR[args.grid]
     settings = TrainSettings(steps=args.steps, batch_rays=batch, lr=args.lr, grid_lr=grid_lr,
                              codebook_lr=args.codebook_lr, optimizer=args.optimizer, seed=args.seed,
-                             random_background=args.random_background)
+                             random_background=args.random_background, lod_bias=lod_bias_of(args, ckpt))
     if ckpt is not None:
         try:
             trainer = trainer_from_checkpoint(ckpt, dataset, device, settings)
@@ -378,6 +391,8 @@ def run_recipe(args) -> int:
     if args.max_level:
         recipe.max_level = args.max_level
     recipe.base_level, recipe.feature_dim = args.base_level or 2, args.feature_dim or 16
+    if args.lod_bias:
+        recipe.lod_bias = args.lod_bias
     if not 1 <= recipe.base_level <= recipe.max_level:
         raise VbnfError(f"--base-level {recipe.base_level} must be between 1 and --max-level {recipe.max_level}")
     # refused here, before training, when the levels would not fit (as a --grid run is; the estimate of a dense grid,

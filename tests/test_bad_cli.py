@@ -161,6 +161,7 @@ CASES += [("train --grid octopus", TRAIN + ["--grid", "octopus"]),
           ("train no data", ["train"]),
           ("train existing run", ["train", "{data}", "--out", "{run}", "--device", "cpu"]),
           ("train resume without checkpoint", TRAIN + ["--resume"])]
+CASES += [(f"train --lod-bias {v!r}", TRAIN + ["--lod-bias", v]) for v in ["0", "-2", "nan", "inf", "1e9", "x", ""]]
 # --- data sets the loaders must refuse in one line
 DATA_CASES = ["angle0", "angle_neg", "angle_big", "angle_str", "angle_nan", "angle_none", "pose_zero", "pose_huge",
               "pose_far", "pose_nan", "pose_rank1", "pose_3x3", "pose_str", "frames_empty", "frames_dict",

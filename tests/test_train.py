@@ -195,6 +195,21 @@ def test_cli_trains_with_bits_per_level_and_resumes(toy_scene, tmp_path, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "2 bitwidths for a grid of 3 levels" in err
 
 
+def test_lod_bias_moves_the_steps_to_the_finest_lod_and_a_resume_keeps_it(toy_scene, tmp_path):
+    """--lod-bias 4 gives the finest LOD more of the steps than the default 2 (the --size recipe's weighting, for a
+    --grid run that is judged by its whole file); a resume without the option keeps the run's own."""
+    from engine.fileformat import load_model
+    from engine.train import lod_probabilities
+    assert float(lod_probabilities(5, 4.0)[-1]) > 0.74 > float(lod_probabilities(5, 2.0)[-1])
+    out = tmp_path / "run"
+    base = ["train", str(toy_scene), "--grid", "vq", "--bits", "4", "--max-level", "4", "--batch", "256", "--out",
+            str(out), "--quiet", "--device", "cpu"]
+    assert main(base + ["--steps", "4", "--lod-bias", "4"]) == 0
+    assert load_model(out / "model.vbnf").metadata["train_settings"]["lod_bias"] == 4.0
+    assert main(base + ["--steps", "6", "--resume"]) == 0
+    assert load_model(out / "model.vbnf").metadata["train_settings"]["lod_bias"] == 4.0
+
+
 def test_resume_keeps_the_logits_moments_and_survives_an_older_checkpoint(trained_vq, caplog):
     from engine.optim import VQLogitsAdam
     from engine.train import trainer_from_checkpoint
