@@ -251,3 +251,16 @@ def test_on_a_software_rasteriser_each_frame_is_finished_at_swap(make_app, tiny_
     finally:
         app.window.ctx = real
     assert len(finished) == 3
+
+
+def test_priming_the_shader_variants_leaves_the_screen_as_it_was(make_app, tiny_model):
+    """On a software rasteriser the App draws every texture-state pair of the field pass once at start (so no
+    frame compiles one later); it draws into a framebuffer of its own: the screen and its binding are untouched."""
+    app = make_app(tiny_model)
+    app.run_until_idle()
+    before = app.read_screen()
+    screen = app.window.ctx.fbo
+    app.view.field_pass.prime_variants()
+    assert app.window.ctx.fbo == screen
+    app.frame()
+    assert (app.read_screen() == before).all()

@@ -77,6 +77,8 @@ class App:
         self.state.stats.render_path = backend.name
         self.state.stats.render_path_reason = backend.reason
         self.view = FieldView(self.window.ctx, backend)
+        if self.window.software_gl:  # its shader variants compile now, not in the frame that first needs one
+            self.view.field_pass.prime_variants()
         device, reason = (training_device, "") if training_device is not None else \
             choose_training_device(cpu_only)
         self.actions = Actions(self.state, self.models, self.view, self.datasets, training_device=device,

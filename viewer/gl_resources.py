@@ -131,6 +131,33 @@ class FieldPass:
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
         self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
 
+    def prime_variants(self) -> None:
+        """Draws once with every pair of texture states the viewer binds (RGBA8 linear, float linear, float nearest
+        on either side) into a 1x1 framebuffer, and waits. A software rasteriser (llvmpipe) compiles a shader
+        variant for each such pair at its first draw, ~50 ms each on 2 cores; inside a frame that was the CPU path's
+        longest frame (the first scalar mode, the first split view: docs/VIEWER.md). ~0.4 s, once, at start."""
+        states = [("f1", "rgb"), ("f4", "normal"), ("f4", "depth")]
+        textures = []
+        for dtype, mode in states:
+            texture = FieldTexture(self.ctx)
+            texture.resize(1, 1, dtype)
+            texture.set_filter(mode)
+            textures.append(SideImage(texture, mode, (0.0, 1.0)))
+        target = OffscreenTarget(self.ctx, 1, 1)
+        previous = self.ctx.fbo
+        try:
+            target.use()
+            for a in textures:
+                for b in textures:
+                    self.render(a, (0.0, 0.0, 0.0), b if b is not a else None)
+            self.ctx.finish()
+        finally:
+            if previous is not None:  # a standalone context has no framebuffer bound before
+                previous.use()
+            target.release()
+            for side in textures:
+                side.texture.release()
+
     def release(self) -> None:
         self.vao.release()
         self.program.release()

@@ -41,7 +41,9 @@ class Window:
         glfw.make_context_current(self.handle)
         glfw.swap_interval(0 if headless else 1)
         self.ctx = moderngl.create_context(require=330)
-        self.finish_each_frame = is_software_renderer(self.ctx.info.get("GL_RENDERER", ""))
+        self.software_gl = is_software_renderer(self.ctx.info.get("GL_RENDERER", ""))
+        """A software rasteriser (Mesa llvmpipe and the like) draws this context."""
+        self.finish_each_frame = self.software_gl
         """`swap` waits for the frame's rasterisation (software GL only). Without a display that takes each frame
         (a headless context; swap is then no synchronisation point) llvmpipe queues frames without bound, and the
         next call that needs finished rendering (a texture upload) waits for all of them: 150-350 ms on 2 cores
