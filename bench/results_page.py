@@ -287,6 +287,19 @@ def bad_cli_table() -> str:
         ("\nBy class: " + ", ".join(f"{k} {v}" for k, v in d["classes"].items()) + "\n" if d.get("classes") else "")
 
 
+def shader_variants_table() -> str:
+    recs = _records(load("shader_variants.json"))
+    if not recs:
+        return "_not measured yet (shader_variants.json missing)_\n"
+    rows = [["at start, %.0f ms" % r["prime_ms"] if r.get("primed") else "none", r["side_a"], r["side_b"],
+             r["first_ms"], r["second_ms"]] for r in recs]
+    r0 = recs[0]
+    return (f"_Renderer: {r0.get('renderer')}; Mesa shader disk cache: {r0.get('mesa_shader_cache')}; "
+            f"{r0.get('size')}x{r0.get('size')} target; date: {r0.get('date')}; commit: {r0.get('commit')}; "
+            "data: docs/results/shader_variants.json_\n\n"
+            + table(["priming", "side A", "side B", "first draw ms", "second draw ms"], rows))
+
+
 def viewer_training_table() -> str:
     d = load("viewer_training.json")
     rows = d.get("rows", []) if isinstance(d, dict) else []
@@ -485,6 +498,13 @@ def main() -> None:
         "",
         section("history/render_h200_quick_2026-12-02.md"),
         render_checks(load("history/render_h200_quick_2026-12-02.json")),
+        "## The field pass's shader variants on software GL (bench/shader_variants.py)",
+        "",
+        "The first draw of each pair of texture states compiles a variant in llvmpipe; the viewer draws all nine at "
+        "start on software GL (`FieldPass.prime_variants`). Measured with Mesa's disk cache off, as at a machine's "
+        "first launch (later launches find most variants in that cache):",
+        "",
+        shader_variants_table(),
         "## Viewer frame time on the GPU (bench/viewer_frame.py)",
         "",
         "The 256^3 vq b=6 benchmark model, default interop (\"external\"):",
