@@ -759,6 +759,12 @@ def _finite(value, name: str) -> float:
     return float(value)
 
 
+def _exactly(value, want) -> bool:
+    """`value` equals `want` and has its type: JSON's 1.0 and true are not the integer 1 (both compare equal to it
+    in Python, and a float that passed as a count or an offset broke slicing later)."""
+    return type(value) is type(want) and value == want
+
+
 def _obj(value, name: str, kind: type) -> object:
     if not isinstance(value, kind):
         raise ValueError(f"{name} must be a JSON {'object' if kind is dict else 'array'}, got {_short(value)}")
@@ -821,7 +827,7 @@ def _validate_structure(structure, version: int) -> None:
     want = {"architecture": DECODER_ARCHITECTURE, "feature_dim": f, "hidden": decoder_arch.HIDDEN,
             "geo_dim": decoder_arch.GEO_DIM, "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"}
     for key, value in want.items():
-        if decoder.get(key) != value or isinstance(decoder.get(key), bool):
+        if not _exactly(decoder.get(key), value):
             raise ValueError(f"decoder.{key} is {_short(decoder.get(key))}; this reader supports {value!r}")
 
     for k, lv in enumerate(levels):
@@ -829,16 +835,16 @@ def _validate_structure(structure, version: int) -> None:
         _obj(lv, name, dict)
         if kind == "dense":
             lv.setdefault("bits", None)  # a dense level may leave bits out; readers may rely on the key
-        if lv.get("lod") != k or isinstance(lv.get("lod"), bool) or lv.get("octree_level") != base + k:
+        if not _exactly(lv.get("lod"), k) or not _exactly(lv.get("octree_level"), base + k):
             raise ValueError(f"{name} must be LOD {k} at octree level {base + k}")
         if kind == "dense":
-            if lv.get("bits") is not None or lv.get("codebook_rows") != 0:
+            if lv.get("bits") is not None or not _exactly(lv.get("codebook_rows"), 0):
                 raise ValueError(f"{name}: a dense grid has bits null and codebook_rows 0")
         else:
             bits = _int(lv.get("bits"), f"{name}.bits", 1, MAX_BITS)
-            if lv.get("codebook_rows") != 1 << bits:
+            if not _exactly(lv.get("codebook_rows"), 1 << bits):
                 raise ValueError(f"{name}.codebook_rows must be 2^bits = {1 << bits}")
-        if lv.get("feature_width") != f:
+        if not _exactly(lv.get("feature_width"), f):
             raise ValueError(f"{name}.feature_width must equal grid.feature_width {f}")
         cells = _int(lv.get("cells"), f"{name}.cells", 0, nodes[base + k])
         if cells != nodes[base + k]:
@@ -852,13 +858,12 @@ def _validate_structure(structure, version: int) -> None:
         raise ValueError(f"structure.chunks lists {len(table)} chunks, the grid needs {len(expected)}")
     for i, (entry, (kind_, lod, length)) in enumerate(zip(table, expected)):
         _obj(entry, f"structure.chunks[{i}]", dict)
-        if (entry.get("kind") != kind_ or "lod" not in entry or entry["lod"] != lod
-                or isinstance(entry["lod"], bool)):
+        if not _exactly(entry.get("kind"), kind_) or "lod" not in entry or not _exactly(entry["lod"], lod):
             raise ValueError(f"structure.chunks[{i}] must be the {kind_} chunk of LOD {lod}, got "
                              f"{_short(entry.get('kind'))} of LOD {_short(entry.get('lod'))}")
         coding = entry.get("coding", "raw")
         if coding == "raw":
-            if entry.get("length") != length or isinstance(entry.get("length"), bool):
+            if not _exactly(entry.get("length"), length):
                 raise ValueError(f"structure.chunks[{i}].length must be {length} for that grid, got "
                                  f"{_short(entry.get('length'))}")
         elif coding not in CODINGS or kind_ not in COMPRESSIBLE_KINDS or version < 2 or length < 2:

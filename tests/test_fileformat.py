@@ -462,7 +462,8 @@ def _set(path: str, value):
         keys = path.split("/")
         for key in keys[:-1]:
             node = node[int(key) if isinstance(node, list) else key]
-        node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+        key = int(keys[-1]) if isinstance(node, list) else keys[-1]
+        node[key] = float(node[key]) if value == "FLOAT" else value  # "FLOAT": the integer there, as a JSON float
     return edit
 
 
@@ -488,6 +489,16 @@ def _set(path: str, value):
     ("structure/scene/half_size", -1.0, "half_size"),
     ("structure/decoder/hidden", 128, "decoder.hidden"),
     ("structure/chunks/3/length", 999, "length must be"),
+    # JSON numbers that equal the right integer but are not integers (1.0 == 1 in Python): a float that passed as
+    # a chunk's LOD or length broke the chunk plan's indexing and slicing later, outside FormatError
+    ("structure/chunks/2/lod", 0.0, "must be the codebook chunk of LOD 0"),
+    ("structure/chunks/2/lod", -0.0, "must be the codebook chunk of LOD 0"),
+    ("structure/chunks/0/length", "FLOAT", "length must be"),
+    ("structure/grid/levels/1/lod", 1.0, "must be LOD 1"),
+    ("structure/grid/levels/1/octree_level", "FLOAT", "must be LOD 1"),
+    ("structure/grid/levels/1/codebook_rows", "FLOAT", "codebook_rows must be"),
+    ("structure/grid/levels/1/feature_width", "FLOAT", "feature_width must equal"),
+    ("structure/decoder/hidden", "FLOAT", "decoder.hidden"),
     ("structure/chunks/1/kind", "codebook", "must be the octree chunk"),
     ("structure/chunks", {}, "must be a JSON array"),
     ("structure", None, "structure must be a JSON object"),
