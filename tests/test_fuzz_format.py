@@ -10,6 +10,7 @@ memory bound (engine/limits.py).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -245,10 +246,11 @@ def _edit_metadata_types(doc, chunks, rng):
     user = doc["metadata"]
     for _ in range(rng.choice([1, 2, 3])):
         key = rng.choice(["metrics", "conversions", "provenance", "dataset", "version", "other"])
+        value = copy.deepcopy(rng.choice(pool))  # a copy: one pool dict put inside itself is a circular document
         if key == "metrics" and rng.random() < 0.5 and isinstance(user.get("metrics"), dict):
-            user["metrics"][rng.choice(["psnr", "test_per_lod", "val_per_lod", "x_per_lod"])] = rng.choice(pool)
+            user["metrics"][rng.choice(["psnr", "test_per_lod", "val_per_lod", "x_per_lod"])] = value
         else:
-            user[key] = rng.choice(pool)
+            user[key] = value
     return doc, chunks
 
 
