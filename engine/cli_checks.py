@@ -15,7 +15,6 @@ MAX_BATCH = 1 << 24  # rays per step
 MAX_OCTREE_LEVEL = 12  # finest octree level a field can be trained with (4096^3 cells)
 MAX_IMAGE_SIDE = 16384  # pixels
 MAX_FEATURE_DIM = 256
-MAX_LOD_BIAS = 1000.0  # TrainSettings.lod_bias: bias ** 12 LODs stays far inside float64
 MIN_FOV, MAX_FOV = 1.0, 170.0  # degrees
 
 

@@ -122,6 +122,13 @@ def trainable_from_inference(field: InferenceField, seed: int = 0, logit_margin:
     return out
 
 
+MAX_LOD_BIAS = 1000.0
+"""Largest TrainSettings.lod_bias a run takes (vbnf train --lod-bias; a model's stored one): all the steps at the
+finest LOD, for any practical purpose."""
+
+MAX_LEARNING_RATE = 10.0
+"""Largest learning rate taken from a model's stored training settings (far above any that trains)."""
+
 DEFAULT_GRID_LR = {"dense": 3e-2, "vq": 0.1, "random": 3e-2}
 """Grid learning rate per kind (bench/train_quality.py's defaults; the vq logits want the larger one)."""
 
@@ -141,27 +148,36 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
     kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
     defaults = TrainSettings()
 
-    def value(name: str, default):
-        v = stored.get(name, default)
-        return default if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else v
+    def value(name: str, default, low: float, high: float, open_low: bool = True):
+        """The stored setting when it is a finite number in its range (a model file is untrusted), else default."""
+        v = stored.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return default
+        return v if (v > low if open_low else v >= low) and v <= high else default
 
-    ratio = float(value("lr_final_ratio", defaults.lr_final_ratio))
-    ratio = min(max(ratio, 1e-4), 1.0)
-    grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr)))
-    codebook_lr = stored.get("codebook_lr")
+    ratio = float(value("lr_final_ratio", defaults.lr_final_ratio, 0.0, 1.0))
+    ratio = max(ratio, 1e-4)
+    grid_lr = float(value("grid_lr", DEFAULT_GRID_LR.get(kind, defaults.grid_lr), 0.0, MAX_LEARNING_RATE))
+    codebook_lr = value("codebook_lr", None, 0.0, MAX_LEARNING_RATE)
     if kind != "dense":  # the indices stay: the codebooks keep their rate, the logits get none
-        codebook_lr, grid_lr = (codebook_lr if isinstance(codebook_lr, (int, float)) else grid_lr), 0.0
+        codebook_lr, grid_lr = (grid_lr if codebook_lr is None else codebook_lr), 0.0
     optimizer = stored.get("optimizer") if stored.get("optimizer") in ("adam", "rmsprop") else defaults.optimizer
+    seed = value("seed", 0, 0, 2 ** 31 - 2, open_low=False)
     return TrainSettings(steps=steps, batch_rays=batch_rays,
-                         lr=float(value("lr", defaults.lr)) * ratio, grid_lr=grid_lr * ratio,
-                         codebook_lr=None if not isinstance(codebook_lr, (int, float)) else codebook_lr * ratio,
-                         optimizer=optimizer, logit_beta1=float(value("logit_beta1", defaults.logit_beta1)),
-                         lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias)), prune_at=(),
-                         seed=int(value("seed", 0)) + 1)
+                         lr=float(value("lr", defaults.lr, 0.0, MAX_LEARNING_RATE)) * ratio, grid_lr=grid_lr * ratio,
+                         codebook_lr=None if codebook_lr is None else float(codebook_lr) * ratio,
+                         optimizer=optimizer,
+                         logit_beta1=float(value("logit_beta1", defaults.logit_beta1, 0.0, 0.999, open_low=False)),
+                         lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias, 0.0, MAX_LOD_BIAS)),
+                         prune_at=(), seed=int(seed) + 1)
 
 
 def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:
-    w = torch.tensor([bias ** k for k in range(n_lods)], dtype=torch.float64)
+    """float [n_lods]: P(LOD k) proportional to bias^k (TrainSettings.lod_bias), computed relative to the finest LOD
+    so that no power overflows; ValueError for a bias that is not a positive finite number."""
+    if not (isinstance(bias, (int, float)) and math.isfinite(bias) and bias > 0):
+        raise ValueError(f"lod_bias must be a positive finite number, got {bias!r}")
+    w = torch.exp(torch.arange(n_lods, dtype=torch.float64).sub(n_lods - 1) * math.log(bias))
     return (w / w.sum()).float()
 
 

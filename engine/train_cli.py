@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_LOD_BIAS, MAX_OCTREE_LEVEL, MAX_STEPS, float_in,
-                               int_in, positive_float, positive_int, seed_int)
+from engine.cli_checks import (MAX_BATCH, MAX_FEATURE_DIM, MAX_OCTREE_LEVEL, MAX_STEPS, float_in, int_in,
+                               positive_float, positive_int, seed_int)
 from engine.data import load_dataset
 from engine.errors import VbnfError
 from engine.evaluate import pick_device
 from engine.modes import MAX_BITS, MIN_BITS
 from engine.recipe import RecipeInterrupted, check_budget, parse_size, recipe_for_budget, train_for_budget
-from engine.train import (DEFAULT_GRID_LR, TrainSettings, Trainer, load_checkpoint, new_field,
+from engine.train import (DEFAULT_GRID_LR, MAX_LOD_BIAS, TrainSettings, Trainer, load_checkpoint, new_field,
                           trainer_from_checkpoint)
 
 CHECKPOINT = "checkpoint.pt"

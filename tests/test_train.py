@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -341,3 +342,24 @@ def test_cli_random_background_without_masks_says_so_once(toy_scene, tmp_path, c
                  "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu", "--random-background"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "--random-background" in line]
     assert len(warnings) == 1 and "alpha masks" in warnings[0]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("lod_bias", 1e308), ("lod_bias", -2.0), ("lod_bias", float("nan")), ("lod_bias", 0), ("seed", 1e300),
+    ("seed", float("nan")), ("seed", -5), ("logit_beta1", 5.0), ("lr", float("inf")), ("lr", -1.0),
+    ("codebook_lr", True), ("grid_lr", 1e30), ("lr_final_ratio", float("nan")), ("optimizer", "sgd"),
+])
+def test_a_models_stored_settings_out_of_range_fall_back_to_the_defaults(trained_vq, name, value):
+    """Continuing a model's training (the viewer's live training, `vbnf convert --finetune`) takes the settings
+    stored in its file; a hostile file's out-of-range ones (an overflowing LOD weight, a NaN seed, a beta above 1)
+    fall back to the defaults instead of crashing or diverging the run."""
+    from engine.train import continuation_settings, trainable_from_inference
+    field = trained_vq.freeze()
+    field.metadata["train_settings"] = {**field.metadata["train_settings"], name: value}
+    settings = continuation_settings(field, steps=2, batch_rays=256)
+    defaults = TrainSettings()
+    assert settings.lod_bias == trained_vq.settings.lod_bias if name != "lod_bias" else defaults.lod_bias
+    assert 0 <= settings.logit_beta1 < 1 and math.isfinite(settings.lr) and settings.lr > 0
+    trainer = Trainer(trainable_from_inference(field), trained_vq.dataset, settings)
+    stats = trainer.step(2)
+    assert all(math.isfinite(s["loss"]) for s in stats)
