@@ -173,6 +173,9 @@ def read_json(json_path: Path) -> dict[str, Any]:
         raise DataError(
             f"{json_path}: malformed JSON at line {e.lineno}: {e.msg}; fix or re-export the file"
         ) from None
+    except (ValueError, RecursionError) as e:  # an integer of more than 4,300 digits; nesting deeper than the stack
+        why = "nests too deeply" if isinstance(e, RecursionError) else "holds a number too long to read"
+        raise DataError(f"{json_path}: the JSON {why}; fix or re-export the file") from None
     if not isinstance(meta, dict):
         raise DataError(f"{json_path}: expected a JSON object with 'frames', got {type(meta).__name__}; re-export the file")
     return meta
@@ -268,7 +271,7 @@ def _transform(frame: dict[str, Any], i: int, json_path: Path) -> torch.Tensor:
     """[4,4] float32 c2w of a frame (a 3x4 matrix gets the row 0 0 0 1); DataError when not numeric 3x4/4x4."""
     try:
         m = np.asarray(frame["transform_matrix"], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, KeyError):  # not numbers, ragged, an int beyond float, missing
         m = np.zeros(0)
     if m.shape not in ((4, 4), (3, 4)) or not np.isfinite(m).all():
         raise DataError(
@@ -305,11 +308,20 @@ def _number(meta: dict[str, Any], key: str, json_path: Path, default: float | No
         return default
     try:
         v = float(meta[key])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         v = math.nan
     if not math.isfinite(v):
-        raise DataError(f"{json_path}: '{key}' must be a finite number, got {meta[key]!r}; fix the file")
+        raise DataError(f"{json_path}: '{key}' must be a finite number, got {_shown(meta[key])}; fix the file")
     return v
+
+
+def _shown(value) -> str:
+    """A JSON value for a one-line message: its repr, cut to 40 characters (an int of 5,000 digits has none)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _angle(meta: dict[str, Any], key: str, json_path: Path) -> float:
@@ -372,10 +384,12 @@ def _ngp_cameras(
     scale = _number(meta, "scale", json_path, NGP_DEFAULT_SCALE)
     offset = meta.get("offset", [0.5, 0.5, 0.5])
     try:
-        offset_t = torch.tensor([float(v) for v in offset], dtype=torch.float32)
-        assert offset_t.shape == (3,)
-    except (TypeError, ValueError, AssertionError):
-        raise DataError(f"{json_path}: 'offset' must be a list of 3 numbers, got {offset!r}; fix the file") from None
+        values = [float(v) for v in offset]
+    except (TypeError, ValueError, OverflowError):
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) and abs(v) <= MAX_POSE_TRANSLATION for v in values):
+        raise DataError(f"{json_path}: 'offset' must be a list of 3 finite numbers, got {_shown(offset)}; fix the file")
+    offset_t = torch.tensor(values, dtype=torch.float32)
     if aabb_scale <= 0 or scale <= 0:
         raise DataError(f"{json_path}: 'aabb_scale' and 'scale' must be positive; fix the file")
     center = (0.5 - offset_t) / scale

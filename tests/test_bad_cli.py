@@ -62,6 +62,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "pose_rank1": set_pose(2, [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1]]),
         "pose_3x3": set_pose(0, [[1, 0, 0], [0, 1, 0], [0, 0, 1]]),
         "pose_str": set_pose(0, "identity"),
+        "pose_bigint": set_pose(0, [[10 ** 400, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),  # beyond float
+        "angle_bigint": set_key("camera_angle_x", 10 ** 4000),  # beyond float; printable (< 4,300 digits)
         "frames_empty": set_key("frames", []), "frames_dict": set_key("frames", {}),
     }
     for name, edit in variants.items():
@@ -74,12 +76,18 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "ngp_pose_zero": set_pose(0, [[0.0] * 4 for _ in range(4)]),
         "ngp_pose_huge": set_pose(0, [[1e300, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
         "ngp_angle_y0": set_key("camera_angle_y", 0.0),
+        "ngp_offset_inf": set_key("offset", [0.5, math.inf, 0.5]), "ngp_offset_bigint": set_key("offset", [10 ** 400, 0, 0]),
     }
     for name, edit in ngp.items():
         paths[name] = str(ngp_variant(data, root / name, edit))
     (root / "notjson").mkdir()
     (root / "notjson" / "transforms_train.json").write_text("{ nope")
     paths["notjson"] = str(root / "notjson")
+    for name, text in {"json_longint": '{"camera_angle_x": 1' + "0" * 5000 + ', "frames": []}',
+                       "json_deep": "[" * 100_000 + "]" * 100_000}.items():  # past json's digit limit / the stack
+        (root / name).mkdir()
+        (root / name / "transforms_train.json").write_text(text)
+        paths[name] = str(root / name)
     (root / "nodata").mkdir()
     paths["nodata"] = str(root / "nodata")
     paths["file_as_data"] = paths["exists"]
@@ -164,6 +172,7 @@ CASES += [("train --grid octopus", TRAIN + ["--grid", "octopus"]),
 CASES += [(f"train --lod-bias {v!r}", TRAIN + ["--lod-bias", v]) for v in ["0", "-2", "nan", "inf", "1e9", "x", ""]]
 # --- data sets the loaders must refuse in one line
 DATA_CASES = ["angle0", "angle_neg", "angle_big", "angle_str", "angle_nan", "angle_none", "pose_zero", "pose_huge",
+              "pose_bigint", "angle_bigint", "ngp_offset_inf", "ngp_offset_bigint", "json_longint", "json_deep",
               "pose_far", "pose_nan", "pose_rank1", "pose_3x3", "pose_str", "frames_empty", "frames_dict",
               "ngp_angle0", "ngp_fl0", "ngp_flneg", "ngp_flhuge", "ngp_fly0", "ngp_cx", "ngp_cy", "ngp_cx_nan", "ngp_w",
               "ngp_scale0", "ngp_aabb", "ngp_offset", "ngp_pose_zero", "ngp_pose_huge", "ngp_angle_y0", "notjson",
