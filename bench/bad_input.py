@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]  # tests/vbnf_forge imports its neighbours by name
 
 from engine import limits  # noqa: E402
 from engine.cli import main as vbnf_main  # noqa: E402
