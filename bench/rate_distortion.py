@@ -142,8 +142,8 @@ def main() -> int:
     base = TrainSettings(batch_rays=batch, grid_lr=DEFAULT_GRID_LR["dense"])
     for mb in [float(v) for v in args.budgets.split(",") if v]:
         budget = int(mb * 1e6)
-        recipe = dataclasses.replace(recipe_for_budget(budget, device.type, args.steps, train.alphas is not None),
-                                     **parse_overrides(args.overrides, recipe_for_budget(budget, device.type)))
+        recipe = recipe_for_budget(budget, device.type, args.steps, train.alphas is not None)
+        recipe = dataclasses.replace(recipe, **parse_overrides(args.overrides, recipe))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from engine.cameras import Cameras, make_cameras, resize_cameras
-from engine.errors import DataError
+from engine.errors import DataError, shown
 
 WHITE: tuple[float, float, float] = (1.0, 1.0, 1.0)
 BLENDER_HALF_SIZE = 1.5
@@ -311,17 +311,8 @@ def _number(meta: dict[str, Any], key: str, json_path: Path, default: float | No
     except (TypeError, ValueError, OverflowError):
         v = math.nan
     if not math.isfinite(v):
-        raise DataError(f"{json_path}: '{key}' must be a finite number, got {_shown(meta[key])}; fix the file")
+        raise DataError(f"{json_path}: '{key}' must be a finite number, got {shown(meta[key])}; fix the file")
     return v
-
-
-def _shown(value) -> str:
-    """A JSON value for a one-line message: its repr, cut to 40 characters (an int of 5,000 digits has none)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return f"a {type(value).__name__} too large to print"
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _angle(meta: dict[str, Any], key: str, json_path: Path) -> float:
@@ -388,7 +379,7 @@ def _ngp_cameras(
     except (TypeError, ValueError, OverflowError):
         values = []
     if len(values) != 3 or not all(math.isfinite(v) and abs(v) <= MAX_POSE_TRANSLATION for v in values):
-        raise DataError(f"{json_path}: 'offset' must be a list of 3 finite numbers, got {_shown(offset)}; fix the file")
+        raise DataError(f"{json_path}: 'offset' must be a list of 3 finite numbers, got {shown(offset)}; fix the file")
     offset_t = torch.tensor(values, dtype=torch.float32)
     if aabb_scale <= 0 or scale <= 0:
         raise DataError(f"{json_path}: 'aabb_scale' and 'scale' must be positive; fix the file")

@@ -12,3 +12,9 @@ class DataError(VbnfError):
 
 class FormatError(VbnfError):
     """A .vbnf model file is malformed; the message names the problem and the byte offset."""
+
+
+def shown(value) -> str:
+    """A value for a one-line message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -39,7 +39,7 @@ import torch
 from engine import decoder as decoder_arch
 from engine import limits
 from engine.bitpack import pack_bits, packed_size, unpack_bits
-from engine.errors import FormatError, VbnfError
+from engine.errors import FormatError, VbnfError, shown
 from engine.field import InferenceField, check_decoder
 from engine.grids import LevelRows
 from engine.metadata import sanitize_metadata
@@ -747,7 +747,7 @@ def _json_depth(value) -> int:
 
 def _int(value, name: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {_short(value)}")
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {shown(value)}")
     return value
 
 
@@ -755,7 +755,7 @@ def _finite(value, name: str) -> float:
     huge_int = isinstance(value, int) and abs(value) > 10 ** 30  # float() of a huge int overflows
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or huge_int or not math.isfinite(value)
             or abs(value) > 1e30):
-        raise ValueError(f"{name} must be a finite number of magnitude <= 1e30, got {_short(value)}")
+        raise ValueError(f"{name} must be a finite number of magnitude <= 1e30, got {shown(value)}")
     return float(value)
 
 
@@ -767,13 +767,8 @@ def _exactly(value, want) -> bool:
 
 def _obj(value, name: str, kind: type) -> object:
     if not isinstance(value, kind):
-        raise ValueError(f"{name} must be a JSON {'object' if kind is dict else 'array'}, got {_short(value)}")
+        raise ValueError(f"{name} must be a JSON {'object' if kind is dict else 'array'}, got {shown(value)}")
     return value
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def expected_chunks(grid: dict) -> list[tuple[str, int | None, int]]:
@@ -801,16 +796,16 @@ def _validate_structure(structure, version: int) -> None:
     half = _finite(scene.get("half_size"), "scene.half_size")
     if not limits.MIN_SCENE_HALF_SIZE <= half <= limits.MAX_SCENE_COORD:
         raise ValueError(f"scene.half_size must be in {limits.MIN_SCENE_HALF_SIZE:g}..{limits.MAX_SCENE_COORD:g} "
-                         f"(world units), got {_short(scene['half_size'])}")
+                         f"(world units), got {shown(scene['half_size'])}")
     far = max(abs(float(v)) for v in center)
     if far > limits.MAX_SCENE_COORD or far > limits.MAX_CENTER_OVER_HALF_SIZE * half:
-        raise ValueError(f"scene.center {_short(center)} is too far from the origin for half_size {half:g} (at most "
+        raise ValueError(f"scene.center {shown(center)} is too far from the origin for half_size {half:g} (at most "
                          f"{limits.MAX_SCENE_COORD:g} and {limits.MAX_CENTER_OVER_HALF_SIZE:g} x half_size)")
 
     grid = _obj(structure.get("grid"), "structure.grid", dict)
     kind = grid.get("kind")
     if kind not in GRID_KINDS:
-        raise ValueError(f"grid.kind must be one of {', '.join(GRID_KINDS)}, got {_short(kind)}")
+        raise ValueError(f"grid.kind must be one of {', '.join(GRID_KINDS)}, got {shown(kind)}")
     base = _int(grid.get("base_level"), "grid.base_level", 0, MAX_OCTREE_LEVEL)
     n_lods = _int(grid.get("n_lods"), "grid.n_lods", 1, MAX_OCTREE_LEVEL + 1 - base)
     f = _int(grid.get("feature_width"), "grid.feature_width", 1, MAX_FEATURE_DIM)
@@ -828,7 +823,7 @@ def _validate_structure(structure, version: int) -> None:
             "geo_dim": decoder_arch.GEO_DIM, "dir_freqs": decoder_arch.DIR_FREQS, "dtype": "float16"}
     for key, value in want.items():
         if not _exactly(decoder.get(key), value):
-            raise ValueError(f"decoder.{key} is {_short(decoder.get(key))}; this reader supports {value!r}")
+            raise ValueError(f"decoder.{key} is {shown(decoder.get(key))}; this reader supports {value!r}")
 
     for k, lv in enumerate(levels):
         name = f"grid.levels[{k}]"
@@ -860,14 +855,14 @@ def _validate_structure(structure, version: int) -> None:
         _obj(entry, f"structure.chunks[{i}]", dict)
         if not _exactly(entry.get("kind"), kind_) or "lod" not in entry or not _exactly(entry["lod"], lod):
             raise ValueError(f"structure.chunks[{i}] must be the {kind_} chunk of LOD {lod}, got "
-                             f"{_short(entry.get('kind'))} of LOD {_short(entry.get('lod'))}")
+                             f"{shown(entry.get('kind'))} of LOD {shown(entry.get('lod'))}")
         coding = entry.get("coding", "raw")
         if coding == "raw":
             if not _exactly(entry.get("length"), length):
                 raise ValueError(f"structure.chunks[{i}].length must be {length} for that grid, got "
-                                 f"{_short(entry.get('length'))}")
+                                 f"{shown(entry.get('length'))}")
         elif coding not in CODINGS or kind_ not in COMPRESSIBLE_KINDS or version < 2 or length < 2:
-            raise ValueError(f"structure.chunks[{i}].coding {_short(coding)} is not allowed for {kind_} chunks in "
+            raise ValueError(f"structure.chunks[{i}].coding {shown(coding)} is not allowed for {kind_} chunks in "
                              f"version {version} files")
         else:  # compressed: stored in fewer bytes than it decodes to (the decode is bounded by that length)
             _int(entry.get("length"), f"structure.chunks[{i}].length", 1, length - 1)

@@ -149,11 +149,7 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
     defaults = TrainSettings()
 
     def value(name: str, default, low: float, high: float, open_low: bool = True):
-        """The stored setting when it is a finite number in its range (a model file is untrusted), else default."""
-        v = stored.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return default
-        return v if (v > low if open_low else v >= low) and v <= high else default
+        return stored_number(stored, name, default, low, high, open_low)
 
     ratio = float(value("lr_final_ratio", defaults.lr_final_ratio, 0.0, 1.0))
     ratio = max(ratio, 1e-4)
@@ -170,6 +166,15 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
                          logit_beta1=float(value("logit_beta1", defaults.logit_beta1, 0.0, 0.999, open_low=False)),
                          lr_final_ratio=1.0, lod_bias=float(value("lod_bias", defaults.lod_bias, 0.0, MAX_LOD_BIAS)),
                          prune_at=(), seed=int(seed) + 1)
+
+
+def stored_number(stored: dict, name: str, default, low: float, high: float, open_low: bool = True):
+    """stored[name] when it is a finite number in (low, high] ([low, high] without open_low), else `default`: the
+    check for a setting read back from a model file or a checkpoint, which are untrusted."""
+    v = stored.get(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return default
+    return v if (v > low if open_low else v >= low) and v <= high else default
 
 
 def lod_probabilities(n_lods: int, bias: float) -> torch.Tensor:

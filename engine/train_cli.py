@@ -23,7 +23,7 @@ from engine.evaluate import pick_device
 from engine.modes import MAX_BITS, MIN_BITS
 from engine.recipe import RecipeInterrupted, check_budget, parse_size, recipe_for_budget, train_for_budget
 from engine.train import (DEFAULT_GRID_LR, MAX_LOD_BIAS, TrainSettings, Trainer, load_checkpoint, new_field,
-                          trainer_from_checkpoint)
+                          stored_number, trainer_from_checkpoint)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.vbnf"
@@ -94,9 +94,8 @@ def lod_bias_of(args, ckpt: dict | None) -> float:
     """--lod-bias; else, resuming, the checkpoint's (when it is a valid one); else the trainer's default."""
     if args.lod_bias:
         return args.lod_bias
-    stored = ckpt["settings"].get("lod_bias") if ckpt is not None else None
-    valid = isinstance(stored, (int, float)) and not isinstance(stored, bool) and 0 < stored <= MAX_LOD_BIAS
-    return float(stored) if valid else TrainSettings.lod_bias
+    stored = ckpt["settings"] if ckpt is not None else {}
+    return float(stored_number(stored, "lod_bias", TrainSettings.lod_bias, 0.0, MAX_LOD_BIAS))
 
 
 def parse_size_arg(text: str) -> int:

@@ -21,7 +21,8 @@ from engine.errors import VbnfError
 GLSL_VERSION = "#version 330"
 
 SOFTWARE_RASTERIZERS = ("llvmpipe", "softpipe", "swrast", "lavapipe")
-"""GL_RENDERER names of software rasterisers: `Window.finish_each_frame` is on for them."""
+"""GL_RENDERER names of software rasterisers (`Window.software_gl`: frames finished at swap, shader variants primed
+at start)."""
 
 
 def is_software_renderer(gl_renderer: str) -> bool:
@@ -42,14 +43,12 @@ class Window:
         glfw.swap_interval(0 if headless else 1)
         self.ctx = moderngl.create_context(require=330)
         self.software_gl = is_software_renderer(self.ctx.info.get("GL_RENDERER", ""))
-        """A software rasteriser (Mesa llvmpipe and the like) draws this context."""
-        self.finish_each_frame = self.software_gl
-        """`swap` waits for the frame's rasterisation (software GL only). Without a display that takes each frame
-        (a headless context; swap is then no synchronisation point) llvmpipe queues frames without bound, and the
-        next call that needs finished rendering (a texture upload) waits for all of them: 150-350 ms on 2 cores
-        beside the CPU render, at the first camera move after a settled image (docs/VIEWER.md). Finishing each
-        frame bounds that wait to one frame's rasterisation, which the loop's fps cap would sleep out anyway.
-        Hardware drivers pace frames themselves."""
+        """A software rasteriser (Mesa llvmpipe and the like) draws this context. Then `swap` waits for each frame's
+        rasterisation: without a display that takes each frame (a headless context; swap is then no synchronisation
+        point) llvmpipe queues frames without bound, and the next call that needs finished rendering (a texture
+        upload) waits for all of them: 150-350 ms on 2 cores beside the CPU render, at the first camera move after a
+        settled image (docs/VIEWER.md). Finishing each frame bounds that wait to one frame's rasterisation, which
+        the loop's fps cap would sleep out anyway. Hardware drivers pace frames themselves."""
         self._drop_cb = None
         if on_drop is not None:
             # Set before ImGui installs its callbacks, so ImGui chains to it.
@@ -117,7 +116,7 @@ class Window:
 
     def swap(self) -> None:
         glfw.swap_buffers(self.handle)
-        if self.finish_each_frame:
+        if self.software_gl:
             self.ctx.finish()
 
     def set_title(self, title: str) -> None:
