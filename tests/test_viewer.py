@@ -7,6 +7,8 @@ import time
 import imgui_bundle  # noqa: F401  (before glfw: one libglfw, the one with a working Null platform + EGL)
 import glfw
 import numpy as np
+import pytest
+import torch
 
 from fields import make_tiny_model
 from viewer_driver import H, W, differs, drag, hide_panel, mouse_move, press_key, scroll, settle
@@ -24,9 +26,12 @@ def test_opens_a_model_and_draws_a_nonempty_frame(make_app, tiny_model):
     assert (np.abs(centre.astype(int) - background).max(axis=1) > 30).mean() > 0.9  # the object covers the centre
     corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert (corners == 255).all()  # background around it
-    assert app.state.stats.render_path == "cpu"
-    reason = app.state.stats.render_path_reason
-    assert "cuda" in reason.lower() and "\n" not in reason  # one line saying why the CUDA path is not used
+    if torch.cuda.is_available():
+        assert app.state.stats.render_path.startswith("cuda")
+    else:
+        assert app.state.stats.render_path == "cpu"
+        reason = app.state.stats.render_path_reason
+        assert "cuda" in reason.lower() and "\n" not in reason  # one line saying why the CUDA path is not used
 
 
 def test_left_drag_orbits_the_view(make_app, tiny_model):
@@ -234,7 +239,9 @@ def test_on_a_software_rasteriser_each_frame_is_finished_at_swap(make_app, tiny_
     assert is_software_renderer("llvmpipe (LLVM 15.0.6, 256 bits)") and is_software_renderer("softpipe")
     assert not is_software_renderer("NVIDIA H200/PCIe/SSE2") and not is_software_renderer("AMD Radeon RX 7900")
     app = make_app(tiny_model)
-    assert app.window.software_gl  # the test machines draw with Mesa llvmpipe
+    if not is_software_renderer(app.window.ctx.info.get("GL_RENDERER", "")):
+        pytest.skip("this machine's GL is hardware: frames are not finished at swap there")
+    assert app.window.software_gl
     real, finished = app.window.ctx, []
 
     class Counting:

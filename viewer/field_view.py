@@ -224,20 +224,32 @@ class FieldView:
         return Want((shown.version, view_key, lod, mode, background), full, make)
 
     def _measure_gt_psnr(self) -> None:
-        """PSNR of side A's final render against the ground-truth image it is compared with (resized to it)."""
-        if self._gt is None or self._values_a is None or self.side_b is None or "a" not in self.wants:
+        """PSNR of side A's final render against the ground-truth image it is compared with (resized to it), once
+        per rendered image. The CPU path hands over its values; a CUDA path wrote the texture itself, which is then
+        read back once (a float32 image of the view's size)."""
+        if self._gt is None or self.side_b is None or self.side_b.image is None or "a" not in self.wants:
             return
         want = self.wants["a"]
-        key, values = self._values_a
-        if key != want.key or key in self._gt_psnr or not self.scheduler.is_final("a", want.key, want.full):
+        if want.key[3] != "rgb" or want.key in self._gt_psnr or not self.scheduler.is_final("a", want.key, want.full):
             return
-        if want.key[3] != "rgb" or self.side_b.image is None:
-            return
+        if self._values_a is not None and self._values_a[0] == want.key:
+            values = self._values_a[1]
+        else:
+            values = self._read_back("a")
         h, w = values.shape[:2]
         gt = Image.fromarray((np.clip(self.side_b.image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((w, h),
                                                                                                      Image.BILINEAR)
-        self._gt_psnr[key] = psnr(torch.from_numpy(values), torch.from_numpy(np.asarray(gt, np.float32) / 255.0))
-        self.side_b.psnr = self._gt_psnr[key]
+        self._gt_psnr[want.key] = psnr(torch.from_numpy(np.ascontiguousarray(values)),
+                                       torch.from_numpy(np.asarray(gt, np.float32) / 255.0))
+        self.side_b.psnr = self._gt_psnr[want.key]
+
+    def _read_back(self, slot: str) -> np.ndarray:
+        """The rgb values of a slot's texture: float32 [H,W,3] in [0,1], row 0 the image's top row."""
+        tex = self.textures[slot].texture
+        w, h = tex.size
+        texels = np.frombuffer(tex.read(), np.uint8 if tex.dtype == "f1" else np.float32).reshape(h, w, 4)
+        rgb = texels[..., :3]
+        return rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb
 
     # -- drawing ---------------------------------------------------------------------------------------------------
 
