@@ -216,7 +216,7 @@ def speed_table() -> str:
     runs = [r for r in recs if r.get("quality_steps")]
     quality = [[r.get("label"), r.get("grid"), f"{r['quality_steps']:,}", r.get("train_overrides") or "-",
                 r.get("val_psnr_final"), r.get("seconds_to_within_0_5_db"),
-                ", ".join(f"{step // 1000}k {s:.0f} s {p:.2f}" for step, s, p in r.get("val_curve", []))]
+                ", ".join(f"{step / 1000:g}k {s:.0f} s {p:.2f}" for step, s, p in r.get("val_curve", []))]
                for r in runs]
     out = provenance("train_speed.json") + "\n\n" + table(
         ["trainer", "engine at", "grid", "steps/s", "GPU busy (NVML)", "peak GB", "rays/step"], rows)
@@ -443,16 +443,19 @@ def main() -> None:
         "render_rays' _rows/_take helpers, 97637da). Rows are comparable within one call "
         "(its label says which): machines of the same kind differ by up to 1.5x between calls. "
         "The time-to-quality rows are separate runs of 10,000 steps (call C: 7,000, its learning rates decaying "
-        "over 7,000; 31.24 dB at 49 s against 31.51 for 10,000 steps), evaluations excluded; their val curves "
-        "are in the JSON. docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
+        "over 7,000; 31.24 dB at 49 s against 31.51 for 10,000 steps; call E: 3,000 at lod_bias 4, what "
+        "`vbnf train --lod-bias 4 --steps 3000` runs, whose CLI run in the same call took 38 s of training and "
+        "54 s end to end), evaluations excluded; their val curves are in the JSON; call D's and E's speed fields "
+        "are empty (50 steps timed without warm-up: not a speed). docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
         "lookup/skip/batch variants table is docs/results/history/train_speed_lookup_variants.md.",
         "",
         speed_table(),
         "## Live training in the viewer (bench/viewer_training.py)",
         "",
         "The real App and frame loop offscreen, camera orbiting; lego 400 on the H200 (a 30 s `vbnf train`-defaults "
-        "model, then 20 s of live training per measurement); lego 400 on the 2-core CPU too (158efb0: a 30 s "
-        "model, 30 s per measurement; each frame finished at swap on llvmpipe, docs/VIEWER.md). 'training / plain "
+        "model, then 20 s of live training per measurement); lego 400 on the 2-core CPU too (303da50, 2026-12-04: a "
+        "30 s model, 30 s per measurement; each frame finished at swap on llvmpipe and the field pass's shader "
+        "variants drawn once at start, docs/VIEWER.md; 158efb0 without that priming: worst frame 208 ms). 'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
         "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
         "view and trains. The H200 row (11d273c) has the codebook model's indices fixed while it continues, the "
