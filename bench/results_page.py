@@ -446,7 +446,8 @@ def main() -> None:
         "over 7,000; 31.24 dB at 49 s against 31.51 for 10,000 steps; call E: 3,000 at lod_bias 4, what "
         "`vbnf train --lod-bias 4 --steps 3000` runs, whose CLI run in the same call took 38 s of training and "
         "54 s end to end), evaluations excluded; their val curves are in the JSON; call D's and E's speed fields "
-        "are empty (50 steps timed without warm-up: not a speed). docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
+        "are empty (50 steps timed without warm-up: not a speed). "
+        "docs/research/2026-12-02-training-throughput.md tells the story; the earlier "
         "lookup/skip/batch variants table is docs/results/history/train_speed_lookup_variants.md.",
         "",
         speed_table(),
@@ -455,7 +456,8 @@ def main() -> None:
         "The real App and frame loop offscreen, camera orbiting; lego 400 on the H200 (a 30 s `vbnf train`-defaults "
         "model, then 20 s of live training per measurement); lego 400 on the 2-core CPU too (303da50, 2026-12-04: a "
         "30 s model, 30 s per measurement; each frame finished at swap on llvmpipe and the field pass's shader "
-        "variants drawn once at start, docs/VIEWER.md; 158efb0 without that priming: worst frame 208 ms). 'training / plain "
+        "variants drawn once at start, docs/VIEWER.md; 158efb0 without that priming: worst frame 208 ms). "
+        "'training / plain "
         "loop' is live steps/s over a plain Trainer.step loop on the same model in the same process. The scripted "
         "run opens a model, slides the LOD, streams the file, switches bits 6->4->6, cycles modes, splits the "
         "view and trains. The H200 row (11d273c) has the codebook model's indices fixed while it continues, the "

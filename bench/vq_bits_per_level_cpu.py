@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from cpu_study import run_study  # noqa: E402
 from provenance import git_commit  # noqa: E402
 
 VARIANTS = [  # name, grid, {LOD: bits} overrides
@@ -81,13 +80,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", default="docs/results/vq_bits_per_level_cpu.json")
     args = ap.parse_args()
-    jobs = [(name, kind, override, args.data, args.steps) for name, kind, override in VARIANTS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        records = list(pool.map(run_variant, jobs))
-    Path(args.json).write_text(json.dumps(records, indent=1))
-    md = markdown(records)
-    Path(args.json).with_suffix(".md").write_text(md)
-    print(md)
+    run_study(run_variant, [(name, kind, override, args.data, args.steps) for name, kind, override in VARIANTS],
+              args.jobs, args.json, markdown)
     return 0
 
 
