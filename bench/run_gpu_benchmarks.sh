@@ -6,14 +6,15 @@
 #   STAGES="tests speed memory train render viewer" DATA=path/to/lego bash bench/run_gpu_benchmarks.sh
 #   STAGES=probe CONFIGS=vq6 TAG=_b09 PROBE_ARGS="--logit-beta1 0.9" DATA=path/to/lego bash bench/run_gpu_benchmarks.sh
 #
-# Stages: tests (the GPU tests), speed (bench/train_speed.py), memory (bench/train_memory.py), probe (a one-minute
+# Stages: tests (the GPU tests), alltests (the whole suite in one process, ~5 min on an H200: tests written for the
+# CPU machine must pass where CUDA is present too, and state one test leaves behind shows only there), speed (bench/train_speed.py), memory (bench/train_memory.py), probe (a one-minute
 # bench/train_quality.py run), train (the 75 s training benchmark), render (bench/render.py --quick), viewer
 # (bench/viewer_frame.py), rd (bench/rate_distortion.py at BUDGETS, default 0.1,0.25,0.5,1 MB: ~3.5 min each on an
 # H200), livetrain (bench/viewer_training.py, ~3 min). Results go to RESULTS_DIR (default /tmp/vbnf-results), models to MODELS_DIR (default
 # /tmp/vbnf-models); copy the JSON/markdown you keep into docs/results/ and run bench/results_page.py.
 # Settings: DATA (a Blender-format data set, default .data/lego), CONFIGS, SECONDS_PER_RUN, BATCH, MAX_LEVEL,
 # MODEL (for render/viewer; default: the vq6 model the train stage wrote), VBNF_CACHE_DIR (compiled kernels; fill it
-# ahead with bench/warm_kernel_cache.py), T_PROBE / T_TRAIN (stage time limits, s).
+# ahead with bench/warm_kernel_cache.py), T_PROBE / T_TRAIN / T_ALLTESTS (stage time limits, s).
 # VBNF_COMMIT: the commit under test, for the records, where the tree is a copy whose git state is another commit's.
 # Optional: ARCHIVE=FILE.tgz packs RESULTS_DIR into FILE after every stage (a run cut short keeps what finished);
 # a folder .whl of wheels is installed first when the Python lacks the GL/GUI packages; a folder headless-gl of EGL
@@ -47,6 +48,8 @@ for s in ${STAGES:-tests}; do
   tests)  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_grid_features.py tests/test_march_rays.py \
             tests/test_viewer_gpu.py tests/test_viewer_gpu_training.py tests/test_optim.py tests/test_gl_ext.py \
             tests/test_render_policy.py tests/test_compositing.py 2>&1 | tail -5 ;;
+  alltests) timeout "${T_ALLTESTS:-600}" python3 -m pytest -q -p no:cacheprovider tests/ 2>&1 \
+            | grep -E "^(FAILED|ERROR)|passed|failed" ;;
   speed)  timeout 200 python3 bench/train_speed.py "$DATA" --json "$R/train_speed.json" 2>&1 | grep -v "^|" ;;
   memory) timeout 200 python3 bench/train_memory.py "$DATA" --configs dense,vq6,vq8 --logit-beta1 0.9,0 \
             --json "$R/train_memory.json" 2>&1 | grep -v "^{" ;;
@@ -64,7 +67,7 @@ for s in ${STAGES:-tests}; do
             --json "$R/rate_distortion.json" --plot "" --out-dir "$M" 2>&1 | grep -E "MB:|recipe:|rror" ;;
   livetrain) timeout 400 python3 bench/viewer_training.py --data "$DATA" --size 800 --seconds 20 \
             --baseline-seconds 30 --out "$R/viewer_training.json" 2>&1 | tail -20 ;;
-  *) echo "unknown stage $s (tests speed memory probe train render viewer rd livetrain)" ;;
+  *) echo "unknown stage $s (tests alltests speed memory probe train render viewer rd livetrain)" ;;
   esac
   pack
 done
