@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -148,8 +149,7 @@ def continuation_settings(field: InferenceField, steps: int, batch_rays: int) ->
     kind = {"kmeans": "vq"}.get(field.grid_kind, field.grid_kind)
     defaults = TrainSettings()
 
-    def value(name: str, default, low: float, high: float, open_low: bool = True):
-        return stored_number(stored, name, default, low, high, open_low)
+    value = partial(stored_number, stored)  # value(name, default, low, high[, open_low])
 
     ratio = float(value("lr_final_ratio", defaults.lr_final_ratio, 0.0, 1.0))
     ratio = max(ratio, 1e-4)
